@@ -1,0 +1,219 @@
+/*
+ * weft.h: the one public interface of Weft's C poll-mode core.
+ *
+ * Swift (the control layer) is the only caller. No DPDK type crosses this
+ * header: handles are opaque, structs are fixed-width, names start with wf_.
+ * Every call returns 0 or -errno (burst-style calls return counts). After a
+ * failure, wf_last_error() gives the most recent error line DPDK or the core
+ * logged, so the Swift side can say *why*, not only *that*.
+ *
+ * Threading: every function here is a control-thread function unless it
+ * says otherwise. Mutating calls state whether they are safe while workers
+ * run ("hitless": publishes a new table with one atomic store and reclaims
+ * the old one after an RCU grace period).
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WF_MAX_WORKERS 16
+#define WF_MAX_RXQ_PER_PORT 8
+#define WF_NAME_LEN 64
+#define WF_PORT_NONE UINT16_MAX
+
+/*
+ * Drop reasons: one table, the enum and the strings generated together.
+ * X(enum_suffix, short_name, description)
+ */
+#define WF_DROP_REASONS(X)                                                    \
+	X(NO_PEER, "no-peer", "received on an interface with no cross-connect")  \
+	X(LINK_DOWN, "link-down", "egress interface link is down")               \
+	X(TX_FULL, "tx-full", "egress TX queue full")
+
+enum wf_drop_reason {
+#define WF_X_ENUM(e, s, d) WF_DROP_##e,
+	WF_DROP_REASONS(WF_X_ENUM)
+#undef WF_X_ENUM
+	WF_DROP_MAX
+};
+
+/* Name ("tx-full") and description of a drop reason; NULL when out of range. */
+const char *wf_drop_reason_name(uint32_t reason);
+const char *wf_drop_reason_description(uint32_t reason);
+
+/* ---- EAL lifecycle ---------------------------------------------------- */
+
+/*
+ * Initialise DPDK's EAL with the given arguments (argv[0] is the program
+ * name). Never exits the process. Returns 0 or -errno; -EALREADY when EAL is
+ * already up in this process. The calling thread becomes the main lcore.
+ */
+int wf_eal_init(int argc, const char *const *argv);
+/* Release EAL resources. Call after wf_dp_destroy. */
+int wf_eal_cleanup(void);
+/* Logical core id of the calling thread, or -1 if not an EAL thread. */
+int wf_lcore_id(void);
+/* Number of lcores EAL has enabled. */
+uint32_t wf_lcore_count(void);
+/* TSC frequency in Hz (for cycles <-> time). */
+uint64_t wf_tsc_hz(void);
+
+/* The last error line logged by DPDK or the core (thread-safe copy). */
+void wf_last_error(char *buf, size_t len);
+void wf_clear_last_error(void);
+
+/* ---- Dataplane -------------------------------------------------------- */
+
+typedef struct wf_dataplane wf_dataplane_t;
+
+struct wf_dp_config {
+	uint32_t n_workers;                    /* 0 means: poll only via wf_dp_poll_once */
+	uint32_t worker_lcores[WF_MAX_WORKERS];
+	uint32_t mbufs;                        /* mbufs in the pool */
+	uint32_t mbuf_cache;                   /* per-lcore mempool cache */
+	uint16_t mbuf_data_room;               /* bytes per mbuf incl. headroom */
+	uint16_t burst;                        /* RX/TX burst, <= 256 */
+	uint16_t rx_desc;
+	uint16_t tx_desc;
+	uint32_t max_xconnects;                /* size of the cross-connect slot space */
+	uint32_t idle_sleep_us;                /* 0: busy-poll always (default) */
+};
+
+/* Create the dataplane: mempool, counters, RCU, empty tables. */
+int wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out);
+/* Launch the worker lcores. */
+int wf_dp_start(wf_dataplane_t *dp);
+/* Signal workers to stop and wait for them. Idempotent. */
+int wf_dp_stop(wf_dataplane_t *dp);
+/* Detach every port and free everything. Workers must be stopped. */
+void wf_dp_destroy(wf_dataplane_t *dp);
+
+/*
+ * Run one poll iteration of worker `worker` on the calling thread: the same
+ * code path a worker lcore runs. For in-process stage tests when the
+ * dataplane was created with n_workers = 0 (then worker 0 is the virtual
+ * poller). Returns packets received.
+ */
+int wf_dp_poll_once(wf_dataplane_t *dp, uint32_t worker);
+
+/* Number of free mbufs in the pool (leak checks). */
+uint32_t wf_dp_mbufs_available(const wf_dataplane_t *dp);
+
+/* ---- Ports ------------------------------------------------------------ */
+
+struct wf_port_attach {
+	const char *devargs;   /* "net_memif_x,role=server,socket=..." or a PCI address */
+	uint16_t rx_queues;    /* 0 -> 1 */
+	uint8_t promiscuous;   /* 1: enable promiscuous mode where supported */
+	uint8_t pad;
+	uint16_t mtu;          /* 0: leave the PMD default */
+};
+
+/*
+ * Probe the device, configure one RX queue set and one TX queue per worker,
+ * start it and put its RX queues on the workers' poll lists.
+ * Hitless: safe while workers run.
+ */
+int wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req,
+		   uint16_t *port_id);
+/*
+ * Take the port off every poll list (RCU publish), then stop, close and
+ * remove the device. -EBUSY while a cross-connect uses it.
+ * Hitless: safe while workers run.
+ */
+int wf_port_detach(wf_dataplane_t *dp, uint16_t port_id);
+
+struct wf_port_info {
+	char name[WF_NAME_LEN];     /* DPDK device name */
+	char driver[WF_NAME_LEN];
+	uint8_t mac[6];
+	uint8_t link_up;
+	uint8_t attached;
+	uint32_t link_speed_mbps;
+	uint16_t rx_queues;
+	uint16_t tx_queues;
+	uint16_t mtu;
+	uint16_t pad;
+	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
+};
+int wf_port_info(const wf_dataplane_t *dp, uint16_t port_id,
+		 struct wf_port_info *info);
+
+/*
+ * Refresh the link state the workers read (no syscalls on workers). Call it
+ * periodically from the control thread. Returns the number of ports whose
+ * state changed, or -errno.
+ */
+int wf_link_poll(wf_dataplane_t *dp);
+
+/* ---- Cross-connects ------------------------------------------------------ */
+
+/*
+ * Cross-connect ports a and b in both directions; frames are forwarded
+ * unchanged. Returns the connection's slot in *slot (its counter index).
+ * -EBUSY when either port is already cross-connected, -ENODEV when a port is
+ * not attached, -ENOSPC when every slot is used.
+ * Hitless: safe while workers run.
+ */
+int wf_xc_add(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t *slot);
+/* Remove a cross-connect. Hitless: safe while workers run. */
+int wf_xc_del(wf_dataplane_t *dp, uint32_t slot);
+
+/* ---- Counters (summed over workers on read) ---------------------------- */
+
+struct wf_if_stats {
+	uint64_t rx_packets, rx_bytes;
+	uint64_t tx_packets, tx_bytes;
+	uint64_t drops[WF_DROP_MAX];
+};
+int wf_if_stats(const wf_dataplane_t *dp, uint16_t port_id, struct wf_if_stats *s);
+
+struct wf_xc_stats {
+	/* [0]: a -> b, [1]: b -> a */
+	uint64_t packets[2], bytes[2], drops[2];
+};
+int wf_xc_stats(const wf_dataplane_t *dp, uint32_t slot, struct wf_xc_stats *s);
+
+struct wf_worker_stats {
+	uint32_t lcore;
+	uint32_t polls_assigned;    /* (port, queue) pairs it polls */
+	uint64_t busy_cycles;       /* TSC cycles in polls that returned packets */
+	uint64_t idle_cycles;       /* TSC cycles in polls that returned nothing */
+	uint64_t busy_iterations;
+	uint64_t idle_iterations;
+	uint64_t rx_packets;
+	uint64_t drops[WF_DROP_MAX];
+};
+int wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stats *s);
+
+/* ---- Test ports (stage tests and `type: ring` interfaces) --------------- */
+
+/*
+ * Create a ring-backed ethdev named `name`: frames injected with
+ * wf_testport_inject appear on its RX; frames it transmits are collected by
+ * wf_testport_collect. Not a stub: the port goes through the same
+ * configure/start/poll path as every other PMD.
+ */
+int wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id);
+/* Inject one frame into the port's RX ring. */
+int wf_testport_inject(wf_dataplane_t *dp, uint16_t port_id,
+		       const uint8_t *frame, uint32_t len);
+/* Take one transmitted frame; returns its length, 0 when none, -errno. */
+int wf_testport_collect(wf_dataplane_t *dp, uint16_t port_id,
+			uint8_t *buf, uint32_t cap);
+
+/* ---- Kernel helpers (netlink via libmnl) -------------------------------- */
+
+/* Delete a kernel link by name in the current netns. -ENODEV if absent. */
+int wf_netlink_link_delete(const char *ifname);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

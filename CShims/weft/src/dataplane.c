@@ -1,0 +1,242 @@
+/*
+ * dataplane.c: creation and teardown of the dataplane (mempool, per-worker
+ * counters, RCU), worker launch/stop, and counter reads.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include "wf_internal.h"
+
+int
+wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
+{
+	if (cfg == NULL || out == NULL)
+		return -EINVAL;
+	if (cfg->n_workers > WF_MAX_WORKERS) {
+		wf_set_error("at most %d workers", WF_MAX_WORKERS);
+		return -EINVAL;
+	}
+	if (cfg->burst == 0 || cfg->burst > WF_MAX_BURST) {
+		wf_set_error("burst must be 1..%d", WF_MAX_BURST);
+		return -EINVAL;
+	}
+	if (cfg->max_xconnects == 0 || cfg->mbufs < 64) {
+		wf_set_error("max_xconnects must be > 0 and mbufs >= 64");
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < cfg->n_workers; i++) {
+		unsigned lc = cfg->worker_lcores[i];
+		if (lc >= RTE_MAX_LCORE || !rte_lcore_is_enabled(lc) ||
+		    lc == rte_get_main_lcore()) {
+			wf_set_error("worker lcore %u is not an enabled non-main EAL lcore", lc);
+			return -EINVAL;
+		}
+		for (uint32_t j = 0; j < i; j++)
+			if (cfg->worker_lcores[j] == lc) {
+				wf_set_error("worker lcore %u listed twice", lc);
+				return -EINVAL;
+			}
+	}
+
+	struct wf_dataplane *dp = rte_zmalloc("weft_dp", sizeof(*dp), RTE_CACHE_LINE_SIZE);
+	if (dp == NULL)
+		return -ENOMEM;
+	dp->cfg = *cfg;
+	dp->n_pollers = cfg->n_workers ? cfg->n_workers : 1;
+	int rc = -ENOMEM;
+
+	dp->pool = rte_pktmbuf_pool_create("weft_mbufs", cfg->mbufs, cfg->mbuf_cache, 0,
+					   cfg->mbuf_data_room ? cfg->mbuf_data_room
+							       : RTE_MBUF_DEFAULT_BUF_SIZE,
+					   (int)rte_socket_id());
+	if (dp->pool == NULL) {
+		rc = -rte_errno;
+		wf_set_error("cannot create mbuf pool of %u mbufs: %s", cfg->mbufs,
+			     rte_strerror(rte_errno));
+		goto fail;
+	}
+
+	size_t qsz = rte_rcu_qsbr_get_memsize(dp->n_pollers);
+	dp->qs = rte_zmalloc("weft_rcu", qsz, RTE_CACHE_LINE_SIZE);
+	if (dp->qs == NULL || rte_rcu_qsbr_init(dp->qs, dp->n_pollers) != 0)
+		goto fail;
+
+	dp->xcs = calloc(cfg->max_xconnects, sizeof(*dp->xcs));
+	if (dp->xcs == NULL)
+		goto fail;
+
+	for (uint32_t i = 0; i < dp->n_pollers; i++) {
+		struct wf_worker *w = &dp->workers[i];
+		w->dp = dp;
+		w->idx = i;
+		w->txq = (uint16_t)i;
+		w->lcore = cfg->n_workers ? cfg->worker_lcores[i] : rte_get_main_lcore();
+		w->ifc = rte_zmalloc("weft_ifc", sizeof(*w->ifc) * WF_MAX_PORTS,
+				     RTE_CACHE_LINE_SIZE);
+		w->xcc = rte_zmalloc("weft_xcc", sizeof(*w->xcc) * cfg->max_xconnects,
+				     RTE_CACHE_LINE_SIZE);
+		if (w->ifc == NULL || w->xcc == NULL)
+			goto fail;
+		rte_rcu_qsbr_thread_register(dp->qs, i);
+	}
+	for (uint32_t i = 0; i < WF_MAX_PORTS; i++)
+		dp->ports[i].xc_slot = UINT32_MAX;
+
+	dp->table = calloc(1, sizeof(*dp->table));
+	if (dp->table == NULL)
+		goto fail;
+	for (uint32_t i = 0; i < WF_MAX_PORTS; i++)
+		dp->table->fwd[i].out_port = WF_PORT_NONE;
+	*out = dp;
+	return 0;
+fail:
+	wf_dp_destroy(dp);
+	return rc;
+}
+
+int
+wf_dp_start(wf_dataplane_t *dp)
+{
+	if (dp == NULL)
+		return -EINVAL;
+	if (dp->started)
+		return -EALREADY;
+	dp->stop = 0;
+	for (uint32_t i = 0; i < dp->cfg.n_workers; i++) {
+		struct wf_worker *w = &dp->workers[i];
+		int rc = rte_eal_remote_launch(wf_worker_main, w, w->lcore);
+		if (rc != 0) {
+			wf_set_error("cannot launch worker on lcore %u: %s", w->lcore,
+				     rte_strerror(-rc));
+			wf_dp_stop(dp);
+			return rc;
+		}
+		w->launched = true;
+	}
+	dp->started = true;
+	return 0;
+}
+
+int
+wf_dp_stop(wf_dataplane_t *dp)
+{
+	if (dp == NULL)
+		return -EINVAL;
+	__atomic_store_n(&dp->stop, 1, __ATOMIC_RELEASE);
+	for (uint32_t i = 0; i < dp->cfg.n_workers; i++) {
+		struct wf_worker *w = &dp->workers[i];
+		if (w->launched) {
+			rte_eal_wait_lcore(w->lcore);
+			w->launched = false;
+		}
+	}
+	dp->started = false;
+	return 0;
+}
+
+void
+wf_dp_destroy(wf_dataplane_t *dp)
+{
+	if (dp == NULL)
+		return;
+	wf_dp_stop(dp);
+	if (dp->xcs != NULL)
+		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
+			if (dp->xcs[i].used)
+				wf_xc_del(dp, i);
+	for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
+		if (dp->ports[p].attached)
+			wf_port_detach(dp, p);
+	for (uint32_t i = 0; i < WF_MAX_WORKERS; i++) {
+		rte_free(dp->workers[i].ifc);
+		rte_free(dp->workers[i].xcc);
+	}
+	free(dp->table);
+	free(dp->xcs);
+	rte_free(dp->qs);
+	rte_mempool_free(dp->pool);
+	rte_free(dp);
+}
+
+int
+wf_dp_poll_once(wf_dataplane_t *dp, uint32_t worker)
+{
+	if (dp == NULL || worker >= dp->n_pollers || dp->started)
+		return -EINVAL;
+	struct wf_worker *w = &dp->workers[worker];
+	rte_rcu_qsbr_thread_online(dp->qs, worker);
+	int n = wf_worker_poll(w);
+	rte_rcu_qsbr_quiescent(dp->qs, worker);
+	/* Offline between calls, or a publish from this thread would wait forever. */
+	rte_rcu_qsbr_thread_offline(dp->qs, worker);
+	return n;
+}
+
+uint32_t
+wf_dp_mbufs_available(const wf_dataplane_t *dp)
+{
+	return dp ? rte_mempool_avail_count(dp->pool) : 0;
+}
+
+/* Counters are written by one worker each; reads are relaxed 64-bit loads. */
+#define WF_RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+int
+wf_if_stats(const wf_dataplane_t *dp, uint16_t port, struct wf_if_stats *s)
+{
+	if (dp == NULL || s == NULL || port >= WF_MAX_PORTS)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	for (uint32_t i = 0; i < dp->n_pollers; i++) {
+		const struct wf_if_counters *c = &dp->workers[i].ifc[port];
+		s->rx_packets += WF_RD(c->rx_packets);
+		s->rx_bytes += WF_RD(c->rx_bytes);
+		s->tx_packets += WF_RD(c->tx_packets);
+		s->tx_bytes += WF_RD(c->tx_bytes);
+		for (int r = 0; r < WF_DROP_MAX; r++)
+			s->drops[r] += WF_RD(c->drops[r]);
+	}
+	return 0;
+}
+
+int
+wf_xc_stats(const wf_dataplane_t *dp, uint32_t slot, struct wf_xc_stats *s)
+{
+	if (dp == NULL || s == NULL || slot >= dp->cfg.max_xconnects)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	for (uint32_t i = 0; i < dp->n_pollers; i++) {
+		const struct wf_xc_counters *c = &dp->workers[i].xcc[slot];
+		for (int d = 0; d < 2; d++) {
+			s->packets[d] += WF_RD(c->packets[d]);
+			s->bytes[d] += WF_RD(c->bytes[d]);
+			s->drops[d] += WF_RD(c->drops[d]);
+		}
+	}
+	return 0;
+}
+
+int
+wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stats *s)
+{
+	if (dp == NULL || s == NULL || worker >= dp->n_pollers)
+		return -EINVAL;
+	const struct wf_worker *w = &dp->workers[worker];
+	const struct wf_table *t = __atomic_load_n(&dp->table, __ATOMIC_ACQUIRE);
+	memset(s, 0, sizeof(*s));
+	s->lcore = w->lcore;
+	s->polls_assigned = t->n_polls[worker];
+	s->busy_cycles = WF_RD(w->busy_cycles);
+	s->idle_cycles = WF_RD(w->idle_cycles);
+	s->busy_iterations = WF_RD(w->busy_iter);
+	s->idle_iterations = WF_RD(w->idle_iter);
+	s->rx_packets = WF_RD(w->rx_packets);
+	for (int r = 0; r < WF_DROP_MAX; r++)
+		s->drops[r] = WF_RD(w->drops[r]);
+	return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * eal.c: EAL lifecycle driven from Swift. Never calls rte_exit: every
+ * failure comes back as -errno with the reason in wf_last_error().
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+
+#include "wf_internal.h"
+
+static int wf_eal_state; /* 0: down, 1: up, -1: failed (EAL cannot retry) */
+
+int
+wf_eal_init(int argc, const char *const *argv)
+{
+	if (wf_eal_state == 1)
+		return -EALREADY;
+	if (wf_eal_state == -1) {
+		wf_set_error("EAL initialisation already failed in this process");
+		return -EALREADY;
+	}
+	if (argc < 1 || argv == NULL)
+		return -EINVAL;
+	wf_log_capture_init();
+	/* rte_eal_init may permute argv: give it a private copy. */
+	char **copy = calloc((size_t)argc + 1, sizeof(char *));
+	if (copy == NULL)
+		return -ENOMEM;
+	for (int i = 0; i < argc; i++)
+		copy[i] = (char *)argv[i];
+	int rc = rte_eal_init(argc, copy);
+	free(copy);
+	if (rc < 0) {
+		int err = rte_errno ? rte_errno : EINVAL;
+		wf_eal_state = -1;
+		return -err;
+	}
+	wf_eal_state = 1;
+	return 0;
+}
+
+int
+wf_eal_cleanup(void)
+{
+	if (wf_eal_state != 1)
+		return 0;
+	wf_eal_state = 0;
+	int rc = rte_eal_cleanup();
+	return rc < 0 ? -rte_errno : 0;
+}
+
+int
+wf_lcore_id(void)
+{
+	unsigned id = rte_lcore_id();
+	return id == LCORE_ID_ANY ? -1 : (int)id;
+}
+
+uint32_t
+wf_lcore_count(void)
+{
+	return rte_lcore_count();
+}
+
+uint64_t
+wf_tsc_hz(void)
+{
+	return rte_get_tsc_hz();
+}

@@ -1,0 +1,267 @@
+/*
+ * port.c: ports created and removed at runtime from devargs (memif,
+ * af_packet, af_xdp, tap, null, ring, PCI), each with its RX queues spread
+ * over the workers and one TX queue per worker, plus the link state that
+ * workers read without making a syscall.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_bus.h>
+#include <rte_dev.h>
+#include <rte_devargs.h>
+#include <rte_errno.h>
+
+#include "wf_internal.h"
+
+/* The worker with the fewest (port, queue) pairs gets the next queue. */
+static uint32_t
+wf_least_loaded_worker(const struct wf_dataplane *dp)
+{
+	uint32_t load[WF_MAX_WORKERS] = { 0 };
+	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
+		const struct wf_port_ctl *pc = &dp->ports[p];
+		if (!pc->attached)
+			continue;
+		for (uint16_t q = 0; q < pc->nb_rxq; q++)
+			load[pc->rx_worker[q]]++;
+	}
+	uint32_t best = 0;
+	for (uint32_t w = 1; w < dp->n_pollers; w++)
+		if (load[w] < load[best])
+			best = w;
+	return best;
+}
+
+static void
+wf_port_release(uint16_t port)
+{
+	struct rte_eth_dev_info info;
+	if (rte_eth_dev_info_get(port, &info) != 0 || info.device == NULL) {
+		rte_eth_dev_close(port);
+		return;
+	}
+	rte_eth_dev_stop(port);
+	if (rte_dev_remove(info.device) != 0)
+		rte_eth_dev_close(port);
+}
+
+/* Configure, set up and start a probed port, then publish its RX queues. */
+int
+wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
+	      uint16_t nb_rxq, uint16_t mtu, uint8_t promisc)
+{
+	struct rte_eth_dev_info info;
+	int rc = rte_eth_dev_info_get(port, &info);
+	if (rc != 0) {
+		wf_set_error("%s: cannot read device info: %s", devname, rte_strerror(-rc));
+		return rc;
+	}
+	const uint16_t nb_txq = (uint16_t)dp->n_pollers;
+	if (nb_rxq > info.max_rx_queues || nb_rxq > WF_MAX_RXQ_PER_PORT) {
+		wf_set_error("%s: %u RX queues requested, device supports %u (Weft at most %d)",
+			     devname, nb_rxq, info.max_rx_queues, WF_MAX_RXQ_PER_PORT);
+		return -EINVAL;
+	}
+	if (nb_txq > info.max_tx_queues) {
+		wf_set_error("%s: device supports %u TX queues, Weft needs one per worker (%u)",
+			     devname, info.max_tx_queues, nb_txq);
+		return -EINVAL;
+	}
+	struct rte_eth_conf conf;
+	memset(&conf, 0, sizeof(conf));
+	if (nb_rxq > 1 && info.flow_type_rss_offloads != 0) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
+	}
+	rc = rte_eth_dev_configure(port, nb_rxq, nb_txq, &conf);
+	if (rc != 0) {
+		wf_set_error("%s: configure failed: %s", devname, rte_strerror(-rc));
+		return rc;
+	}
+	if (mtu != 0 && (rc = rte_eth_dev_set_mtu(port, mtu)) != 0) {
+		wf_set_error("%s: cannot set MTU %u: %s", devname, mtu, rte_strerror(-rc));
+		return rc;
+	}
+	uint16_t nrx = dp->cfg.rx_desc, ntx = dp->cfg.tx_desc;
+	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
+	const int socket = rte_eth_dev_socket_id(port) < 0 ? (int)rte_socket_id()
+							    : rte_eth_dev_socket_id(port);
+	for (uint16_t q = 0; q < nb_rxq; q++)
+		if ((rc = rte_eth_rx_queue_setup(port, q, nrx, socket, NULL, dp->pool)) != 0) {
+			wf_set_error("%s: RX queue %u setup failed: %s", devname, q,
+				     rte_strerror(-rc));
+			return rc;
+		}
+	for (uint16_t q = 0; q < nb_txq; q++)
+		if ((rc = rte_eth_tx_queue_setup(port, q, ntx, socket, NULL)) != 0) {
+			wf_set_error("%s: TX queue %u setup failed: %s", devname, q,
+				     rte_strerror(-rc));
+			return rc;
+		}
+	if (promisc) {
+		rc = rte_eth_promiscuous_enable(port);
+		if (rc != 0 && rc != -ENOTSUP) {
+			wf_set_error("%s: promiscuous mode failed: %s", devname, rte_strerror(-rc));
+			return rc;
+		}
+	}
+	if ((rc = rte_eth_dev_start(port)) != 0) {
+		wf_set_error("%s: start failed: %s", devname, rte_strerror(-rc));
+		return rc;
+	}
+
+	/* Fresh counters: the slot may have belonged to an earlier port. */
+	for (uint32_t w = 0; w < dp->n_pollers; w++)
+		memset(&dp->workers[w].ifc[port], 0, sizeof(struct wf_if_counters));
+	struct rte_eth_link link;
+	memset(&link, 0, sizeof(link));
+	rte_eth_link_get_nowait(port, &link);
+	__atomic_store_n(&dp->link_up[port], link.link_status ? 1 : 0, __ATOMIC_RELAXED);
+
+	struct wf_port_ctl *pc = &dp->ports[port];
+	pc->nb_rxq = nb_rxq;
+	pc->nb_txq = nb_txq;
+	pc->xc_slot = UINT32_MAX;
+	snprintf(pc->devname, sizeof(pc->devname), "%s", devname);
+	for (uint16_t q = 0; q < nb_rxq; q++)
+		pc->rx_worker[q] = 0;
+	for (uint16_t q = 0; q < nb_rxq; q++)
+		pc->rx_worker[q] = wf_least_loaded_worker(dp);
+	pc->attached = true;
+	rc = wf_table_publish(dp);
+	if (rc != 0) {
+		pc->attached = false;
+		rte_eth_dev_stop(port);
+	}
+	return rc;
+}
+
+int
+wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *port_id)
+{
+	if (dp == NULL || req == NULL || req->devargs == NULL || port_id == NULL)
+		return -EINVAL;
+	struct rte_devargs da;
+	memset(&da, 0, sizeof(da));
+	int rc = rte_devargs_parse(&da, req->devargs);
+	if (rc != 0) {
+		wf_set_error("cannot parse devargs '%s'", req->devargs);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	char devname[RTE_DEV_NAME_MAX_LEN];
+	snprintf(devname, sizeof(devname), "%s", da.name);
+	rte_devargs_reset(&da);
+
+	uint16_t port;
+	if (rte_eth_dev_get_port_by_name(devname, &port) == 0) {
+		wf_set_error("device %s already exists", devname);
+		return -EEXIST;
+	}
+	rc = rte_dev_probe(req->devargs);
+	if (rc != 0) {
+		char why[256];
+		wf_last_error(why, sizeof(why));
+		wf_set_error("cannot probe '%s': %s%s%s", req->devargs, rte_strerror(-rc),
+			     why[0] ? "; " : "", why);
+		return rc < 0 ? rc : -ENODEV;
+	}
+	if (rte_eth_dev_get_port_by_name(devname, &port) != 0) {
+		wf_set_error("device %s probed but no ethdev port appeared", devname);
+		return -ENODEV;
+	}
+	if (port >= WF_MAX_PORTS) {
+		wf_port_release(port);
+		return -ENOSPC;
+	}
+	rc = wf_port_setup(dp, port, devname, req->rx_queues ? req->rx_queues : 1, req->mtu,
+			   req->promiscuous);
+	if (rc != 0) {
+		wf_port_release(port);
+		return rc;
+	}
+	*port_id = port;
+	return 0;
+}
+
+int
+wf_port_detach(wf_dataplane_t *dp, uint16_t port)
+{
+	if (dp == NULL || port >= WF_MAX_PORTS)
+		return -EINVAL;
+	struct wf_port_ctl *pc = &dp->ports[port];
+	if (!pc->attached)
+		return -ENODEV;
+	if (pc->xc_slot != UINT32_MAX) {
+		wf_set_error("%s is cross-connected; remove the cross-connect first", pc->devname);
+		return -EBUSY;
+	}
+	pc->attached = false;
+	int rc = wf_table_publish(dp);
+	if (rc != 0) {
+		pc->attached = true;
+		return rc;
+	}
+	/* No worker polls or transmits on it any more. */
+	__atomic_store_n(&dp->link_up[port], 0, __ATOMIC_RELAXED);
+	wf_port_release(port);
+	if (pc->is_testport) {
+		rte_ring_free(pc->test_rx);
+		rte_ring_free(pc->test_tx);
+	}
+	memset(pc, 0, sizeof(*pc));
+	pc->xc_slot = UINT32_MAX;
+	return 0;
+}
+
+int
+wf_port_info(const wf_dataplane_t *dp, uint16_t port, struct wf_port_info *info)
+{
+	if (dp == NULL || info == NULL || port >= WF_MAX_PORTS)
+		return -EINVAL;
+	const struct wf_port_ctl *pc = &dp->ports[port];
+	memset(info, 0, sizeof(*info));
+	if (!pc->attached)
+		return -ENODEV;
+	snprintf(info->name, sizeof(info->name), "%s", pc->devname);
+	struct rte_eth_dev_info di;
+	if (rte_eth_dev_info_get(port, &di) == 0 && di.driver_name)
+		snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name);
+	struct rte_ether_addr mac;
+	if (rte_eth_macaddr_get(port, &mac) == 0)
+		memcpy(info->mac, mac.addr_bytes, 6);
+	struct rte_eth_link link;
+	memset(&link, 0, sizeof(link));
+	rte_eth_link_get_nowait(port, &link);
+	info->link_up = link.link_status ? 1 : 0;
+	info->link_speed_mbps = link.link_speed;
+	info->attached = 1;
+	info->rx_queues = pc->nb_rxq;
+	info->tx_queues = pc->nb_txq;
+	rte_eth_dev_get_mtu(port, &info->mtu);
+	for (uint16_t q = 0; q < pc->nb_rxq; q++)
+		info->rx_worker[q] = pc->rx_worker[q];
+	return 0;
+}
+
+int
+wf_link_poll(wf_dataplane_t *dp)
+{
+	if (dp == NULL)
+		return -EINVAL;
+	int changed = 0;
+	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
+		if (!dp->ports[p].attached)
+			continue;
+		struct rte_eth_link link;
+		memset(&link, 0, sizeof(link));
+		if (rte_eth_link_get_nowait(p, &link) != 0)
+			continue;
+		uint8_t up = link.link_status ? 1 : 0;
+		if (__atomic_load_n(&dp->link_up[p], __ATOMIC_RELAXED) != up) {
+			__atomic_store_n(&dp->link_up[p], up, __ATOMIC_RELAXED);
+			changed++;
+		}
+	}
+	return changed;
+}

@@ -1,0 +1,132 @@
+/*
+ * wf_internal.h: the core's private structures. DPDK headers stay in here
+ * and in the .c files; nothing below is visible to Swift.
+ */
+#ifndef WF_INTERNAL_H
+#define WF_INTERNAL_H
+
+#include <stdbool.h>
+#include <rte_common.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+#include "weft.h"
+
+#define WF_MAX_PORTS RTE_MAX_ETHPORTS
+#define WF_MAX_POLLS (WF_MAX_PORTS * WF_MAX_RXQ_PER_PORT)
+#define WF_MAX_BURST 256
+
+/* What a worker does with a frame received on a port. */
+struct wf_fwd {
+	uint16_t out_port; /* WF_PORT_NONE: no cross-connect */
+	uint8_t dir;       /* 0: a -> b, 1: b -> a */
+	uint8_t pad;
+	uint32_t xc_slot;
+};
+
+struct wf_poll {
+	uint16_t port;
+	uint16_t queue;
+};
+
+/*
+ * The table workers read. Immutable once published: the control thread
+ * builds a fresh one, publishes it with one atomic store and frees the old
+ * one after rte_rcu_qsbr_synchronize.
+ */
+struct wf_table {
+	struct wf_fwd fwd[WF_MAX_PORTS];
+	uint32_t n_polls[WF_MAX_WORKERS];
+	struct wf_poll polls[WF_MAX_WORKERS][WF_MAX_POLLS];
+};
+
+/* Per worker, per interface. One cache line pair, written by one core. */
+struct wf_if_counters {
+	uint64_t rx_packets, rx_bytes;
+	uint64_t tx_packets, tx_bytes;
+	uint64_t drops[WF_DROP_MAX];
+} __rte_cache_aligned;
+
+/* Per worker, per cross-connect slot; the array belongs to one core. */
+struct wf_xc_counters {
+	uint64_t packets[2], bytes[2], drops[2];
+};
+
+struct wf_worker {
+	struct wf_dataplane *dp;
+	uint32_t idx;
+	uint32_t lcore;
+	uint16_t txq;
+	bool launched;
+	/* busy-cycle accounting, written only by this worker */
+	uint64_t busy_cycles, idle_cycles;
+	uint64_t busy_iter, idle_iter;
+	uint64_t rx_packets;
+	uint64_t drops[WF_DROP_MAX];
+	struct wf_if_counters *ifc;  /* [WF_MAX_PORTS] */
+	struct wf_xc_counters *xcc;  /* [max_xconnects] */
+} __rte_cache_aligned;
+
+/* Control-side view of a port; read only by the control thread. */
+struct wf_port_ctl {
+	bool attached;
+	bool is_testport;
+	uint16_t nb_rxq;
+	uint16_t nb_txq;
+	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
+	char devname[RTE_DEV_NAME_MAX_LEN];
+	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
+	struct rte_ring *test_rx, *test_tx;
+};
+
+struct wf_xc_ctl {
+	bool used;
+	uint16_t a, b;
+};
+
+struct wf_dataplane {
+	struct wf_dp_config cfg;
+	uint32_t n_pollers; /* n_workers, or 1 for poll-once mode */
+	struct rte_mempool *pool;
+	struct rte_rcu_qsbr *qs;
+	struct wf_table *table; /* published; atomic load/store */
+	volatile uint8_t stop;
+	bool started;
+	uint8_t link_up[WF_MAX_PORTS]; /* written by control, read by workers */
+	struct wf_worker workers[WF_MAX_WORKERS];
+	struct wf_port_ctl ports[WF_MAX_PORTS];
+	struct wf_xc_ctl *xcs; /* [max_xconnects] */
+	uint32_t name_seq;
+};
+
+/* port.c */
+int wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
+		  uint16_t nb_rxq, uint16_t mtu, uint8_t promisc);
+
+/* table.c */
+int wf_table_publish(struct wf_dataplane *dp);
+
+/* xconnect_node.c: the per-burst stage */
+void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
+		       uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
+
+/* worker.c */
+int wf_worker_main(void *arg);
+uint16_t wf_worker_poll(struct wf_worker *w);
+
+/* log.c */
+void wf_set_error(const char *fmt, ...) __rte_format_printf(1, 2);
+int wf_log_capture_init(void);
+
+static inline void
+wf_count_drop(struct wf_worker *w, struct wf_if_counters *ic,
+	      enum wf_drop_reason r, uint16_t n)
+{
+	ic->drops[r] += n;
+	w->drops[r] += n;
+}
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * xconnect_node.c: the P2P cross-connect stage. A burst received on one
+ * side leaves, unchanged, on the other side's TX queue owned by this
+ * worker. Counters are this worker's own; what TX refused is freed and
+ * counted as tx-full.
+ */
+#include "wf_internal.h"
+
+static inline uint64_t
+wf_burst_bytes(struct rte_mbuf **pkts, uint16_t n)
+{
+	uint64_t b = 0;
+	for (uint16_t i = 0; i < n; i++)
+		b += rte_pktmbuf_pkt_len(pkts[i]);
+	return b;
+}
+
+void
+wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
+		  struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct wf_fwd *f = &t->fwd[in_port];
+	struct wf_if_counters *ic = &w->ifc[in_port];
+	const uint64_t bytes = wf_burst_bytes(pkts, n);
+
+	ic->rx_packets += n;
+	ic->rx_bytes += bytes;
+
+	if (unlikely(f->out_port == WF_PORT_NONE)) {
+		wf_count_drop(w, ic, WF_DROP_NO_PEER, n);
+		rte_pktmbuf_free_bulk(pkts, n);
+		return;
+	}
+	struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
+	struct wf_if_counters *oc = &w->ifc[f->out_port];
+	const uint8_t d = f->dir;
+
+	if (unlikely(!__atomic_load_n(&w->dp->link_up[f->out_port], __ATOMIC_RELAXED))) {
+		wf_count_drop(w, oc, WF_DROP_LINK_DOWN, n);
+		xc->drops[d] += n;
+		rte_pktmbuf_free_bulk(pkts, n);
+		return;
+	}
+
+	uint16_t sent = rte_eth_tx_burst(f->out_port, w->txq, pkts, n);
+	uint64_t sent_bytes = bytes;
+	if (unlikely(sent < n)) {
+		uint16_t left = n - sent;
+		sent_bytes -= wf_burst_bytes(pkts + sent, left);
+		wf_count_drop(w, oc, WF_DROP_TX_FULL, left);
+		xc->drops[d] += left;
+		rte_pktmbuf_free_bulk(pkts + sent, left);
+	}
+	oc->tx_packets += sent;
+	oc->tx_bytes += sent_bytes;
+	xc->packets[d] += sent;
+	xc->bytes[d] += sent_bytes;
+}

@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+//
+// Weft: a node-local packet forwarder. Swift control layer (this package's
+// Swift targets) over a C poll-mode core on DPDK (CShims/weft).
+import PackageDescription
+
+// Debian's libdpdk.pc has a multi-line Description that SwiftPM's pkg-config
+// parser rejects, so a system-library target would get no flags. The DPDK
+// flags are therefore spelled out here, for Debian 12's DPDK 22.11 layout.
+let dpdkCFlags: [String] = [
+    "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
+    "-include", "rte_config.h", "-march=corei7", "-O3",
+    "-Wall", "-Wno-address-of-packed-member", "-D_GNU_SOURCE",
+]
+let dpdkLibs = [
+    "rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_rcu",
+    "rte_net", "rte_kvargs", "rte_telemetry", "rte_net_ring", "rte_bus_vdev",
+    "mnl",
+]
+
+let package = Package(
+    name: "weft",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "weftd", targets: ["weftd"]),
+        .executable(name: "weftctl", targets: ["weftctl"]),
+        .library(name: "WeftCore", targets: ["WeftCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "CWeft",
+            path: "CShims/weft",
+            sources: ["src"],
+            publicHeadersPath: "include",
+            cSettings: [.unsafeFlags(dpdkCFlags)],
+            linkerSettings: dpdkLibs.map { .linkedLibrary($0) }
+        ),
+        .target(
+            name: "WeftCore",
+            dependencies: [
+                "CWeft",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "weftd",
+            dependencies: [
+                "WeftCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "weftctl",
+            dependencies: [
+                "WeftCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "WeftCoreTests",
+            dependencies: ["WeftCore", "CWeft"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .testTarget(
+            name: "WeftSystemTests",
+            dependencies: ["WeftCore"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+    ]
+)

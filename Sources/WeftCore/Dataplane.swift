@@ -1,0 +1,263 @@
+import CWeft
+import Foundation
+
+/// A DPDK ethdev port id. Only meaningful inside one weftd process.
+public struct PortID: Hashable, Codable, Sendable, CustomStringConvertible {
+    public let raw: UInt16
+    public init(_ raw: UInt16) { self.raw = raw }
+    public var description: String { String(raw) }
+}
+
+/// A cross-connect's slot in the core: its counter index.
+public struct XCSlot: Hashable, Codable, Sendable {
+    public let raw: UInt32
+    public init(_ raw: UInt32) { self.raw = raw }
+}
+
+/// Every failure of a call into the C core: the operation, the object it was
+/// about, the errno and the reason the core or DPDK logged.
+public struct DataplaneError: Error, CustomStringConvertible, Equatable {
+    public let operation: String
+    public let object: String
+    public let errno: Int32
+    public let reason: String
+
+    public var description: String {
+        var s = "\(operation) \(object): \(String(cString: strerror(errno)))"
+        if !reason.isEmpty { s += " (\(reason))" }
+        return s
+    }
+}
+
+/// The one funnel from `0 / -errno` to a typed error.
+@discardableResult
+func check(_ rc: Int32, _ operation: String, _ object: String) throws -> Int32 {
+    if rc >= 0 { return rc }
+    var buf = [CChar](repeating: 0, count: 512)
+    wf_last_error(&buf, buf.count)
+    wf_clear_last_error()
+    throw DataplaneError(operation: operation, object: object, errno: -rc, reason: String(cString: buf))
+}
+
+public enum DropReason: CaseIterable {
+    /// Names and descriptions come from the C table (WF_DROP_REASONS).
+    public static var all: [(name: String, description: String)] {
+        (0..<UInt32(WF_DROP_MAX.rawValue)).map {
+            (String(cString: wf_drop_reason_name($0)), String(cString: wf_drop_reason_description($0)))
+        }
+    }
+}
+
+/// EAL lifecycle. EAL can be initialised once per process.
+public enum EAL {
+    public static func initialize(arguments: [String]) throws {
+        let cargs = arguments.map { strdup($0) }
+        defer { cargs.forEach { free($0) } }
+        let ptrs: [UnsafePointer<CChar>?] = cargs.map { UnsafePointer($0) }
+        let rc = ptrs.withUnsafeBufferPointer { wf_eal_init(Int32(arguments.count), $0.baseAddress) }
+        try check(rc, "EAL init", arguments.dropFirst().joined(separator: " "))
+    }
+    public static func cleanup() { _ = wf_eal_cleanup() }
+    public static var tscHz: UInt64 { wf_tsc_hz() }
+}
+
+public struct DataplaneSettings: Sendable, Equatable {
+    public var workerLcores: [UInt32]
+    public var mbufs: UInt32 = 16383
+    public var mbufCache: UInt32 = 256
+    public var mbufDataRoom: UInt16 = 2176
+    public var burst: UInt16 = 32
+    public var rxDescriptors: UInt16 = 1024
+    public var txDescriptors: UInt16 = 1024
+    public var maxCrossConnects: UInt32 = 4096
+    public var idleSleepMicroseconds: UInt32 = 0
+    public init(workerLcores: [UInt32]) { self.workerLcores = workerLcores }
+}
+
+public struct InterfaceCounters: Codable, Equatable, Sendable {
+    public var rxPackets: UInt64 = 0, rxBytes: UInt64 = 0
+    public var txPackets: UInt64 = 0, txBytes: UInt64 = 0
+    /// Drop reason name -> count; only non-zero reasons.
+    public var drops: [String: UInt64] = [:]
+    public var totalDrops: UInt64 { drops.values.reduce(0, +) }
+}
+
+public struct CrossConnectCounters: Codable, Equatable, Sendable {
+    public var aToB = Direction(), bToA = Direction()
+    public struct Direction: Codable, Equatable, Sendable {
+        public var packets: UInt64 = 0, bytes: UInt64 = 0, drops: UInt64 = 0
+        public init(packets: UInt64 = 0, bytes: UInt64 = 0, drops: UInt64 = 0) {
+            self.packets = packets; self.bytes = bytes; self.drops = drops
+        }
+    }
+}
+
+public struct WorkerStats: Codable, Equatable, Sendable {
+    public var worker: Int
+    public var lcore: UInt32
+    public var queues: UInt32
+    public var busyCycles: UInt64
+    public var idleCycles: UInt64
+    public var busyIterations: UInt64
+    public var idleIterations: UInt64
+    public var rxPackets: UInt64
+    public var drops: [String: UInt64]
+    /// Busy cycles per received packet: comparable with OVS pmd-stats-show.
+    public var cyclesPerPacket: Double? { rxPackets == 0 ? nil : Double(busyCycles) / Double(rxPackets) }
+}
+
+public struct PortInfo: Equatable, Sendable {
+    public var deviceName: String
+    public var driver: String
+    public var mac: String
+    public var linkUp: Bool
+    public var speedMbps: UInt32
+    public var rxQueues: UInt16
+    public var txQueues: UInt16
+    public var mtu: UInt16
+    public var rxWorkers: [UInt32]
+}
+
+/// Typed wrapper over the C core. Not thread-safe: one control thread (the
+/// Controller's lock) drives it; the workers run in C.
+public final class Dataplane {
+    let dp: OpaquePointer
+    public let settings: DataplaneSettings
+    private var started = false
+
+    public init(_ s: DataplaneSettings) throws {
+        var cfg = wf_dp_config()
+        cfg.n_workers = UInt32(s.workerLcores.count)
+        withUnsafeMutableBytes(of: &cfg.worker_lcores) { raw in
+            let p = raw.bindMemory(to: UInt32.self)
+            for (i, l) in s.workerLcores.prefix(Int(WF_MAX_WORKERS)).enumerated() { p[i] = l }
+        }
+        cfg.mbufs = s.mbufs
+        cfg.mbuf_cache = s.mbufCache
+        cfg.mbuf_data_room = s.mbufDataRoom
+        cfg.burst = s.burst
+        cfg.rx_desc = s.rxDescriptors
+        cfg.tx_desc = s.txDescriptors
+        cfg.max_xconnects = s.maxCrossConnects
+        cfg.idle_sleep_us = s.idleSleepMicroseconds
+        var out: OpaquePointer?
+        try check(wf_dp_create(&cfg, &out), "create", "dataplane")
+        dp = out!
+        settings = s
+    }
+
+    deinit { wf_dp_destroy(dp) }
+
+    public func start() throws {
+        try check(wf_dp_start(dp), "start", "workers")
+        started = true
+    }
+
+    public func stop() {
+        _ = wf_dp_stop(dp)
+        started = false
+    }
+
+    public func attach(devargs: String, rxQueues: UInt16 = 1, mtu: UInt16 = 0, promiscuous: Bool = true) throws -> PortID {
+        var port: UInt16 = 0
+        let rc = devargs.withCString { cs -> Int32 in
+            var req = wf_port_attach(devargs: cs, rx_queues: rxQueues, promiscuous: promiscuous ? 1 : 0, pad: 0, mtu: mtu)
+            return wf_port_attach(dp, &req, &port)
+        }
+        try check(rc, "attach", devargs)
+        return PortID(port)
+    }
+
+    public func createTestPort(name: String) throws -> PortID {
+        var port: UInt16 = 0
+        try check(wf_testport_create(dp, name, &port), "create ring port", name)
+        return PortID(port)
+    }
+
+    public func detach(_ port: PortID) throws {
+        try check(wf_port_detach(dp, port.raw), "detach", "port \(port)")
+    }
+
+    public func info(_ port: PortID) throws -> PortInfo {
+        var i = wf_port_info()
+        try check(wf_port_info(dp, port.raw, &i), "info", "port \(port)")
+        let mac = withUnsafeBytes(of: i.mac) { $0.map { String(format: "%02x", $0) }.joined(separator: ":") }
+        let workers = withUnsafeBytes(of: i.rx_worker) { Array($0.bindMemory(to: UInt32.self).prefix(Int(i.rx_queues))) }
+        return PortInfo(deviceName: cString(i.name), driver: cString(i.driver), mac: mac,
+                        linkUp: i.link_up != 0, speedMbps: i.link_speed_mbps,
+                        rxQueues: i.rx_queues, txQueues: i.tx_queues, mtu: i.mtu, rxWorkers: workers)
+    }
+
+    @discardableResult
+    public func pollLinks() -> Int { Int(wf_link_poll(dp)) }
+
+    public func addCrossConnect(_ a: PortID, _ b: PortID) throws -> XCSlot {
+        var slot: UInt32 = 0
+        try check(wf_xc_add(dp, a.raw, b.raw, &slot), "cross-connect", "ports \(a) and \(b)")
+        return XCSlot(slot)
+    }
+
+    public func deleteCrossConnect(_ slot: XCSlot) throws {
+        try check(wf_xc_del(dp, slot.raw), "remove cross-connect", "slot \(slot.raw)")
+    }
+
+    public func counters(_ port: PortID) -> InterfaceCounters {
+        var s = wf_if_stats()
+        guard wf_if_stats(dp, port.raw, &s) == 0 else { return InterfaceCounters() }
+        var c = InterfaceCounters(rxPackets: s.rx_packets, rxBytes: s.rx_bytes, txPackets: s.tx_packets, txBytes: s.tx_bytes)
+        c.drops = dropMap(s.drops)
+        return c
+    }
+
+    public func counters(_ slot: XCSlot) -> CrossConnectCounters {
+        var s = wf_xc_stats()
+        guard wf_xc_stats(dp, slot.raw, &s) == 0 else { return CrossConnectCounters() }
+        return CrossConnectCounters(
+            aToB: .init(packets: s.packets.0, bytes: s.bytes.0, drops: s.drops.0),
+            bToA: .init(packets: s.packets.1, bytes: s.bytes.1, drops: s.drops.1))
+    }
+
+    public func workerStats() -> [WorkerStats] {
+        let n = max(settings.workerLcores.count, 1)
+        return (0..<n).compactMap { w in
+            var s = wf_worker_stats()
+            guard wf_worker_stats(dp, UInt32(w), &s) == 0 else { return nil }
+            return WorkerStats(worker: w, lcore: s.lcore, queues: s.polls_assigned, busyCycles: s.busy_cycles,
+                               idleCycles: s.idle_cycles, busyIterations: s.busy_iterations,
+                               idleIterations: s.idle_iterations, rxPackets: s.rx_packets, drops: dropMap(s.drops))
+        }
+    }
+
+    // Test hooks: the same path the workers run, on the calling thread.
+    @discardableResult
+    public func pollOnce(worker: UInt32 = 0) -> Int { Int(wf_dp_poll_once(dp, worker)) }
+    public var mbufsAvailable: UInt32 { wf_dp_mbufs_available(dp) }
+
+    public func inject(_ port: PortID, frame: [UInt8]) throws {
+        try check(frame.withUnsafeBufferPointer { wf_testport_inject(dp, port.raw, $0.baseAddress, UInt32($0.count)) },
+                  "inject", "port \(port)")
+    }
+
+    public func collect(_ port: PortID) throws -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 16384)
+        let n = try check(buf.withUnsafeMutableBufferPointer { wf_testport_collect(dp, port.raw, $0.baseAddress, UInt32($0.count)) },
+                          "collect", "port \(port)")
+        return n == 0 ? nil : Array(buf.prefix(Int(n)))
+    }
+}
+
+private func dropMap<T>(_ tuple: T) -> [String: UInt64] {
+    withUnsafeBytes(of: tuple) { raw in
+        var m: [String: UInt64] = [:]
+        for (i, v) in raw.bindMemory(to: UInt64.self).enumerated() where v != 0 {
+            if let n = wf_drop_reason_name(UInt32(i)) { m[String(cString: n)] = v }
+        }
+        return m
+    }
+}
+
+private func cString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+    }
+}
