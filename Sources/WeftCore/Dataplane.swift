@@ -121,9 +121,15 @@ public struct PortInfo: Equatable, Sendable {
 /// Typed wrapper over the C core. Not thread-safe: one control thread (the
 /// Controller's lock) drives it; the workers run in C.
 public final class Dataplane {
-    let dp: OpaquePointer
+    private var handle: OpaquePointer?
     public let settings: DataplaneSettings
     private var started = false
+
+    /// The C handle; using a destroyed dataplane is a programmer error.
+    var dp: OpaquePointer {
+        guard let handle else { preconditionFailure("dataplane used after destroy()") }
+        return handle
+    }
 
     public init(_ s: DataplaneSettings) throws {
         var cfg = wf_dp_config()
@@ -142,11 +148,19 @@ public final class Dataplane {
         cfg.idle_sleep_us = s.idleSleepMicroseconds
         var out: OpaquePointer?
         try check(wf_dp_create(&cfg, &out), "create", "dataplane")
-        dp = out!
+        handle = out!
         settings = s
     }
 
-    deinit { wf_dp_destroy(dp) }
+    /// Stop the workers, detach every port and free the core's memory.
+    /// Must run before EAL.cleanup(); idempotent.
+    public func destroy() {
+        guard let h = handle else { return }
+        wf_dp_destroy(h)
+        handle = nil
+    }
+
+    deinit { destroy() }
 
     public func start() throws {
         try check(wf_dp_start(dp), "start", "workers")

@@ -1,0 +1,178 @@
+import Foundation
+
+/// weftctl <-> weftd: one JSON request line, one JSON response, over a unix
+/// socket that only the owner can open (mode 0600).
+public struct AdminRequest: Codable, Equatable, Sendable {
+    public enum Command: String, Codable, Sendable {
+        case showInterfaces = "show-interfaces"
+        case showCrossConnects = "show-cross-connects"
+        case showDrops = "show-drops"
+        case showWorkers = "show-workers"
+        case addInterface = "add-interface"
+        case deleteInterface = "delete-interface"
+        case addCrossConnect = "add-cross-connect"
+        case deleteCrossConnect = "delete-cross-connect"
+        case reload
+    }
+    public var command: Command
+    public var interface: InterfaceConfig?
+    public var crossConnect: CrossConnectConfig?
+    public var name: String?
+    public init(command: Command, interface: InterfaceConfig? = nil, crossConnect: CrossConnectConfig? = nil, name: String? = nil) {
+        self.command = command; self.interface = interface; self.crossConnect = crossConnect; self.name = name
+    }
+}
+
+public struct AdminResponse: Codable, Equatable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    public var summary: ApplySummary?
+    public var interfaces: [InterfaceStatus]?
+    public var crossConnects: [CrossConnectStatus]?
+    public var drops: [DropStatus]?
+    public var workers: [WorkerStats]?
+    public var tscHz: UInt64?
+    public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
+    public static func failure(_ message: String) -> AdminResponse { AdminResponse(ok: false, error: message) }
+}
+
+/// Serves admin requests on a dedicated thread (blocking I/O stays off the
+/// async runtime). Requests are handled one at a time; the controller
+/// serialises them anyway.
+public final class AdminServer: @unchecked Sendable {
+    public let path: String
+    let handler: (AdminRequest) -> AdminResponse
+    private var fd: Int32 = -1
+    private let stopFlag = NSLock()
+    private var stopping = false
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(path: String, handler: @escaping (AdminRequest) -> AdminResponse) {
+        self.path = path
+        self.handler = handler
+    }
+
+    public func start() throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ApplyError(message: "admin socket: \(String(cString: strerror(errno)))") }
+        var addr = sockaddr_un()
+        try fill(&addr, path)
+        // Owner-only from the moment the socket exists: no window with wider permissions.
+        let old = umask(0o177)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        guard rc == 0, listen(fd, 16) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw ApplyError(message: "admin socket \(path): \(e)")
+        }
+        chmod(path, 0o600)
+        let t = Thread { [self] in serve(); done.signal() }
+        t.name = "weft-admin"
+        thread = t
+        t.start()
+    }
+
+    public func stop() {
+        stopFlag.lock(); stopping = true; stopFlag.unlock()
+        if thread != nil { done.wait() }
+        thread = nil
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(path)
+    }
+
+    private var isStopping: Bool { stopFlag.lock(); defer { stopFlag.unlock() }; return stopping }
+
+    private func serve() {
+        while !isStopping {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 200) <= 0 { continue }
+            let c = accept(fd, nil, nil)
+            if c < 0 { continue }
+            handle(c)
+            close(c)
+        }
+    }
+
+    private func handle(_ c: Int32) {
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard let line = readLine(c, limit: 1 << 20) else { return }
+        let response: AdminResponse
+        do {
+            let req = try JSONDecoder().decode(AdminRequest.self, from: line)
+            response = handler(req)
+        } catch {
+            response = .failure("malformed request: \(error)")
+        }
+        var out = (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false}".utf8)
+        out.append(0x0a)
+        writeAll(c, out)
+    }
+}
+
+public enum AdminClient {
+    public static func send(_ req: AdminRequest, socketPath: String, timeoutSeconds: Int = 120) throws -> AdminResponse {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ApplyError(message: "socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        try fill(&addr, socketPath)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            throw ApplyError(message: "cannot reach weftd at \(socketPath): \(String(cString: strerror(errno))) (is weftd running? see --socket)")
+        }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var data = try JSONEncoder().encode(req)
+        data.append(0x0a)
+        writeAll(fd, data)
+        guard let line = readLine(fd, limit: 64 << 20) else {
+            throw ApplyError(message: "no answer from weftd at \(socketPath)")
+        }
+        return try JSONDecoder().decode(AdminResponse.self, from: line)
+    }
+}
+
+private func fill(_ addr: inout sockaddr_un, _ path: String) throws {
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+        throw ApplyError(message: "socket path too long: \(path)")
+    }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+}
+
+private func readLine(_ fd: Int32, limit: Int) -> Data? {
+    var data = Data()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while data.count < limit {
+        let n = read(fd, &buf, buf.count)
+        if n <= 0 { break }
+        data.append(contentsOf: buf[0..<n])
+        if let i = data.firstIndex(of: 0x0a) { return data.prefix(upTo: i) }
+    }
+    return data.isEmpty ? nil : data
+}
+
+private func writeAll(_ fd: Int32, _ data: Data) {
+    data.withUnsafeBytes { raw in
+        var off = 0
+        while off < raw.count {
+            let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            if n <= 0 { return }
+            off += n
+        }
+    }
+}

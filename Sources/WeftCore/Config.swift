@@ -1,0 +1,402 @@
+import Foundation
+import Yams
+
+// The configuration model: YAML -> Codable (unknown keys rejected) ->
+// validated, immutable model. Every error names the file, the line and the
+// key. The same types travel as JSON between weftctl and weftd, so a runtime
+// change is checked by the same code as the file.
+
+public struct WeftConfig: Codable, Equatable, Sendable {
+    public var eal: EALConfig
+    public var dataplane: DataplaneConfig
+    public var admin: AdminConfig
+    public var interfaces: [InterfaceConfig]
+    public var crossConnects: [CrossConnectConfig]
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case eal, dataplane, admin, interfaces
+        case crossConnects = "cross_connects"
+    }
+
+    public init(eal: EALConfig = .init(), dataplane: DataplaneConfig = .init(), admin: AdminConfig = .init(),
+                interfaces: [InterfaceConfig] = [], crossConnects: [CrossConnectConfig] = []) {
+        self.eal = eal; self.dataplane = dataplane; self.admin = admin
+        self.interfaces = interfaces; self.crossConnects = crossConnects
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        eal = try c.decodeIfPresent(EALConfig.self, forKey: .eal) ?? .init()
+        dataplane = try c.decodeIfPresent(DataplaneConfig.self, forKey: .dataplane) ?? .init()
+        admin = try c.decodeIfPresent(AdminConfig.self, forKey: .admin) ?? .init()
+        interfaces = try c.decodeIfPresent([InterfaceConfig].self, forKey: .interfaces) ?? []
+        crossConnects = try c.decodeIfPresent([CrossConnectConfig].self, forKey: .crossConnects) ?? []
+    }
+}
+
+public struct EALConfig: Codable, Equatable, Sendable {
+    /// The control thread's lcore (EAL main lcore).
+    public var mainLcore: Int = 0
+    /// Use hugepages (reserved and mounted by scripts/install.sh); false runs EAL with --no-huge.
+    public var hugepages: Bool = false
+    /// Memory for EAL in MiB (-m).
+    public var memoryMB: Int = 512
+    /// Separates this process's DPDK runtime files from other DPDK processes.
+    public var filePrefix: String = "weft"
+    /// DPDK log level (--log-level), e.g. "notice" or "lib.eal:debug".
+    public var logLevel: String = "notice"
+    /// Extra EAL arguments, passed as given (e.g. ["-a", "0000:05:00.0"]).
+    public var extraArgs: [String] = []
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case mainLcore = "main_lcore", hugepages, memoryMB = "memory_mb", filePrefix = "file_prefix"
+        case logLevel = "log_level", extraArgs = "extra_args"
+    }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        mainLcore = try c.decodeIfPresent(Int.self, forKey: .mainLcore) ?? mainLcore
+        hugepages = try c.decodeIfPresent(Bool.self, forKey: .hugepages) ?? hugepages
+        memoryMB = try c.decodeIfPresent(Int.self, forKey: .memoryMB) ?? memoryMB
+        filePrefix = try c.decodeIfPresent(String.self, forKey: .filePrefix) ?? filePrefix
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel) ?? logLevel
+        extraArgs = try c.decodeIfPresent([String].self, forKey: .extraArgs) ?? extraArgs
+    }
+}
+
+public struct DataplaneConfig: Codable, Equatable, Sendable {
+    /// Worker lcores, one run-to-completion poll loop each.
+    public var workers: [Int] = [1]
+    public var burstSize: Int = 32
+    public var rxDescriptors: Int = 1024
+    public var txDescriptors: Int = 1024
+    public var mbufs: Int = 16383
+    public var mbufCache: Int = 256
+    public var maxCrossConnects: Int = 4096
+    /// Microseconds an idle worker sleeps after 1024 empty polls; 0 = pure busy polling.
+    public var idleSleepUs: Int = 0
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case workers, burstSize = "burst_size", rxDescriptors = "rx_descriptors"
+        case txDescriptors = "tx_descriptors", mbufs, mbufCache = "mbuf_cache"
+        case maxCrossConnects = "max_cross_connects", idleSleepUs = "idle_sleep_us"
+    }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        workers = try c.decodeIfPresent([Int].self, forKey: .workers) ?? workers
+        burstSize = try c.decodeIfPresent(Int.self, forKey: .burstSize) ?? burstSize
+        rxDescriptors = try c.decodeIfPresent(Int.self, forKey: .rxDescriptors) ?? rxDescriptors
+        txDescriptors = try c.decodeIfPresent(Int.self, forKey: .txDescriptors) ?? txDescriptors
+        mbufs = try c.decodeIfPresent(Int.self, forKey: .mbufs) ?? mbufs
+        mbufCache = try c.decodeIfPresent(Int.self, forKey: .mbufCache) ?? mbufCache
+        maxCrossConnects = try c.decodeIfPresent(Int.self, forKey: .maxCrossConnects) ?? maxCrossConnects
+        idleSleepUs = try c.decodeIfPresent(Int.self, forKey: .idleSleepUs) ?? idleSleepUs
+    }
+}
+
+public struct AdminConfig: Codable, Equatable, Sendable {
+    /// weftctl talks to weftd here (mode 0600).
+    public var socket: String = "/run/weft/weftd.sock"
+    /// Lock, state file and default memif sockets live here.
+    public var runtimeDir: String = "/run/weft"
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case socket, runtimeDir = "runtime_dir"
+    }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        socket = try c.decodeIfPresent(String.self, forKey: .socket) ?? socket
+        runtimeDir = try c.decodeIfPresent(String.self, forKey: .runtimeDir) ?? runtimeDir
+    }
+}
+
+public enum InterfaceType: String, Codable, CaseIterable, Sendable {
+    /// Shared-memory packet interface (DPDK net_memif).
+    case memif
+    /// A kernel netdev through AF_PACKET (net_af_packet).
+    case afPacket = "af_packet"
+    /// A kernel netdev through AF_XDP (net_af_xdp); no fallback.
+    case afXDP = "af_xdp"
+    /// A kernel netdev: AF_XDP where it works, else AF_PACKET (said in the log and in `show interfaces`).
+    case kernel
+    /// A kernel TAP device created by Weft (net_tap).
+    case tap
+    /// A PCI device by address (vfio-pci / bifurcated mlx5).
+    case pci
+    /// Discards what it is sent, receives nothing (net_null, no-rx). For tests and sinks.
+    case null
+    /// An in-process ring pair (tests).
+    case ring
+    /// Any DPDK vdev, by raw devargs.
+    case vdev
+}
+
+public enum MemifRole: String, Codable, Sendable { case server, client }
+
+public struct InterfaceConfig: Codable, Equatable, Sendable {
+    public var name: String
+    public var type: InterfaceType
+    /// Kernel interface name (af_packet, af_xdp, kernel, tap).
+    public var iface: String?
+    /// memif: role (default server), socket path or abstract name, id, secret.
+    public var role: MemifRole?
+    public var socket: String?
+    public var abstract: Bool?
+    public var id: Int?
+    public var secret: String?
+    /// pci: the device address, e.g. 0000:05:00.0.
+    public var pci: String?
+    /// vdev: raw devargs; pci: extra devargs appended after the address.
+    public var devargs: String?
+    public var mac: String?
+    public var rxQueues: Int?
+    public var mtu: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, type, iface, role, socket, abstract, id, secret, pci, devargs, mac
+        case rxQueues = "rx_queues", mtu
+    }
+
+    public init(name: String, type: InterfaceType, iface: String? = nil, role: MemifRole? = nil,
+                socket: String? = nil, abstract: Bool? = nil, id: Int? = nil, secret: String? = nil,
+                pci: String? = nil, devargs: String? = nil, mac: String? = nil, rxQueues: Int? = nil, mtu: Int? = nil) {
+        self.name = name; self.type = type; self.iface = iface; self.role = role; self.socket = socket
+        self.abstract = abstract; self.id = id; self.secret = secret; self.pci = pci; self.devargs = devargs
+        self.mac = mac; self.rxQueues = rxQueues; self.mtu = mtu
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        type = try c.decode(InterfaceType.self, forKey: .type)
+        iface = try c.decodeIfPresent(String.self, forKey: .iface)
+        role = try c.decodeIfPresent(MemifRole.self, forKey: .role)
+        socket = try c.decodeIfPresent(String.self, forKey: .socket)
+        abstract = try c.decodeIfPresent(Bool.self, forKey: .abstract)
+        id = try c.decodeIfPresent(Int.self, forKey: .id)
+        secret = try c.decodeIfPresent(String.self, forKey: .secret)
+        pci = try c.decodeIfPresent(String.self, forKey: .pci)
+        devargs = try c.decodeIfPresent(String.self, forKey: .devargs)
+        mac = try c.decodeIfPresent(String.self, forKey: .mac)
+        rxQueues = try c.decodeIfPresent(Int.self, forKey: .rxQueues)
+        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
+    }
+}
+
+public struct CrossConnectConfig: Codable, Equatable, Sendable {
+    public var name: String
+    public var a: String
+    public var b: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, a, b }
+    public init(name: String, a: String, b: String) { self.name = name; self.a = a; self.b = b }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        a = try c.decode(String.self, forKey: .a)
+        b = try c.decode(String.self, forKey: .b)
+    }
+}
+
+// MARK: - Strict keys
+
+struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int?
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { self.stringValue = String(intValue); self.intValue = intValue }
+}
+
+/// An unknown key, with where it was found.
+struct UnknownKeyError: Error {
+    var codingPath: [CodingKey]
+    var key: String
+    var allowed: [String]
+}
+
+extension Decoder {
+    /// A keyed container that first rejects keys `K` does not declare:
+    /// Codable alone silently ignores them, and a typo must not go unnoticed.
+    func strictContainer<K: CodingKey & CaseIterable>(keyedBy: K.Type) throws -> KeyedDecodingContainer<K> {
+        let raw = try container(keyedBy: AnyKey.self)
+        let allowed = K.allCases.map(\.stringValue)
+        for key in raw.allKeys where !allowed.contains(key.stringValue) {
+            throw UnknownKeyError(codingPath: codingPath + [key], key: key.stringValue, allowed: allowed)
+        }
+        return try container(keyedBy: K.self)
+    }
+}
+
+// MARK: - Errors
+
+/// A configuration error: where (file, line, key path) and what.
+public struct ConfigError: Error, CustomStringConvertible, Equatable, Codable, Sendable {
+    public var file: String
+    public var line: Int?
+    public var path: String
+    public var message: String
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        if !path.isEmpty { s += ": \(path)" }
+        return s + ": " + message
+    }
+}
+
+/// Several problems found at once; the file is rejected as a whole.
+public struct ConfigErrors: Error, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// A path into the document: keys and sequence indexes.
+public enum PathElement: Equatable, Sendable, CustomStringConvertible {
+    case key(String)
+    case index(Int)
+    public var description: String {
+        switch self {
+        case .key(let k): return k
+        case .index(let i): return "[\(i)]"
+        }
+    }
+}
+
+func render(_ path: [PathElement]) -> String {
+    var s = ""
+    for e in path {
+        switch e {
+        case .key(let k): s += s.isEmpty ? k : ".\(k)"
+        case .index(let i): s += "[\(i)]"
+        }
+    }
+    return s
+}
+
+func pathElements(_ codingPath: [CodingKey]) -> [PathElement] {
+    codingPath.map { k in k.intValue.map { .index($0) } ?? .key(k.stringValue) }
+}
+
+// MARK: - Loading
+
+public enum ConfigLoader {
+    /// Parse, decode and validate. Throws ConfigErrors naming file, line and key.
+    public static func load(path: String) throws -> WeftConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: nil, path: "", message: "cannot read file")])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigErrors(errors: [ConfigError(file: path, line: nil, path: "", message: "file is not UTF-8")])
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> WeftConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw ConfigErrors(errors: [yamlError(e, file: file)])
+        }
+        guard let node, case .mapping = node else {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: node?.mark?.line ?? 1, path: "",
+                                                    message: "expected a mapping at the top level")])
+        }
+        let config: WeftConfig
+        do {
+            config = try YAMLDecoder().decode(WeftConfig.self, from: node)
+        } catch let e as UnknownKeyError {
+            let p = pathElements(e.codingPath)
+            throw ConfigErrors(errors: [ConfigError(file: file, line: line(of: p, in: node, keyLine: true), path: render(p),
+                                                    message: "unknown key '\(e.key)' (expected one of: \(e.allowed.joined(separator: ", ")))")])
+        } catch let e as DecodingError {
+            throw ConfigErrors(errors: [decodingError(e, file: file, root: node)])
+        }
+        let issues = Validator.validate(config)
+        if !issues.isEmpty {
+            throw ConfigErrors(errors: issues.map {
+                ConfigError(file: file, line: line(of: $0.path, in: node, keyLine: true), path: render($0.path), message: $0.message)
+            })
+        }
+        return config
+    }
+
+    static func yamlError(_ e: YamlError, file: String) -> ConfigError {
+        switch e {
+        case .scanner(let context, let problem, let mark, _):
+            return ConfigError(file: file, line: mark.line, path: "", message: "YAML syntax: \(problem)\(context.map { " \($0.text)" } ?? "")")
+        case .parser(let context, let problem, let mark, _):
+            return ConfigError(file: file, line: mark.line, path: "", message: "YAML syntax: \(problem)\(context.map { " \($0.text)" } ?? "")")
+        case .composer(let context, let problem, let mark, _):
+            return ConfigError(file: file, line: mark.line, path: "", message: "YAML: \(problem)\(context.map { " \($0.text)" } ?? "")")
+        default:
+            return ConfigError(file: file, line: nil, path: "", message: "YAML: \(e)")
+        }
+    }
+
+    static func decodingError(_ e: DecodingError, file: String, root: Node) -> ConfigError {
+        switch e {
+        case .keyNotFound(let key, let ctx):
+            let p = pathElements(ctx.codingPath)
+            return ConfigError(file: file, line: line(of: p, in: root, keyLine: false), path: render(p + [.key(key.stringValue)]),
+                               message: "missing required key '\(key.stringValue)'")
+        case .typeMismatch(let type, let ctx):
+            let p = pathElements(ctx.codingPath)
+            return ConfigError(file: file, line: line(of: p, in: root, keyLine: false), path: render(p),
+                               message: "expected \(typeName(type))")
+        case .valueNotFound(let type, let ctx):
+            let p = pathElements(ctx.codingPath)
+            return ConfigError(file: file, line: line(of: p, in: root, keyLine: false), path: render(p),
+                               message: "expected \(typeName(type)), found null")
+        case .dataCorrupted(let ctx):
+            let p = pathElements(ctx.codingPath)
+            var msg = ctx.debugDescription
+            if let last = p.last, case .key(let k) = last, k == "type" {
+                msg = "unknown interface type (expected one of: \(InterfaceType.allCases.map(\.rawValue).joined(separator: ", ")))"
+            } else if let last = p.last, case .key(let k) = last, k == "role" {
+                msg = "unknown memif role (expected server or client)"
+            }
+            return ConfigError(file: file, line: line(of: p, in: root, keyLine: false), path: render(p), message: msg)
+        @unknown default:
+            return ConfigError(file: file, line: nil, path: "", message: "\(e)")
+        }
+    }
+
+    static func typeName(_ t: Any.Type) -> String {
+        switch t {
+        case is Int.Type: return "an integer"
+        case is Bool.Type: return "true or false"
+        case is String.Type: return "a string"
+        default:
+            let n = String(describing: t)
+            if n.hasPrefix("Array") { return "a list" }
+            if n.hasPrefix("Dictionary") || n.hasSuffix("Config") { return "a mapping" }
+            return n
+        }
+    }
+
+    /// The line of the node at `path`. With keyLine, the line of the key
+    /// itself (where a person would look for "interfaces[1].socket").
+    static func line(of path: [PathElement], in root: Node, keyLine: Bool) -> Int? {
+        var node = root
+        var best = root.mark?.line
+        for (i, e) in path.enumerated() {
+            switch (e, node) {
+            case (.key(let k), .mapping(let m)):
+                guard let pair = m.first(where: { $0.key.string == k }) else { return best }
+                let isLast = i == path.count - 1
+                best = (isLast && keyLine ? pair.key.mark?.line : pair.value.mark?.line) ?? best
+                node = pair.value
+            case (.index(let idx), .sequence(let s)):
+                guard idx < s.count else { return best }
+                node = s[idx]
+                best = node.mark?.line ?? best
+            default:
+                return best
+            }
+        }
+        return best
+    }
+}

@@ -1,0 +1,371 @@
+import CWeft
+import Foundation
+import Logging
+
+/// What weftd shows for an interface.
+public struct InterfaceStatus: Codable, Equatable, Sendable {
+    public var name: String
+    public var type: String
+    public var backend: String
+    public var detail: String
+    public var port: UInt16
+    public var device: String
+    public var driver: String
+    public var mac: String
+    public var link: String
+    public var mtu: UInt16
+    public var rxQueues: UInt16
+    public var rxWorkers: [UInt32]
+    public var crossConnect: String?
+    public var counters: InterfaceCounters
+}
+
+public struct CrossConnectStatus: Codable, Equatable, Sendable {
+    public var name: String
+    public var a: String
+    public var b: String
+    public var counters: CrossConnectCounters
+}
+
+public struct DropStatus: Codable, Equatable, Sendable {
+    public var reason: String
+    public var description: String
+    public var count: UInt64
+    /// Per interface, only where non-zero.
+    public var byInterface: [String: UInt64]
+}
+
+public struct ApplySummary: Codable, Equatable, Sendable, CustomStringConvertible {
+    public var addedInterfaces: [String] = []
+    public var removedInterfaces: [String] = []
+    public var addedCrossConnects: [String] = []
+    public var removedCrossConnects: [String] = []
+    public var unchanged: Int = 0
+    public var description: String {
+        if addedInterfaces.isEmpty && removedInterfaces.isEmpty && addedCrossConnects.isEmpty && removedCrossConnects.isEmpty {
+            return "no changes (\(unchanged) objects unchanged)"
+        }
+        var parts: [String] = []
+        if !removedCrossConnects.isEmpty { parts.append("removed cross-connects: \(removedCrossConnects.joined(separator: ", "))") }
+        if !removedInterfaces.isEmpty { parts.append("removed interfaces: \(removedInterfaces.joined(separator: ", "))") }
+        if !addedInterfaces.isEmpty { parts.append("added interfaces: \(addedInterfaces.joined(separator: ", "))") }
+        if !addedCrossConnects.isEmpty { parts.append("added cross-connects: \(addedCrossConnects.joined(separator: ", "))") }
+        parts.append("\(unchanged) unchanged")
+        return parts.joined(separator: "; ")
+    }
+}
+
+/// A request that could not be applied. Nothing of it stays applied.
+public struct ApplyError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The control layer: keeps the desired state and realizes it in the
+/// dataplane as one transaction. YAML (start, reload), weftctl and later the
+/// NSM API all go through `apply`: one control function per operation.
+public final class Controller: @unchecked Sendable {
+    struct RunningInterface {
+        var config: InterfaceConfig
+        var port: PortID
+        var backend: String
+    }
+    struct RunningCrossConnect {
+        var config: CrossConnectConfig
+        var slot: XCSlot
+    }
+
+    public let dataplane: Dataplane
+    let logger: Logger
+    let lock = NSLock()
+    /// The running state, as a configuration (base sections + live objects in order).
+    public private(set) var running: WeftConfig
+    var interfaces: [String: RunningInterface] = [:]
+    var crossConnects: [String: RunningCrossConnect] = [:]
+    var deviceSeq = 0
+    let state: RuntimeState?
+
+    public init(base: WeftConfig, dataplane: Dataplane, logger: Logger, state: RuntimeState?) {
+        var b = base
+        b.interfaces = []
+        b.crossConnects = []
+        self.running = b
+        self.dataplane = dataplane
+        self.logger = logger
+        self.state = state
+    }
+
+    // MARK: operations (each is validate -> diff -> apply)
+
+    public func apply(_ desired: WeftConfig) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        return try applyLocked(desired)
+    }
+
+    public func addInterface(_ itf: InterfaceConfig) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        if interfaces[itf.name] != nil { throw ApplyError(message: "interface '\(itf.name)' already exists") }
+        var d = running
+        d.interfaces.append(itf)
+        return try applyLocked(d, validate: true)
+    }
+
+    public func deleteInterface(_ name: String) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        guard interfaces[name] != nil else { throw ApplyError(message: "no interface named '\(name)'") }
+        if let xc = running.crossConnects.first(where: { $0.a == name || $0.b == name }) {
+            throw ApplyError(message: "interface '\(name)' is used by cross-connect '\(xc.name)'; delete the cross-connect first")
+        }
+        var d = running
+        d.interfaces.removeAll { $0.name == name }
+        return try applyLocked(d, validate: true)
+    }
+
+    public func addCrossConnect(_ xc: CrossConnectConfig) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        if crossConnects[xc.name] != nil { throw ApplyError(message: "cross-connect '\(xc.name)' already exists") }
+        var d = running
+        d.crossConnects.append(xc)
+        return try applyLocked(d, validate: true)
+    }
+
+    public func deleteCrossConnect(_ name: String) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        guard crossConnects[name] != nil else { throw ApplyError(message: "no cross-connect named '\(name)'") }
+        var d = running
+        d.crossConnects.removeAll { $0.name == name }
+        return try applyLocked(d, validate: true)
+    }
+
+    /// Remove every cross-connect and interface (shutdown).
+    public func removeAll() {
+        lock.lock(); defer { lock.unlock() }
+        var d = running
+        d.interfaces = []
+        d.crossConnects = []
+        do { _ = try applyLocked(d) } catch { logger.error("teardown: \(error)") }
+    }
+
+    // MARK: the transaction
+
+    private enum Step {
+        case addInterface(InterfaceConfig)
+        case removeInterface(String)
+        case addCrossConnect(CrossConnectConfig)
+        case removeCrossConnect(String)
+    }
+
+    private func applyLocked(_ desired: WeftConfig, validate: Bool = false) throws -> ApplySummary {
+        if validate {
+            let issues = Validator.validate(desired)
+            if !issues.isEmpty { throw ApplyError(message: issues.map(\.description).joined(separator: "\n")) }
+        }
+        var restartOnly: [String] = []
+        if desired.eal != running.eal { restartOnly.append("eal") }
+        if desired.dataplane != running.dataplane { restartOnly.append("dataplane") }
+        if desired.admin != running.admin { restartOnly.append("admin") }
+        if !restartOnly.isEmpty {
+            throw ApplyError(message: "\(restartOnly.joined(separator: ", ")) changed; these sections take effect only when weftd restarts. Nothing was applied.")
+        }
+
+        // Diff by name; a changed definition is a remove plus an add.
+        let want = Dictionary(uniqueKeysWithValues: desired.interfaces.map { ($0.name, $0) })
+        let removeIf = Set(running.interfaces.filter { want[$0.name] != $0 }.map(\.name))
+        let addIf = desired.interfaces.filter { interfaces[$0.name]?.config != $0 }
+        let wantXC = Dictionary(uniqueKeysWithValues: desired.crossConnects.map { ($0.name, $0) })
+        let removeXC = running.crossConnects.filter {
+            wantXC[$0.name] != $0 || removeIf.contains($0.a) || removeIf.contains($0.b)
+        }.map(\.name)
+        let removeXCSet = Set(removeXC)
+        let addXC = desired.crossConnects.filter { crossConnects[$0.name] == nil || removeXCSet.contains($0.name) }
+
+        // Check the machine before touching anything.
+        var releasing = Set<String>()
+        for n in removeIf {
+            if let r = interfaces[n] {
+                let l = Realizer.leftovers(r.config, runtimeDir: running.admin.runtimeDir)
+                releasing.formUnion(l.sockets + l.links)
+            }
+        }
+        var problems: [String] = []
+        for itf in addIf {
+            for i in Realizer.precheck(itf, runtimeDir: running.admin.runtimeDir, releasing: releasing) {
+                problems.append("interface '\(itf.name)': \(i)")
+            }
+        }
+        if !problems.isEmpty { throw ApplyError(message: problems.joined(separator: "\n") + "\nNothing was applied.") }
+
+        let steps: [Step] = removeXC.map { .removeCrossConnect($0) }
+            + running.interfaces.filter { removeIf.contains($0.name) }.map { .removeInterface($0.name) }
+            + addIf.map { .addInterface($0) }
+            + addXC.map { .addCrossConnect($0) }
+
+        var undo: [Step] = []
+        for step in steps {
+            do {
+                undo.append(try perform(step))
+            } catch {
+                logger.error("apply failed at \(describe(step)): \(error); rolling back \(undo.count) step(s)")
+                for u in undo.reversed() {
+                    do { _ = try perform(u) } catch { logger.error("rollback of \(describe(u)) failed: \(error)") }
+                }
+                saveState()
+                throw ApplyError(message: "\(describe(step)) failed: \(error). Nothing was applied.")
+            }
+        }
+        // Keep the desired order for display and for the next diff.
+        running.interfaces = desired.interfaces
+        running.crossConnects = desired.crossConnects
+        saveState()
+        let changed = Set(addIf.map(\.name)).union(removeIf)
+        let unchanged = desired.interfaces.filter { !changed.contains($0.name) }.count
+            + desired.crossConnects.filter { !removeXCSet.contains($0.name) && !addXC.contains($0) }.count
+        return ApplySummary(addedInterfaces: addIf.map(\.name), removedInterfaces: removeIf.sorted(),
+                            addedCrossConnects: addXC.map(\.name), removedCrossConnects: removeXC, unchanged: unchanged)
+    }
+
+    private func describe(_ s: Step) -> String {
+        switch s {
+        case .addInterface(let i): return "adding interface '\(i.name)'"
+        case .removeInterface(let n): return "removing interface '\(n)'"
+        case .addCrossConnect(let x): return "adding cross-connect '\(x.name)'"
+        case .removeCrossConnect(let n): return "removing cross-connect '\(n)'"
+        }
+    }
+
+    /// Do one step; return its inverse.
+    private func perform(_ step: Step) throws -> Step {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            logger.debug("dataplane: \(describe(step)) took \(String(format: "%.2f", ms)) ms")
+        }
+        switch step {
+        case .addInterface(let itf):
+            let (port, backend) = try attach(itf)
+            interfaces[itf.name] = RunningInterface(config: itf, port: port, backend: backend)
+            logger.info("interface \(itf.name): \(backend) port \(port)")
+            return .removeInterface(itf.name)
+        case .removeInterface(let name):
+            guard let r = interfaces[name] else { throw ApplyError(message: "no interface '\(name)'") }
+            try dataplane.detach(r.port)
+            interfaces[name] = nil
+            logger.info("interface \(name) removed")
+            return .addInterface(r.config)
+        case .addCrossConnect(let x):
+            guard let a = interfaces[x.a], let b = interfaces[x.b] else {
+                throw ApplyError(message: "cross-connect '\(x.name)' names an interface that does not exist")
+            }
+            let slot = try dataplane.addCrossConnect(a.port, b.port)
+            crossConnects[x.name] = RunningCrossConnect(config: x, slot: slot)
+            logger.info("cross-connect \(x.name): \(x.a) <-> \(x.b)")
+            return .removeCrossConnect(x.name)
+        case .removeCrossConnect(let name):
+            guard let r = crossConnects[name] else { throw ApplyError(message: "no cross-connect '\(name)'") }
+            try dataplane.deleteCrossConnect(r.slot)
+            crossConnects[name] = nil
+            logger.info("cross-connect \(name) removed")
+            return .addCrossConnect(r.config)
+        }
+    }
+
+    private func attach(_ itf: InterfaceConfig) throws -> (PortID, String) {
+        deviceSeq += 1
+        let device = "w\(deviceSeq)"
+        let workers = running.dataplane.workers.count
+        let rxq = UInt16(itf.rxQueues ?? 1)
+        let mtu = UInt16(itf.mtu ?? 0)
+        switch itf.type {
+        case .ring:
+            return (try dataplane.createTestPort(name: device), "ring")
+        case .kernel:
+            // AF_XDP where the kernel and driver allow it; otherwise AF_PACKET, and say so.
+            let xdp = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers, kernelBackend: .afXDP)
+            do {
+                return (try dataplane.attach(devargs: xdp, rxQueues: rxq, mtu: mtu), "af_xdp")
+            } catch {
+                logger.warning("interface \(itf.name): AF_XDP unavailable on \(itf.iface ?? "?") (\(error)); falling back to AF_PACKET")
+                deviceSeq += 1
+                let pkt = Realizer.devargs(itf, device: "w\(deviceSeq)", runtimeDir: running.admin.runtimeDir, workers: workers, kernelBackend: .afPacket)
+                return (try dataplane.attach(devargs: pkt, rxQueues: rxq, mtu: mtu), "af_packet (af_xdp unavailable)")
+            }
+        default:
+            let args = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers)
+            return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu), itf.type.rawValue)
+        }
+    }
+
+    private func saveState() {
+        guard let state else { return }
+        var sockets: [String] = [], links: [String] = []
+        for r in interfaces.values {
+            let l = Realizer.leftovers(r.config, runtimeDir: running.admin.runtimeDir)
+            sockets += l.sockets
+            links += l.links
+        }
+        state.record(sockets: sockets.sorted(), links: links.sorted())
+    }
+
+    // MARK: inspection
+
+    public func pollLinks() {
+        lock.lock(); defer { lock.unlock() }
+        if dataplane.pollLinks() > 0 {
+            for (name, r) in interfaces.sorted(by: { $0.key < $1.key }) {
+                if let i = try? dataplane.info(r.port) { logger.debug("link \(name): \(i.linkUp ? "up" : "down")") }
+            }
+        }
+    }
+
+    public func interfaceStatus() -> [InterfaceStatus] {
+        lock.lock(); defer { lock.unlock() }
+        return running.interfaces.compactMap { cfg in
+            guard let r = interfaces[cfg.name] else { return nil }
+            let info = try? dataplane.info(r.port)
+            let xc = running.crossConnects.first { $0.a == cfg.name || $0.b == cfg.name }?.name
+            return InterfaceStatus(
+                name: cfg.name, type: cfg.type.rawValue, backend: r.backend, detail: detail(cfg), port: r.port.raw,
+                device: info?.deviceName ?? "", driver: info?.driver ?? "", mac: info?.mac ?? "",
+                link: info.map { $0.linkUp ? "up" : "down" } ?? "unknown", mtu: info?.mtu ?? 0,
+                rxQueues: info?.rxQueues ?? 0, rxWorkers: info?.rxWorkers ?? [], crossConnect: xc,
+                counters: dataplane.counters(r.port))
+        }
+    }
+
+    func detail(_ c: InterfaceConfig) -> String {
+        switch c.type {
+        case .memif:
+            return "\((c.role ?? .server).rawValue) \(c.abstract == true ? "@" : "")\(Realizer.memifSocket(c, runtimeDir: running.admin.runtimeDir)) id \(c.id ?? 0)"
+        case .afPacket, .afXDP, .kernel: return c.iface ?? ""
+        case .tap: return Realizer.tapName(c)
+        case .pci: return c.pci ?? ""
+        case .vdev: return c.devargs ?? ""
+        case .null, .ring: return ""
+        }
+    }
+
+    public func crossConnectStatus() -> [CrossConnectStatus] {
+        lock.lock(); defer { lock.unlock() }
+        return running.crossConnects.compactMap { x in
+            guard let r = crossConnects[x.name] else { return nil }
+            return CrossConnectStatus(name: x.name, a: x.a, b: x.b, counters: dataplane.counters(r.slot))
+        }
+    }
+
+    public func dropStatus() -> [DropStatus] {
+        let ifs = interfaceStatus()
+        let workers = workerStatus()
+        return DropReason.all.map { reason in
+            var by: [String: UInt64] = [:]
+            for i in ifs { if let n = i.counters.drops[reason.name], n > 0 { by[i.name] = n } }
+            // Node-wide totals come from the workers: they outlive removed interfaces.
+            let total = workers.reduce(0) { $0 + ($1.drops[reason.name] ?? 0) }
+            return DropStatus(reason: reason.name, description: reason.description, count: total, byInterface: by)
+        }
+    }
+
+    public func workerStatus() -> [WorkerStats] {
+        lock.lock(); defer { lock.unlock() }
+        return dataplane.workerStats()
+    }
+}

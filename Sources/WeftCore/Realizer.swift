@@ -1,0 +1,105 @@
+import Foundation
+
+/// How an interface of the configuration becomes a DPDK port: devargs, the
+/// checks against the machine made before anything is applied, and what it
+/// leaves on the machine (socket files, kernel devices) for cleanup.
+public enum Realizer {
+    public enum KernelBackend: String, Codable, Sendable { case afXDP = "af_xdp", afPacket = "af_packet" }
+
+    /// The memif socket of an interface: configured, or one per interface in the runtime dir.
+    public static func memifSocket(_ itf: InterfaceConfig, runtimeDir: String) -> String {
+        itf.socket ?? "\(runtimeDir)/memif-\(itf.name).sock"
+    }
+
+    /// The kernel name of a tap interface Weft creates.
+    public static func tapName(_ itf: InterfaceConfig) -> String {
+        itf.iface ?? String("wf-\(itf.name)".prefix(15))
+    }
+
+    /// Checks needing the machine. Returns problems, each naming the key.
+    public static func precheck(_ itf: InterfaceConfig, runtimeDir: String, releasing: Set<String> = []) -> [ValidationIssue] {
+        var out: [ValidationIssue] = []
+        func issue(_ k: String, _ m: String) { out.append(ValidationIssue(path: [.key(k)], message: m)) }
+        switch itf.type {
+        case .afPacket, .afXDP, .kernel:
+            if let i = itf.iface, if_nametoindex(i) == 0 {
+                issue("iface", "kernel interface '\(i)' does not exist in weftd's network namespace")
+            }
+        case .tap:
+            let n = tapName(itf)
+            if if_nametoindex(n) != 0 && !releasing.contains(n) {
+                issue("iface", "kernel interface '\(n)' already exists; a tap interface must be new")
+            }
+        case .memif:
+            if itf.abstract != true {
+                let path = memifSocket(itf, runtimeDir: runtimeDir)
+                let dir = (path as NSString).deletingLastPathComponent
+                var isDir: ObjCBool = false
+                if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
+                    issue("socket", "memif socket directory '\(dir)' does not exist")
+                } else if access(dir, W_OK | X_OK) != 0 && (itf.role ?? .server) == .server {
+                    issue("socket", "memif socket directory '\(dir)' is not writable")
+                } else if (itf.role ?? .server) == .server, !releasing.contains(path) {
+                    var st = stat()
+                    if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFSOCK {
+                        issue("socket", "'\(path)' exists and is not a socket")
+                    }
+                }
+            }
+        case .pci:
+            if let a = itf.pci.flatMap(normalizedPCI),
+               !FileManager.default.fileExists(atPath: "/sys/bus/pci/devices/\(a)") {
+                issue("pci", "no PCI device \(a) on this machine")
+            }
+        case .null, .ring, .vdev:
+            break
+        }
+        return out
+    }
+
+    /// DPDK devargs for an interface. `device` is a unique DPDK device suffix.
+    public static func devargs(_ itf: InterfaceConfig, device: String, runtimeDir: String, workers: Int,
+                               kernelBackend: KernelBackend = .afPacket) -> String {
+        let q = max(itf.rxQueues ?? 1, workers)
+        switch itf.type {
+        case .memif:
+            var a = "net_memif_\(device),role=\((itf.role ?? .server).rawValue),id=\(itf.id ?? 0)"
+            a += ",socket=\(memifSocket(itf, runtimeDir: runtimeDir))"
+            a += ",socket-abstract=\(itf.abstract == true ? "yes" : "no")"
+            if let s = itf.secret { a += ",secret=\(s)" }
+            if let m = itf.mac { a += ",mac=\(m)" }
+            return a
+        case .afPacket:
+            return "net_af_packet_\(device),iface=\(itf.iface!),qpairs=\(q)"
+        case .afXDP:
+            return "net_af_xdp_\(device),iface=\(itf.iface!),start_queue=0,queue_count=\(q)"
+        case .kernel:
+            return kernelBackend == .afXDP
+                ? "net_af_xdp_\(device),iface=\(itf.iface!),start_queue=0,queue_count=\(q)"
+                : "net_af_packet_\(device),iface=\(itf.iface!),qpairs=\(q)"
+        case .tap:
+            var a = "net_tap_\(device),iface=\(tapName(itf))"
+            if let m = itf.mac { a += ",mac=\(m)" }
+            return a
+        case .null:
+            return "net_null_\(device),no-rx=1"
+        case .pci:
+            let addr = normalizedPCI(itf.pci!)!
+            return itf.devargs.map { "\(addr),\($0)" } ?? addr
+        case .vdev, .ring:
+            return itf.devargs ?? ""
+        }
+    }
+
+    /// What an interface leaves on the machine that a crash would orphan.
+    public static func leftovers(_ itf: InterfaceConfig, runtimeDir: String) -> (sockets: [String], links: [String]) {
+        switch itf.type {
+        case .memif where itf.abstract != true && (itf.role ?? .server) == .server:
+            return ([memifSocket(itf, runtimeDir: runtimeDir)], [])
+        case .tap:
+            return ([], [tapName(itf)])
+        default:
+            return ([], [])
+        }
+    }
+}

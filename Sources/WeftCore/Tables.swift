@@ -1,0 +1,66 @@
+import Foundation
+
+/// Plain-text tables for weftctl: columns padded to their widest cell,
+/// numbers right-aligned.
+public struct TextTable {
+    public var headers: [String]
+    public var rows: [[String]] = []
+    public init(_ headers: [String]) { self.headers = headers }
+    public mutating func add(_ row: [String]) { rows.append(row) }
+
+    public func render() -> String {
+        let all = [headers] + rows
+        let widths = headers.indices.map { i in all.map { $0.indices.contains(i) ? $0[i].count : 0 }.max() ?? 0 }
+        func isNumber(_ s: String) -> Bool { !s.isEmpty && s.allSatisfy { $0.isNumber || $0 == "." } }
+        func line(_ r: [String]) -> String {
+            r.indices.map { i in
+                let pad = String(repeating: " ", count: widths[i] - r[i].count)
+                return isNumber(r[i]) ? pad + r[i] : r[i] + pad
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        return ([line(headers)] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+public enum Render {
+    public static func interfaces(_ list: [InterfaceStatus]) -> String {
+        var t = TextTable(["NAME", "TYPE", "BACKEND", "PORT", "LINK", "MAC", "DETAIL", "XCONNECT",
+                           "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS"])
+        for i in list {
+            t.add([i.name, i.type, i.backend, String(i.port), i.link, i.mac, i.detail, i.crossConnect ?? "-",
+                   String(i.counters.rxPackets), String(i.counters.rxBytes), String(i.counters.txPackets),
+                   String(i.counters.txBytes), String(i.counters.totalDrops)])
+        }
+        return t.render()
+    }
+
+    public static func crossConnects(_ list: [CrossConnectStatus]) -> String {
+        var t = TextTable(["NAME", "A", "B", "A->B PKTS", "A->B BYTES", "A->B DROPS", "B->A PKTS", "B->A BYTES", "B->A DROPS"])
+        for x in list {
+            let c = x.counters
+            t.add([x.name, x.a, x.b, String(c.aToB.packets), String(c.aToB.bytes), String(c.aToB.drops),
+                   String(c.bToA.packets), String(c.bToA.bytes), String(c.bToA.drops)])
+        }
+        return t.render()
+    }
+
+    public static func drops(_ list: [DropStatus]) -> String {
+        var t = TextTable(["REASON", "COUNT", "BY INTERFACE", "DESCRIPTION"])
+        for d in list {
+            let by = d.byInterface.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            t.add([d.reason, String(d.count), by.isEmpty ? "-" : by, d.description])
+        }
+        return t.render()
+    }
+
+    public static func workers(_ list: [WorkerStats], tscHz: UInt64) -> String {
+        var t = TextTable(["WORKER", "LCORE", "QUEUES", "RX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "BUSY%", "CYCLES/PKT"])
+        for w in list {
+            let total = w.busyCycles + w.idleCycles
+            let busy = total == 0 ? "0.0" : String(format: "%.1f", 100 * Double(w.busyCycles) / Double(total))
+            t.add([String(w.worker), String(w.lcore), String(w.queues), String(w.rxPackets), String(w.busyCycles),
+                   String(w.idleCycles), busy, w.cyclesPerPacket.map { String(format: "%.1f", $0) } ?? "-"])
+        }
+        return t.render() + "\n(TSC \(tscHz / 1_000_000) MHz; busy = cycles in polls that returned packets)"
+    }
+}

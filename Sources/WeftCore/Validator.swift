@@ -1,0 +1,191 @@
+import Foundation
+
+public struct ValidationIssue: Equatable, Sendable, CustomStringConvertible {
+    public var path: [PathElement]
+    public var message: String
+    public var description: String { "\(render(path)): \(message)" }
+}
+
+/// Static checks of a decoded configuration: ranges, names, references.
+/// Checks that need the machine (does the kernel interface exist?) are in
+/// `Realizer.precheck`, run before anything is applied.
+public enum Validator {
+    public static func validate(_ c: WeftConfig) -> [ValidationIssue] {
+        var out: [ValidationIssue] = []
+        func issue(_ p: [PathElement], _ m: String) { out.append(ValidationIssue(path: p, message: m)) }
+
+        // eal
+        let e = c.eal
+        if !(0..<128).contains(e.mainLcore) { issue([.key("eal"), .key("main_lcore")], "must be 0..127") }
+        if e.memoryMB < 64 { issue([.key("eal"), .key("memory_mb")], "must be at least 64") }
+        if !isSimpleName(e.filePrefix, max: 32) {
+            issue([.key("eal"), .key("file_prefix")], "must be 1-32 characters of A-Z a-z 0-9 _ -")
+        }
+
+        // dataplane
+        let d = c.dataplane
+        let dp: [PathElement] = [.key("dataplane")]
+        if d.workers.isEmpty { issue(dp + [.key("workers")], "needs at least one worker lcore") }
+        if d.workers.count > 16 { issue(dp + [.key("workers")], "at most 16 workers") }
+        for (i, w) in d.workers.enumerated() {
+            if !(0..<128).contains(w) { issue(dp + [.key("workers"), .index(i)], "lcore must be 0..127") }
+            if w == e.mainLcore { issue(dp + [.key("workers"), .index(i)], "lcore \(w) is eal.main_lcore; workers need their own lcores") }
+            if d.workers.firstIndex(of: w) != i { issue(dp + [.key("workers"), .index(i)], "lcore \(w) listed twice") }
+        }
+        if !(1...256).contains(d.burstSize) { issue(dp + [.key("burst_size")], "must be 1..256") }
+        for (k, v) in [("rx_descriptors", d.rxDescriptors), ("tx_descriptors", d.txDescriptors)]
+        where !(64...16384).contains(v) || v & (v - 1) != 0 {
+            issue(dp + [.key(k)], "must be a power of two in 64..16384")
+        }
+        if !(1024...4_194_304).contains(d.mbufs) { issue(dp + [.key("mbufs")], "must be 1024..4194304") }
+        if !(0...512).contains(d.mbufCache) { issue(dp + [.key("mbuf_cache")], "must be 0..512") }
+        if !(1...1_048_576).contains(d.maxCrossConnects) { issue(dp + [.key("max_cross_connects")], "must be 1..1048576") }
+        if !(0...100_000).contains(d.idleSleepUs) { issue(dp + [.key("idle_sleep_us")], "must be 0..100000") }
+
+        // admin
+        if !c.admin.socket.hasPrefix("/") || c.admin.socket.utf8.count > 107 {
+            issue([.key("admin"), .key("socket")], "must be an absolute path of at most 107 bytes")
+        }
+        if !c.admin.runtimeDir.hasPrefix("/") { issue([.key("admin"), .key("runtime_dir")], "must be an absolute path") }
+
+        // interfaces
+        var seen: [String: Int] = [:]
+        for (i, itf) in c.interfaces.enumerated() {
+            let p: [PathElement] = [.key("interfaces"), .index(i)]
+            if !isSimpleName(itf.name, max: 32, allowDot: true) {
+                issue(p + [.key("name")], "'\(itf.name)' must be 1-32 characters of A-Z a-z 0-9 _ - .")
+            } else if let first = seen[itf.name] {
+                issue(p + [.key("name")], "duplicate interface name '\(itf.name)' (first at interfaces[\(first)])")
+            } else {
+                seen[itf.name] = i
+            }
+            for m in validate(interface: itf) { issue(p + m.path, m.message) }
+        }
+        // Two interfaces must not claim the same kernel netdev or memif socket.
+        var claims: [String: Int] = [:]
+        for (i, itf) in c.interfaces.enumerated() {
+            guard let claim = claimKey(itf) else { continue }
+            if let first = claims[claim] {
+                issue([.key("interfaces"), .index(i)], "uses the same \(claim) as interfaces[\(first)]")
+            } else { claims[claim] = i }
+        }
+
+        // cross-connects
+        var xcNames: [String: Int] = [:]
+        var used: [String: (Int, String)] = [:]
+        for (i, x) in c.crossConnects.enumerated() {
+            let p: [PathElement] = [.key("cross_connects"), .index(i)]
+            if !isSimpleName(x.name, max: 64, allowDot: true) {
+                issue(p + [.key("name")], "'\(x.name)' must be 1-64 characters of A-Z a-z 0-9 _ - .")
+            } else if let first = xcNames[x.name] {
+                issue(p + [.key("name")], "duplicate cross-connect name '\(x.name)' (first at cross_connects[\(first)])")
+            } else { xcNames[x.name] = i }
+            if x.a == x.b { issue(p + [.key("b")], "a cross-connect needs two different interfaces") }
+            for (side, ifname) in [("a", x.a), ("b", x.b)] {
+                if seen[ifname] == nil {
+                    issue(p + [.key(side)], "no interface named '\(ifname)'")
+                } else if let (j, other) = used[ifname], j != i {
+                    issue(p + [.key(side)], "interface '\(ifname)' is already in cross-connect '\(other)'")
+                } else { used[ifname] = (i, x.name) }
+            }
+        }
+        return out
+    }
+
+    /// Checks of one interface alone (also used for weftctl's runtime add).
+    public static func validate(interface itf: InterfaceConfig) -> [ValidationIssue] {
+        var out: [ValidationIssue] = []
+        func issue(_ k: String, _ m: String) { out.append(ValidationIssue(path: [.key(k)], message: m)) }
+        let kernelTypes: [InterfaceType] = [.afPacket, .afXDP, .kernel, .tap]
+
+        // Keys that belong to another type are mistakes, not silent no-ops.
+        let given: [(String, Bool)] = [
+            ("iface", itf.iface != nil), ("role", itf.role != nil), ("socket", itf.socket != nil),
+            ("abstract", itf.abstract != nil), ("id", itf.id != nil), ("secret", itf.secret != nil),
+            ("pci", itf.pci != nil), ("devargs", itf.devargs != nil), ("mac", itf.mac != nil),
+        ]
+        let applies: [String: [InterfaceType]] = [
+            "iface": kernelTypes, "role": [.memif], "socket": [.memif], "abstract": [.memif], "id": [.memif],
+            "secret": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
+        ]
+        for (k, present) in given where present && !(applies[k]!.contains(itf.type)) {
+            issue(k, "does not apply to \(itf.type.rawValue) interfaces")
+        }
+
+        if kernelTypes.contains(itf.type) && itf.type != .tap {
+            if let i = itf.iface { if !isIfName(i) { issue("iface", "'\(i)' is not a valid kernel interface name (1-15 characters, no '/', ':' or spaces)") } }
+            else { issue("iface", "required for \(itf.type.rawValue) interfaces") }
+        }
+        if itf.type == .tap, let i = itf.iface, !isIfName(i) {
+            issue("iface", "'\(i)' is not a valid kernel interface name (1-15 characters)")
+        }
+        if itf.type == .memif {
+            if let id = itf.id, !(0...Int(UInt32.max)).contains(id) { issue("id", "must be 0..4294967295") }
+            if let s = itf.socket {
+                if s.isEmpty || s.utf8.count > 107 { issue("socket", "must be 1-107 bytes") }
+                else if itf.abstract != true && !s.hasPrefix("/") { issue("socket", "must be an absolute path (or set abstract: true)") }
+                if s.contains(",") || s.contains("=") { issue("socket", "must not contain ',' or '='") }
+            }
+            if let sec = itf.secret, sec.isEmpty || sec.utf8.count > 24 || sec.contains(",") {
+                issue("secret", "must be 1-24 characters without ','")
+            }
+        }
+        if itf.type == .pci {
+            if let a = itf.pci { if normalizedPCI(a) == nil { issue("pci", "'\(a)' is not a PCI address (DDDD:BB:DD.F)") } }
+            else { issue("pci", "required for pci interfaces") }
+        }
+        if itf.type == .vdev {
+            if let a = itf.devargs {
+                if !a.hasPrefix("net_") { issue("devargs", "must name a DPDK net vdev, e.g. net_null0,size=64") }
+            } else { issue("devargs", "required for vdev interfaces") }
+        }
+        if let mac = itf.mac, parseMAC(mac) == nil { issue("mac", "'\(mac)' is not a MAC address (xx:xx:xx:xx:xx:xx)") }
+        if let q = itf.rxQueues, !(1...8).contains(q) { issue("rx_queues", "must be 1..8") }
+        if let m = itf.mtu, !(68...9702).contains(m) { issue("mtu", "must be 68..9702") }
+        return out
+    }
+
+    /// What an interface takes exclusive hold of, if anything.
+    static func claimKey(_ itf: InterfaceConfig) -> String? {
+        switch itf.type {
+        case .afPacket, .afXDP, .kernel, .tap: return itf.iface.map { "kernel interface '\($0)'" }
+        case .memif: return itf.socket.map { "memif socket '\($0)' with id \(itf.id ?? 0)" }
+        case .pci: return itf.pci.flatMap(normalizedPCI).map { "PCI device \($0)" }
+        default: return nil
+        }
+    }
+}
+
+func isSimpleName(_ s: String, max: Int, allowDot: Bool = false) -> Bool {
+    guard !s.isEmpty, s.utf8.count <= max else { return false }
+    return s.unicodeScalars.allSatisfy {
+        ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+            || (allowDot && $0 == ".")
+    }
+}
+
+/// Linux interface names: 1-15 bytes, no '/', ':' or whitespace, not "." or "..".
+func isIfName(_ s: String) -> Bool {
+    guard !s.isEmpty, s.utf8.count <= 15, s != ".", s != ".." else { return false }
+    return !s.unicodeScalars.contains { $0 == "/" || $0 == ":" || $0 == "," || $0 == "=" || $0.properties.isWhitespace }
+}
+
+/// "0000:05:00.0" or "05:00.0" -> "0000:05:00.0".
+public func normalizedPCI(_ s: String) -> String? {
+    let parts = s.lowercased().split(separator: ":", omittingEmptySubsequences: false)
+    let hex = CharacterSet(charactersIn: "0123456789abcdef")
+    func isHex(_ x: Substring, _ n: Int) -> Bool { x.count == n && x.unicodeScalars.allSatisfy(hex.contains) }
+    var domain = Substring("0000"), rest = parts
+    if parts.count == 3 { domain = parts[0]; rest = Array(parts[1...]) }
+    guard rest.count == 2, isHex(domain, 4), isHex(rest[0], 2) else { return nil }
+    let df = rest[1].split(separator: ".", omittingEmptySubsequences: false)
+    guard df.count == 2, isHex(df[0], 2), df[1].count == 1, let f = Int(df[1]), f <= 7 else { return nil }
+    return "\(domain):\(rest[0]):\(df[0]).\(f)"
+}
+
+func parseMAC(_ s: String) -> [UInt8]? {
+    let p = s.split(separator: ":")
+    guard p.count == 6 else { return nil }
+    let b = p.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+    return b.count == 6 ? b : nil
+}

@@ -1,0 +1,159 @@
+import ArgumentParser
+import Foundation
+import WeftCore
+
+@main
+struct Weftctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "weftctl",
+        abstract: "Inspect and change a running weftd over its admin socket.",
+        subcommands: [Show.self, InterfaceCommand.self, CrossConnectCommand.self, Reload.self]
+    )
+}
+
+struct Connection: ParsableArguments {
+    @Option(help: "weftd's admin socket.")
+    var socket: String = ProcessInfo.processInfo.environment["WEFT_ADMIN_SOCKET"] ?? "/run/weft/weftd.sock"
+
+    func send(_ req: AdminRequest) throws -> AdminResponse {
+        let r: AdminResponse
+        do { r = try AdminClient.send(req, socketPath: socket) } catch {
+            FileHandle.standardError.write(Data("weftctl: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        guard r.ok else {
+            FileHandle.standardError.write(Data("weftctl: \(r.error ?? "request failed")\n".utf8))
+            throw ExitCode(1)
+        }
+        return r
+    }
+}
+
+func printJSON<T: Encodable>(_ v: T) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try e.encode(v), as: UTF8.self))
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show interfaces, cross-connects, drops or workers.")
+
+    enum What: String, ExpressibleByArgument, CaseIterable {
+        case interfaces, xconnects, drops, workers, counters
+    }
+    @Argument(help: "interfaces | xconnects | drops | workers | counters (interfaces + xconnects + drops)")
+    var what: What
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+    @OptionGroup var conn: Connection
+
+    func run() throws {
+        switch what {
+        case .interfaces:
+            let r = try conn.send(.init(command: .showInterfaces))
+            json ? try printJSON(r.interfaces ?? []) : print(Render.interfaces(r.interfaces ?? []))
+        case .xconnects:
+            let r = try conn.send(.init(command: .showCrossConnects))
+            json ? try printJSON(r.crossConnects ?? []) : print(Render.crossConnects(r.crossConnects ?? []))
+        case .drops:
+            let r = try conn.send(.init(command: .showDrops))
+            json ? try printJSON(r.drops ?? []) : print(Render.drops(r.drops ?? []))
+        case .workers:
+            let r = try conn.send(.init(command: .showWorkers))
+            json ? try printJSON(r.workers ?? []) : print(Render.workers(r.workers ?? [], tscHz: r.tscHz ?? 0))
+        case .counters:
+            let i = try conn.send(.init(command: .showInterfaces)).interfaces ?? []
+            let x = try conn.send(.init(command: .showCrossConnects)).crossConnects ?? []
+            let d = try conn.send(.init(command: .showDrops)).drops ?? []
+            if json {
+                struct All: Encodable { var interfaces: [InterfaceStatus]; var crossConnects: [CrossConnectStatus]; var drops: [DropStatus] }
+                try printJSON(All(interfaces: i, crossConnects: x, drops: d))
+            } else {
+                print(Render.interfaces(i) + "\n\n" + Render.crossConnects(x) + "\n\n" + Render.drops(d))
+            }
+        }
+    }
+}
+
+struct InterfaceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "interface", abstract: "Add or delete an interface at runtime.",
+                                                    subcommands: [Add.self, Delete.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add an interface (same checks as the config file).")
+        @Argument var name: String
+        @Option(help: "memif | af_packet | af_xdp | kernel | tap | pci | null | vdev") var type: String
+        @Option(help: "Kernel interface (af_packet, af_xdp, kernel, tap).") var iface: String?
+        @Option(help: "memif role: server | client.") var role: String?
+        @Option(help: "memif socket path (or abstract name with --abstract).") var socketPath: String?
+        @Flag(help: "memif: use an abstract socket.") var abstract = false
+        @Option(help: "memif interface id.") var id: Int?
+        @Option(help: "memif secret.") var secret: String?
+        @Option(help: "PCI address.") var pci: String?
+        @Option(help: "Raw devargs (vdev) or extra devargs (pci).") var devargs: String?
+        @Option(help: "MAC address (memif, tap).") var mac: String?
+        @Option(help: "RX queues (1-8).") var rxQueues: Int?
+        @Option(help: "MTU.") var mtu: Int?
+        @OptionGroup var conn: Connection
+
+        func run() throws {
+            guard let t = InterfaceType(rawValue: type) else {
+                throw ValidationError("unknown type '\(type)' (expected one of: \(InterfaceType.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            var r: MemifRole?
+            if let role {
+                guard let v = MemifRole(rawValue: role) else { throw ValidationError("role must be server or client") }
+                r = v
+            }
+            let itf = InterfaceConfig(name: name, type: t, iface: iface, role: r, socket: socketPath,
+                                      abstract: abstract ? true : nil, id: id, secret: secret, pci: pci,
+                                      devargs: devargs, mac: mac, rxQueues: rxQueues, mtu: mtu)
+            let resp = try conn.send(.init(command: .addInterface, interface: itf))
+            print(resp.summary.map(\.description) ?? "ok")
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "del", abstract: "Delete an interface.")
+        @Argument var name: String
+        @OptionGroup var conn: Connection
+        func run() throws {
+            let resp = try conn.send(.init(command: .deleteInterface, name: name))
+            print(resp.summary.map(\.description) ?? "ok")
+        }
+    }
+}
+
+struct CrossConnectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "xconnect", abstract: "Add or delete a P2P cross-connect at runtime.",
+                                                    subcommands: [Add.self, Delete.self])
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cross-connect interfaces A and B.")
+        @Argument var name: String
+        @Argument var a: String
+        @Argument var b: String
+        @OptionGroup var conn: Connection
+        func run() throws {
+            let resp = try conn.send(.init(command: .addCrossConnect, crossConnect: .init(name: name, a: a, b: b)))
+            print(resp.summary.map(\.description) ?? "ok")
+        }
+    }
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "del", abstract: "Delete a cross-connect.")
+        @Argument var name: String
+        @OptionGroup var conn: Connection
+        func run() throws {
+            let resp = try conn.send(.init(command: .deleteCrossConnect, name: name))
+            print(resp.summary.map(\.description) ?? "ok")
+        }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Re-read weftd's configuration file and apply only the difference.")
+    @OptionGroup var conn: Connection
+    func run() throws {
+        let resp = try conn.send(.init(command: .reload))
+        print(resp.summary.map(\.description) ?? "ok")
+    }
+}

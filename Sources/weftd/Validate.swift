@@ -1,0 +1,20 @@
+import ArgumentParser
+import Foundation
+import WeftCore
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a configuration file and exit.")
+
+    @Option(name: .shortAndLong, help: "The YAML configuration file.")
+    var config: String
+
+    func run() throws {
+        do {
+            let c = try ConfigLoader.load(path: config)
+            print("\(config): ok (\(c.interfaces.count) interfaces, \(c.crossConnects.count) cross-connects, \(c.dataplane.workers.count) workers)")
+        } catch let e as ConfigErrors {
+            FileHandle.standardError.write(Data((e.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Weftd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "weftd",
+        abstract: "Weft: a node-local DPDK packet forwarder for service-mesh networks.",
+        subcommands: [Run.self, Validate.self]
+    )
+}

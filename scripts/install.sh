@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what Weft needs on Debian 12, only where something is missing:
+# DPDK 22.11 and its tools, the libraries the C core links, the test peers
+# (iproute2, ping, tcpdump), 2 MiB hugepages and a hugetlbfs mount.
+# Idempotent; run as root. Used by the README commands and .ci/run.
+set -euo pipefail
+
+HUGEPAGES=${WEFT_HUGEPAGES:-1024}   # 2 MiB pages: 2 GiB for weftd and its DPDK peers
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (apt, hugepages and network namespaces need it)" >&2
+  exit 1
+fi
+
+pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev pkg-config
+      iproute2 iputils-ping tcpdump procps psmisc)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  if [ -x /opt/swift/usr/bin/swift ]; then
+    export PATH=/opt/swift/usr/bin:$PATH
+  else
+    echo "install.sh: Swift 6.1+ is required (expected at /opt/swift or on PATH)" >&2
+    exit 1
+  fi
+fi
+
+# Hugepages: reserve, then mount hugetlbfs where DPDK looks by default.
+have=$(cat /proc/sys/vm/nr_hugepages)
+if [ "$have" -lt "$HUGEPAGES" ]; then
+  echo "$HUGEPAGES" > /proc/sys/vm/nr_hugepages || true
+  have=$(cat /proc/sys/vm/nr_hugepages)
+  echo "install.sh: hugepages reserved: $have x 2 MiB"
+fi
+if ! grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+  mkdir -p /dev/hugepages
+  mount -t hugetlbfs nodev /dev/hugepages
+  echo "install.sh: mounted hugetlbfs on /dev/hugepages"
+fi
+mkdir -p /run/weft
