@@ -7,7 +7,7 @@ enum StageEAL {
     static let ready: Void = {
         do {
             try EAL.initialize(arguments: [
-                "weft-stage-tests", "-l", "0", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+                "weft-stage-tests", "-l", "0,1", "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
                 "--log-level", "lib.eal:error", "--file-prefix", "weft-stage-\(getpid())",
             ])
         } catch {

@@ -3,6 +3,7 @@
  * counters, RCU), worker launch/stop, and counter reads.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,7 +51,11 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 	dp->n_pollers = cfg->n_workers ? cfg->n_workers : 1;
 	int rc = -ENOMEM;
 
-	dp->pool = rte_pktmbuf_pool_create("weft_mbufs", cfg->mbufs, cfg->mbuf_cache, 0,
+	/* Unique name: a process may hold more than one dataplane (tests). */
+	static uint32_t seq;
+	char pool_name[RTE_MEMPOOL_NAMESIZE];
+	snprintf(pool_name, sizeof(pool_name), "weft_mbufs_%u", seq++);
+	dp->pool = rte_pktmbuf_pool_create(pool_name, cfg->mbufs, cfg->mbuf_cache, 0,
 					   cfg->mbuf_data_room ? cfg->mbuf_data_room
 							       : RTE_MBUF_DEFAULT_BUF_SIZE,
 					   (int)rte_socket_id());

@@ -146,8 +146,9 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 	memset(&da, 0, sizeof(da));
 	int rc = rte_devargs_parse(&da, req->devargs);
 	if (rc != 0) {
-		wf_set_error("cannot parse devargs '%s'", req->devargs);
-		return rc < 0 ? rc : -EINVAL;
+		wf_set_error("cannot parse devargs '%s' (no DPDK bus or driver matches it)",
+			     req->devargs);
+		return -EINVAL;
 	}
 	char devname[RTE_DEV_NAME_MAX_LEN];
 	snprintf(devname, sizeof(devname), "%s", da.name);

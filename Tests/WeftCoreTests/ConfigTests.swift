@@ -1,0 +1,179 @@
+import XCTest
+@testable import WeftCore
+
+final class ConfigTests: XCTestCase {
+    /// The errors for `yaml`, or a failure if it parsed.
+    func errors(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> [ConfigError] {
+        do {
+            _ = try ConfigLoader.parse(yaml, file: "t.yaml")
+            XCTFail("expected a configuration error", file: file, line: line)
+            return []
+        } catch let e as ConfigErrors {
+            return e.errors
+        } catch {
+            XCTFail("unexpected error \(error)", file: file, line: line)
+            return []
+        }
+    }
+
+    func assertError(_ yaml: String, line expectedLine: Int?, path: String, contains: String,
+                     file: StaticString = #filePath, line: UInt = #line) {
+        let errs = errors(yaml, file: file, line: line)
+        XCTAssertTrue(errs.contains { $0.line == expectedLine && $0.path == path && $0.message.contains(contains) },
+                      "no error at line \(expectedLine.map(String.init) ?? "-") path \(path) containing '\(contains)'; got:\n\(errs.map(\.description).joined(separator: "\n"))",
+                      file: file, line: line)
+        for e in errs { XCTAssertEqual(e.file, "t.yaml", file: file, line: line) }
+    }
+
+    static let twoKernel = """
+    interfaces:
+      - name: a
+        type: af_packet
+        iface: veth-a
+      - name: b
+        type: af_packet
+        iface: veth-b
+    cross_connects:
+      - name: ab
+        a: a
+        b: b
+
+    """
+
+    func testEveryFileInConfigsDecodes() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(files.count, 2, "configs/ holds at least the demo and the reference config")
+        for f in files {
+            XCTAssertNoThrow(try ConfigLoader.load(path: dir.appendingPathComponent(f).path), f)
+        }
+    }
+
+    func testDefaultsAndValidFile() throws {
+        let c = try ConfigLoader.parse(Self.twoKernel, file: "t.yaml")
+        XCTAssertEqual(c.dataplane.workers, [1])
+        XCTAssertEqual(c.eal.mainLcore, 0)
+        XCTAssertEqual(c.interfaces.map(\.name), ["a", "b"])
+        XCTAssertEqual(c.crossConnects, [CrossConnectConfig(name: "ab", a: "a", b: "b")])
+        XCTAssertEqual(c.admin.socket, "/run/weft/weftd.sock")
+    }
+
+    func testMalformedYAMLNamesTheLine() {
+        let errs = errors("interfaces:\n  - name: a\n    type: [memif\n")
+        XCTAssertEqual(errs.count, 1)
+        XCTAssertNotNil(errs.first?.line)
+        XCTAssertTrue(errs.first?.message.contains("YAML") ?? false, "\(errs)")
+        assertError("- just\n- a list\n", line: 1, path: "", contains: "expected a mapping")
+    }
+
+    func testUnknownKeysAtEveryLevel() {
+        assertError("eal:\n  hugepage: true\n", line: 2, path: "eal.hugepage", contains: "unknown key 'hugepage'")
+        assertError("dataplane:\n  worker: [1]\n", line: 2, path: "dataplane.worker", contains: "expected one of: workers")
+        assertError("admin:\n  sock: /x\n", line: 2, path: "admin.sock", contains: "unknown key")
+        assertError("interface: []\n", line: 1, path: "interface", contains: "unknown key 'interface'")
+        assertError(Self.twoKernel.replacingOccurrences(of: "    iface: veth-b", with: "    iface: veth-b\n    sockt: /x"),
+                    line: 8, path: "interfaces[1].sockt", contains: "unknown key 'sockt'")
+        assertError(Self.twoKernel + "    c: x\n", line: 12, path: "cross_connects[0].c", contains: "unknown key 'c'")
+    }
+
+    func testBadValuesNameTheKey() {
+        assertError("eal:\n  memory_mb: lots\n", line: 2, path: "eal.memory_mb", contains: "expected an integer")
+        assertError("eal:\n  hugepages: maybe\n", line: 2, path: "eal.hugepages", contains: "true or false")
+        assertError("interfaces:\n  - name: a\n    type: memiff\n", line: 3, path: "interfaces[0].type", contains: "unknown interface type")
+        assertError("interfaces:\n  - name: a\n    type: memif\n    role: master\n", line: 4, path: "interfaces[0].role", contains: "server or client")
+        assertError("interfaces:\n  - type: memif\n", line: 2, path: "interfaces[0].name", contains: "missing required key 'name'")
+        assertError("dataplane:\n  burst_size: 0\n", line: 2, path: "dataplane.burst_size", contains: "1..256")
+        assertError("dataplane:\n  rx_descriptors: 1000\n", line: 2, path: "dataplane.rx_descriptors", contains: "power of two")
+        assertError("dataplane:\n  workers: [0]\n", line: 2, path: "dataplane.workers[0]", contains: "main_lcore")
+        assertError("dataplane:\n  workers: []\n", line: 2, path: "dataplane.workers", contains: "at least one")
+        assertError("dataplane:\n  workers: [1, 1]\n", line: 2, path: "dataplane.workers[1]", contains: "twice")
+        assertError("eal:\n  file_prefix: 'a b'\n", line: 2, path: "eal.file_prefix", contains: "characters")
+        assertError("admin:\n  socket: relative.sock\n", line: 2, path: "admin.socket", contains: "absolute")
+    }
+
+    func testInterfaceRules() {
+        func one(_ body: String) -> String { "interfaces:\n  - name: x\n" + body }
+        assertError(one("    type: af_packet\n"), line: 2, path: "interfaces[0].iface", contains: "required for af_packet")
+        assertError(one("    type: af_packet\n    iface: this-name-is-too-long\n"), line: 4, path: "interfaces[0].iface", contains: "not a valid kernel interface name")
+        assertError(one("    type: memif\n    iface: eth0\n"), line: 4, path: "interfaces[0].iface", contains: "does not apply to memif")
+        assertError(one("    type: af_packet\n    iface: v0\n    socket: /x.sock\n"), line: 5, path: "interfaces[0].socket", contains: "does not apply to af_packet")
+        assertError(one("    type: memif\n    socket: rel.sock\n"), line: 4, path: "interfaces[0].socket", contains: "absolute path")
+        assertError(one("    type: memif\n    socket: /a,b.sock\n"), line: 4, path: "interfaces[0].socket", contains: "','")
+        assertError(one("    type: pci\n    pci: 0000:zz:00.0\n"), line: 4, path: "interfaces[0].pci", contains: "not a PCI address")
+        assertError(one("    type: pci\n"), line: 2, path: "interfaces[0].pci", contains: "required for pci")
+        assertError(one("    type: tap\n    mac: 02:00:00:00:00\n"), line: 4, path: "interfaces[0].mac", contains: "not a MAC address")
+        assertError(one("    type: null\n    rx_queues: 9\n"), line: 4, path: "interfaces[0].rx_queues", contains: "1..8")
+        assertError(one("    type: null\n    mtu: 20\n"), line: 4, path: "interfaces[0].mtu", contains: "68..9702")
+        assertError(one("    type: vdev\n    devargs: foo\n"), line: 4, path: "interfaces[0].devargs", contains: "net vdev")
+        assertError("interfaces:\n  - name: 'bad name'\n    type: null\n", line: 2, path: "interfaces[0].name", contains: "characters")
+    }
+
+    func testDuplicatesAndReferences() {
+        assertError(Self.twoKernel.replacingOccurrences(of: "name: b\n", with: "name: a\n"), line: 5,
+                    path: "interfaces[1].name", contains: "duplicate interface name 'a'")
+        assertError(Self.twoKernel.replacingOccurrences(of: "iface: veth-b", with: "iface: veth-a"), line: 5,
+                    path: "interfaces[1]", contains: "same kernel interface 'veth-a'")
+        assertError(Self.twoKernel + "  - name: ab2\n    a: a\n    b: b\n", line: 13, path: "cross_connects[1].a",
+                    contains: "interface 'a' is already in cross-connect 'ab'")
+        assertError(Self.twoKernel + "  - name: ab\n    a: c\n    b: d\n", line: 12, path: "cross_connects[1].name",
+                    contains: "duplicate cross-connect name")
+        assertError(Self.twoKernel.replacingOccurrences(of: "    b: b\n", with: "    b: nope\n"), line: 11,
+                    path: "cross_connects[0].b", contains: "no interface named 'nope'")
+        assertError(Self.twoKernel.replacingOccurrences(of: "    b: b\n", with: "    b: a\n"), line: 11,
+                    path: "cross_connects[0].b", contains: "two different interfaces")
+    }
+
+    func testSeveralErrorsReportedTogether() {
+        let errs = errors("dataplane:\n  burst_size: 999\n  mbufs: 1\n")
+        XCTAssertEqual(errs.map(\.path), ["dataplane.burst_size", "dataplane.mbufs"])
+        XCTAssertEqual(errs.map(\.line), [2, 3])
+    }
+
+    func testEALArguments() throws {
+        var c = try ConfigLoader.parse(Self.twoKernel, file: "t.yaml")
+        c.dataplane.workers = [1, 3]
+        XCTAssertEqual(EALArguments.build(c), ["weftd", "-l", "0,1,3", "--main-lcore", "0", "--file-prefix", "weft",
+                                               "--log-level", "notice", "--no-huge", "-m", "512", "--no-pci"])
+        c.eal.hugepages = true
+        c.interfaces.append(InterfaceConfig(name: "nic", type: .pci, pci: "05:00.1"))
+        XCTAssertEqual(Array(EALArguments.build(c).suffix(4)), ["-m", "512", "-a", "0000:05:00.1"])
+    }
+
+    func testDevargs() {
+        let rd = "/run/weft"
+        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "m", type: .memif), device: "w1", runtimeDir: rd, workers: 1),
+                       "net_memif_w1,role=server,id=0,socket=/run/weft/memif-m.sock,socket-abstract=no")
+        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "m", type: .memif, role: .client, socket: "pod-x", abstract: true, id: 7, secret: "s3"),
+                                        device: "w2", runtimeDir: rd, workers: 1),
+                       "net_memif_w2,role=client,id=7,socket=pod-x,socket-abstract=yes,secret=s3")
+        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "k", type: .afPacket, iface: "veth0"), device: "w3", runtimeDir: rd, workers: 2),
+                       "net_af_packet_w3,iface=veth0,qpairs=2")
+        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "k", type: .kernel, iface: "veth0"), device: "w4", runtimeDir: rd, workers: 1, kernelBackend: .afXDP),
+                       "net_af_xdp_w4,iface=veth0,start_queue=0,queue_count=1")
+        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "tapper-long-name", type: .tap), device: "w5", runtimeDir: rd, workers: 1),
+                       "net_tap_w5,iface=wf-tapper-long-")
+        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "n", type: .pci, pci: "0000:05:00.0", devargs: "rxq_cqe_comp_en=0"),
+                                        device: "w6", runtimeDir: rd, workers: 1),
+                       "0000:05:00.0,rxq_cqe_comp_en=0")
+        XCTAssertEqual(normalizedPCI("05:00.1"), "0000:05:00.1")
+        XCTAssertNil(normalizedPCI("0000:05:00.8"))
+    }
+
+    func testPrecheckFindsMissingThingsOnTheMachine() {
+        let missing = Realizer.precheck(InterfaceConfig(name: "k", type: .afPacket, iface: "wf-nonexist0"), runtimeDir: "/run/weft")
+        XCTAssertEqual(missing.map(\.description), ["iface: kernel interface 'wf-nonexist0' does not exist in weftd's network namespace"])
+        let dir = Realizer.precheck(InterfaceConfig(name: "m", type: .memif, socket: "/nonexistent-dir/m.sock"), runtimeDir: "/run/weft")
+        XCTAssertEqual(dir.map(\.description), ["socket: memif socket directory '/nonexistent-dir' does not exist"])
+        let pci = Realizer.precheck(InterfaceConfig(name: "p", type: .pci, pci: "0000:ff:1f.7"), runtimeDir: "/run/weft")
+        XCTAssertEqual(pci.map(\.description), ["pci: no PCI device 0000:ff:1f.7 on this machine"])
+        XCTAssertEqual(Realizer.precheck(InterfaceConfig(name: "k", type: .afPacket, iface: "lo"), runtimeDir: "/run/weft"), [])
+    }
+
+    func testTextTableAlignsColumns() {
+        var t = TextTable(["NAME", "PKTS"])
+        t.add(["a", "5"])
+        t.add(["long-name", "12345"])
+        XCTAssertEqual(t.render(), "NAME       PKTS\na" + String(repeating: " ", count: 14) + "5\nlong-name  12345")
+    }
+}
