@@ -124,9 +124,12 @@ public enum AdminClient {
         defer { close(fd) }
         var addr = sockaddr_un()
         try fill(&addr, socketPath)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        var rc: Int32
+        repeat {
+            rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+        } while rc != 0 && errno == EINTR
         guard rc == 0 else {
             throw ApplyError(message: "cannot reach weftd at \(socketPath): \(String(cString: strerror(errno))) (is weftd running? see --socket)")
         }
@@ -159,6 +162,7 @@ private func readLine(_ fd: Int32, limit: Int) -> Data? {
     var buf = [UInt8](repeating: 0, count: 65536)
     while data.count < limit {
         let n = read(fd, &buf, buf.count)
+        if n < 0 && errno == EINTR { continue }
         if n <= 0 { break }
         data.append(contentsOf: buf[0..<n])
         if let i = data.firstIndex(of: 0x0a) { return data.prefix(upTo: i) }
@@ -171,6 +175,7 @@ private func writeAll(_ fd: Int32, _ data: Data) {
         var off = 0
         while off < raw.count {
             let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             off += n
         }

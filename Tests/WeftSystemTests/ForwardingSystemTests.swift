@@ -1,0 +1,174 @@
+import Foundation
+import XCTest
+import WeftCore
+
+/// weftd as a process, moving real packets between network namespaces
+/// (veth + AF_PACKET) and a second DPDK process (memif).
+final class ForwardingSystemTests: SystemTestCase {
+    func testTwoNamespacesPingEachOtherThroughWeft() throws {
+        let tag = uniqueTag()
+        let n1 = PodNamespace(tag: tag, index: 1), n2 = PodNamespace(tag: tag, index: 2)
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: pod1, type: af_packet, iface: \(n1.hostEnd)}
+          - {name: pod2, type: af_packet, iface: \(n2.hostEnd)}
+        cross_connects:
+          - {name: p2p, a: pod1, b: pod2}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        XCTAssertTrue(w.waitLinksUp(), w.log)
+
+        let r1 = n1.ping(n2.address, count: 5)
+        XCTAssertEqual(pingCounts(r1.out)?.received, 5, r1.out + r1.err)
+        let r2 = n2.ping(n1.address, count: 5)
+        XCTAssertEqual(pingCounts(r2.out)?.received, 5, r2.out + r2.err)
+
+        let xc = try XCTUnwrap(w.crossConnects().first)
+        XCTAssertEqual(xc.name, "p2p")
+        // 10 echo requests and 10 replies each way, plus ARP.
+        XCTAssertGreaterThanOrEqual(xc.counters.aToB.packets, 10)
+        XCTAssertGreaterThanOrEqual(xc.counters.bToA.packets, 10)
+        XCTAssertEqual(xc.counters.aToB.drops + xc.counters.bToA.drops, 0)
+        let ifs = try w.interfaces()
+        XCTAssertEqual(ifs.map(\.backend), ["af_packet", "af_packet"])
+        XCTAssertEqual(ifs[0].counters.rxPackets, xc.counters.aToB.packets)
+        XCTAssertEqual(ifs[1].counters.txPackets, xc.counters.aToB.packets)
+
+        // The table and JSON views agree.
+        let table = w.ctl(["show", "xconnects"])
+        XCTAssertEqual(table.status, 0, table.err)
+        XCTAssertTrue(table.out.contains("p2p") && table.out.contains("pod1"), table.out)
+        let json = w.ctl(["show", "interfaces", "--json"])
+        let decoded = try JSONDecoder().decode([InterfaceStatus].self, from: Data(json.out.utf8))
+        XCTAssertEqual(decoded.map(\.name), ["pod1", "pod2"])
+        XCTAssertEqual(w.stop(), 0)
+    }
+
+    func testMemifPeerInSecondDPDKProcessExchangesTraffic() throws {
+        let tag = uniqueTag()
+        let n1 = PodNamespace(tag: tag, index: 1), n2 = PodNamespace(tag: tag, index: 2)
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: pod1, type: af_packet, iface: \(n1.hostEnd)}
+          - {name: pod2, type: af_packet, iface: \(n2.hostEnd)}
+          - {name: memif-a, type: memif, role: server, socket: \(w.dir)/a.sock}
+          - {name: memif-b, type: memif, role: server, socket: \(w.dir)/b.sock}
+        cross_connects:
+          - {name: to-peer, a: pod1, b: memif-a}
+          - {name: from-peer, a: memif-b, b: pod2}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        // memif queues carry traffic only once the peer connects: link goes up then.
+        let before = try w.interfaces().filter { $0.type == "memif" }.map(\.link)
+        XCTAssertEqual(before, ["down", "down"])
+        let peer = try TestpmdPeer(tag: tag, sockets: ["\(w.dir)/a.sock", "\(w.dir)/b.sock"])
+        XCTAssertTrue(w.waitLinksUp(timeout: 30), w.log + peer.log)
+
+        let r = n1.ping(n2.address, count: 5)
+        XCTAssertEqual(pingCounts(r.out)?.received, 5, r.out + r.err + peer.log)
+        let xcs = Dictionary(uniqueKeysWithValues: try w.crossConnects().map { ($0.name, $0) })
+        // Requests go pod1 -> memif-a -> testpmd -> memif-b -> pod2, replies back.
+        XCTAssertGreaterThanOrEqual(xcs["to-peer"]!.counters.aToB.packets, 5)
+        XCTAssertGreaterThanOrEqual(xcs["from-peer"]!.counters.aToB.packets, 5)
+        XCTAssertGreaterThanOrEqual(xcs["from-peer"]!.counters.bToA.packets, 5)
+        XCTAssertGreaterThanOrEqual(xcs["to-peer"]!.counters.bToA.packets, 5)
+        withExtendedLifetime(peer) {}
+        XCTAssertEqual(w.stop(), 0)
+    }
+
+    func testRuntimeAddAndDeleteThroughWeftctl() throws {
+        let tag = uniqueTag()
+        let n1 = PodNamespace(tag: tag, index: 1), n2 = PodNamespace(tag: tag, index: 2)
+        let w = Weftd(tag: tag)
+        w.write("interfaces:\n  - {name: pod1, type: af_packet, iface: \(n1.hostEnd)}\n")
+        XCTAssertTrue(w.start(), w.log)
+
+        // Nothing joins the pods yet.
+        XCTAssertEqual(pingCounts(n1.ping(n2.address, count: 2, deadline: 3).out)?.received ?? 0, 0)
+
+        let add = w.ctl(["interface", "add", "pod2", "--type", "af_packet", "--iface", n2.hostEnd])
+        XCTAssertEqual(add.status, 0, add.err)
+        XCTAssertTrue(add.out.contains("added interfaces: pod2"), add.out)
+        let xadd = w.ctl(["xconnect", "add", "live", "pod1", "pod2"])
+        XCTAssertEqual(xadd.status, 0, xadd.err)
+        XCTAssertTrue(w.waitLinksUp())
+        XCTAssertEqual(pingCounts(n1.ping(n2.address, count: 3).out)?.received, 3)
+
+        // Bad runtime requests are refused and change nothing.
+        let dup = w.ctl(["interface", "add", "pod2", "--type", "null"])
+        XCTAssertEqual(dup.status, 1)
+        XCTAssertTrue(dup.err.contains("interface 'pod2' already exists"), dup.err)
+        let busy = w.ctl(["interface", "del", "pod1"])
+        XCTAssertEqual(busy.status, 1)
+        XCTAssertTrue(busy.err.contains("used by cross-connect 'live'"), busy.err)
+        let missing = w.ctl(["interface", "add", "ghost", "--type", "af_packet", "--iface", "wt\(tag)zz"])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.err.contains("does not exist"), missing.err)
+        let badType = w.ctl(["interface", "add", "x", "--type", "bogus"])
+        XCTAssertNotEqual(badType.status, 0)
+        XCTAssertTrue(badType.err.contains("unknown type 'bogus'"), badType.err)
+        XCTAssertEqual(try w.interfaces().map(\.name), ["pod1", "pod2"])
+        XCTAssertEqual(pingCounts(n1.ping(n2.address, count: 2).out)?.received, 2)
+
+        let xdel = w.ctl(["xconnect", "del", "live"])
+        XCTAssertEqual(xdel.status, 0, xdel.err)
+        XCTAssertEqual(pingCounts(n1.ping(n2.address, count: 2, deadline: 3).out)?.received ?? 0, 0)
+        // With no cross-connect, what pod1 sends is dropped as no-peer, and counted.
+        let drops = w.ctl(["show", "drops", "--json"])
+        let d = try JSONDecoder().decode([DropStatus].self, from: Data(drops.out.utf8))
+        XCTAssertGreaterThan(d.first { $0.reason == "no-peer" }?.byInterface["pod1"] ?? 0, 0, drops.out)
+
+        XCTAssertEqual(w.ctl(["interface", "del", "pod2"]).status, 0)
+        XCTAssertEqual(try w.interfaces().map(\.name), ["pod1"])
+        XCTAssertEqual(w.stop(), 0)
+    }
+
+    func testTrafficOnOneCrossConnectLosesNothingWhileOthersChurn() throws {
+        let tag = uniqueTag()
+        let n1 = PodNamespace(tag: tag, index: 1), n2 = PodNamespace(tag: tag, index: 2)
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: pod1, type: af_packet, iface: \(n1.hostEnd)}
+          - {name: pod2, type: af_packet, iface: \(n2.hostEnd)}
+          - {name: sink0, type: null}
+          - {name: sink1, type: null}
+        cross_connects:
+          - {name: steady, a: pod1, b: pod2}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        XCTAssertTrue(w.waitLinksUp())
+        XCTAssertEqual(pingCounts(n1.ping(n2.address, count: 2).out)?.received, 2) // warm ARP
+
+        // 1500 echo requests at 2 ms intervals while the control plane churns.
+        final class Box: @unchecked Sendable { var result: CommandResult? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue(label: "pinger").async {
+            box.result = n1.ping(n2.address, count: 1500, interval: "0.002", deadline: 60)
+            done.signal()
+        }
+        var churns = 0
+        var i = 0
+        while done.wait(timeout: .now()) == .timedOut {
+            i += 1
+            let name = "tmp\(i % 8)"
+            _ = try w.request(.init(command: .addInterface, interface: InterfaceConfig(name: name, type: .null)))
+            _ = try w.request(.init(command: .addCrossConnect, crossConnect: .init(name: "x-\(name)", a: "sink0", b: name)))
+            _ = try w.request(.init(command: .deleteCrossConnect, name: "x-\(name)"))
+            _ = try w.request(.init(command: .deleteInterface, name: name))
+            churns += 4
+        }
+        let r = try XCTUnwrap(box.result)
+        let counts = try XCTUnwrap(pingCounts(r.out), r.out + r.err)
+        XCTAssertGreaterThanOrEqual(churns, 200, "the control plane changed too little to prove anything")
+        XCTAssertEqual(counts.sent, 1500)
+        XCTAssertEqual(counts.received, counts.sent, "echo replies lost during \(churns) changes")
+        let steady = try XCTUnwrap(w.crossConnects().first { $0.name == "steady" })
+        XCTAssertEqual(steady.counters.aToB.drops + steady.counters.bToA.drops, 0)
+        print("churn: \(churns) control-plane changes during \(counts.sent) echo requests, \(counts.sent - counts.received) lost")
+        XCTAssertEqual(w.stop(), 0)
+    }
+}
