@@ -4,7 +4,6 @@
  * through its log (e.g. "memif: Failed to bind socket"), never through the
  * return code. Log lines still go to stderr as usual.
  */
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
