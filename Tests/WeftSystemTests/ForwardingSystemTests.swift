@@ -172,3 +172,70 @@ final class ForwardingSystemTests: SystemTestCase {
         XCTAssertEqual(w.stop(), 0)
     }
 }
+
+/// The other attachment kinds: `kernel` (AF_XDP, else AF_PACKET), memif on an
+/// abstract socket, and Weft as memif client, added at runtime.
+final class AttachmentSystemTests: SystemTestCase {
+    func testKernelTypePingsThroughAFXDPOrItsFallback() throws {
+        let tag = uniqueTag()
+        let n1 = PodNamespace(tag: tag, index: 1), n2 = PodNamespace(tag: tag, index: 2)
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: pod1, type: kernel, iface: \(n1.hostEnd)}
+          - {name: pod2, type: af_packet, iface: \(n2.hostEnd)}
+        cross_connects:
+          - {name: p2p, a: pod1, b: pod2}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        let backend = try XCTUnwrap(w.interfaces().first).backend
+        XCTAssertTrue(backend == "af_xdp" || backend == "af_packet (af_xdp unavailable)", backend)
+        print("kernel interface attached with backend: \(backend)")
+        XCTAssertTrue(w.waitLinksUp())
+        let r = n1.ping(n2.address, count: 4)
+        XCTAssertEqual(pingCounts(r.out)?.received, 4, r.out + r.err + w.log)
+        XCTAssertEqual(w.stop(), 0)
+    }
+
+    func testMemifAbstractServerAndRuntimeClientCarryTraffic() throws {
+        let tag = uniqueTag()
+        let w = Weftd(tag: tag)
+        let abstractName = "weft-test-\(tag)"
+        w.write("""
+        interfaces:
+          - {name: abs, type: memif, role: server, socket: \(abstractName), abstract: true, id: 5}
+          - {name: sink1, type: null}
+          - {name: sink2, type: null}
+        cross_connects:
+          - {name: abs-sink, a: abs, b: sink1}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        // testpmd: client of Weft's abstract socket, and server of a file socket
+        // that Weft joins as a client; txonly sends on both.
+        let pmdSock = "\(w.dir)/pmd.sock"
+        let peer = try TestpmdPeer(tag: tag, vdevs: [
+            "net_memif0,role=client,socket=\(abstractName),socket-abstract=yes,id=5",
+            "net_memif1,role=server,socket=\(pmdSock),socket-abstract=no,id=0",
+        ], mode: "txonly")
+        var deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: pmdSock) && Date() < deadline { usleep(100_000) }
+        let add = w.ctl(["interface", "add", "cli", "--type", "memif", "--role", "client", "--socket-path", pmdSock])
+        XCTAssertEqual(add.status, 0, add.err)
+        XCTAssertEqual(w.ctl(["xconnect", "add", "cli-sink", "cli", "sink2"]).status, 0)
+        XCTAssertTrue(w.waitLinksUp(timeout: 30), w.log + peer.log)
+
+        deadline = Date().addingTimeInterval(20)
+        var xcs: [String: CrossConnectStatus] = [:]
+        repeat {
+            usleep(200_000)
+            xcs = Dictionary(uniqueKeysWithValues: try w.crossConnects().map { ($0.name, $0) })
+        } while (xcs["abs-sink"]!.counters.aToB.packets == 0 || xcs["cli-sink"]!.counters.aToB.packets == 0) && Date() < deadline
+        XCTAssertGreaterThan(xcs["abs-sink"]!.counters.aToB.packets, 0, "nothing arrived over the abstract-socket memif")
+        XCTAssertGreaterThan(xcs["cli-sink"]!.counters.aToB.packets, 0, "nothing arrived over Weft's memif client")
+        let ifs = try w.interfaces()
+        XCTAssertEqual(ifs.first { $0.name == "abs" }?.detail, "server @\(abstractName) id 5")
+        XCTAssertEqual(ifs.first { $0.name == "cli" }?.detail, "client \(pmdSock) id 0")
+        withExtendedLifetime(peer) {}
+        XCTAssertEqual(w.stop(), 0)
+    }
+}

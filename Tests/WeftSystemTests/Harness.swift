@@ -209,14 +209,17 @@ final class TestpmdPeer {
     let prefix: String
     let logPath: String
 
-    init(tag: String, sockets: [String]) throws {
+    convenience init(tag: String, sockets: [String]) throws {
+        try self.init(tag: tag, vdevs: sockets.enumerated().map { "net_memif\($0.offset),role=client,socket=\($0.element),socket-abstract=no,id=0" })
+    }
+
+    /// `vdevs`: full memif devargs; `mode`: testpmd forwarding mode.
+    init(tag: String, vdevs: [String], mode: String = "io") throws {
         prefix = "wt-pmd-\(tag)"
         logPath = "/tmp/testpmd-\(tag).log"
         var args = ["--lcores", "0@0,1@0", "--no-huge", "-m", "256", "--file-prefix", prefix, "--no-pci"]
-        for (i, s) in sockets.enumerated() {
-            args += ["--vdev", "net_memif\(i),role=client,socket=\(s),socket-abstract=no,id=0"]
-        }
-        args += ["--", "--forward-mode=io", "--auto-start", "--no-mlockall", "--total-num-mbufs=4096",
+        for v in vdevs { args += ["--vdev", v] }
+        args += ["--", "--forward-mode=\(mode)", "--auto-start", "--no-mlockall", "--total-num-mbufs=4096",
                  "--stats-period=3600"]
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/dpdk-testpmd")
