@@ -69,6 +69,13 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // perf/: benchmarks, never timed assertions in tests.
+        .executableTarget(
+            name: "weft-stagebench",
+            dependencies: ["WeftCore"],
+            path: "perf/stagebench",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .testTarget(
             name: "WeftCoreTests",
             dependencies: ["WeftCore", "CWeft"],

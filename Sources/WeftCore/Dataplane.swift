@@ -247,6 +247,19 @@ public final class Dataplane {
     public func pollOnce(worker: UInt32 = 0) -> Int { Int(wf_dp_poll_once(dp, worker)) }
     public var mbufsAvailable: UInt32 { wf_dp_mbufs_available(dp) }
 
+    /// perf/stage-bench.sh: (TSC cycles, packets) of `iterations` closed-loop polls.
+    public func benchCrossConnect(_ a: PortID, _ b: PortID, iterations: UInt32) throws -> (cycles: UInt64, packets: UInt64) {
+        var c: UInt64 = 0, p: UInt64 = 0
+        try check(wf_bench_xconnect(dp, a.raw, b.raw, iterations, &c, &p), "bench", "cross-connect")
+        return (c, p)
+    }
+
+    public func benchIOBaseline(_ a: PortID, _ b: PortID, iterations: UInt32) throws -> (cycles: UInt64, packets: UInt64) {
+        var c: UInt64 = 0, p: UInt64 = 0
+        try check(wf_bench_io_baseline(dp, a.raw, b.raw, iterations, &c, &p), "bench", "io baseline")
+        return (c, p)
+    }
+
     public func inject(_ port: PortID, frame: [UInt8]) throws {
         try check(frame.withUnsafeBufferPointer { wf_testport_inject(dp, port.raw, $0.baseAddress, UInt32($0.count)) },
                   "inject", "port \(port)")

@@ -208,6 +208,19 @@ int wf_testport_inject(wf_dataplane_t *dp, uint16_t port_id,
 int wf_testport_collect(wf_dataplane_t *dp, uint16_t port_id,
 			uint8_t *buf, uint32_t cap);
 
+/* ---- Benchmarks (perf/stage-bench.sh) ----------------------------------- */
+
+/*
+ * Closed-loop stage benchmarks on two test ports with a cross-connect a -> b
+ * and frames already injected into a. Only for a dataplane with no worker
+ * lcores. Cycles are TSC cycles spent inside the timed polls.
+ */
+int wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
+		      uint64_t *cycles, uint64_t *packets);
+/* The io-forward limit on the same ports: RX burst, TX burst, nothing else. */
+int wf_bench_io_baseline(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
+			 uint64_t *cycles, uint64_t *packets);
+
 /* ---- Kernel helpers (netlink via libmnl) -------------------------------- */
 
 /* Delete a kernel link by name in the current netns. -ENODEV if absent. */

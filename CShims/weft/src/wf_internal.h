@@ -117,6 +117,9 @@ void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
 int wf_worker_main(void *arg);
 uint16_t wf_worker_poll(struct wf_worker *w);
 
+/* bench.c */
+uint16_t wf_io_poll_once(uint16_t a, uint16_t b, uint16_t burst);
+
 /* log.c */
 void wf_set_error(const char *fmt, ...) __rte_format_printf(1, 2);
 int wf_log_capture_init(void);

@@ -1,0 +1,92 @@
+/*
+ * bench.c: in-process stage benchmark on ring ports (perf/stage-bench.sh).
+ * A closed loop: frames the cross-connect transmits on port `to` are moved
+ * back into port `from`'s RX ring, so no allocation happens while timing.
+ * Only the poll itself (RX burst, stage, TX burst) is inside the TSC window.
+ * The baseline does what testpmd's io-forward does on the same ports: RX
+ * burst, TX burst, nothing else: the limit the stage is compared with.
+ */
+#include <errno.h>
+
+#include <rte_cycles.h>
+
+#include "wf_internal.h"
+
+static void
+wf_recycle(struct wf_dataplane *dp, uint16_t tx_port, uint16_t rx_port)
+{
+	void *objs[WF_MAX_BURST];
+	unsigned n;
+	while ((n = rte_ring_dequeue_burst(dp->ports[tx_port].test_tx, objs, WF_MAX_BURST, NULL)) > 0)
+		rte_ring_enqueue_burst(dp->ports[rx_port].test_rx, objs, n, NULL);
+}
+
+static int
+wf_bench_check(struct wf_dataplane *dp, uint16_t a, uint16_t b)
+{
+	if (dp == NULL || dp->started || a >= WF_MAX_PORTS || b >= WF_MAX_PORTS ||
+	    !dp->ports[a].is_testport || !dp->ports[b].is_testport)
+		return -EINVAL;
+	return 0;
+}
+
+int
+wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
+		  uint64_t *cycles, uint64_t *packets)
+{
+	int rc = wf_bench_check(dp, a, b);
+	if (rc)
+		return rc;
+	struct wf_worker *w = &dp->workers[0];
+	uint64_t c = 0, p = 0;
+	rte_rcu_qsbr_thread_online(dp->qs, 0);
+	for (uint32_t i = 0; i < iterations; i++) {
+		uint64_t t0 = rte_rdtsc_precise();
+		uint16_t n = wf_worker_poll(w);
+		uint64_t t1 = rte_rdtsc_precise();
+		c += t1 - t0;
+		p += n;
+		wf_recycle(dp, b, a);
+	}
+	rte_rcu_qsbr_thread_offline(dp->qs, 0);
+	*cycles = c;
+	*packets = p;
+	return 0;
+}
+
+/* Kept out of line so callgrind can count it alone (--toggle-collect). */
+__attribute__((noinline)) uint16_t
+wf_io_poll_once(uint16_t a, uint16_t b, uint16_t burst)
+{
+	struct rte_mbuf *pkts[WF_MAX_BURST];
+	/* The same two polls a worker makes (a and b), forwarding a -> b. */
+	uint16_t n = rte_eth_rx_burst(a, 0, pkts, burst);
+	uint16_t sent = rte_eth_tx_burst(b, 0, pkts, n);
+	if (unlikely(sent < n))
+		rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+	uint16_t m = rte_eth_rx_burst(b, 0, pkts, burst);
+	if (m)
+		rte_pktmbuf_free_bulk(pkts, m);
+	return n;
+}
+
+int
+wf_bench_io_baseline(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
+		     uint64_t *cycles, uint64_t *packets)
+{
+	int rc = wf_bench_check(dp, a, b);
+	if (rc)
+		return rc;
+	uint64_t c = 0, p = 0;
+	for (uint32_t i = 0; i < iterations; i++) {
+		uint64_t t0 = rte_rdtsc_precise();
+		uint16_t n = wf_io_poll_once(a, b, dp->cfg.burst);
+		uint64_t t1 = rte_rdtsc_precise();
+		c += t1 - t0;
+		p += n;
+		wf_recycle(dp, b, a);
+	}
+	*cycles = c;
+	*packets = p;
+	return 0;
+}
