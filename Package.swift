@@ -10,7 +10,7 @@ import PackageDescription
 let dpdkCFlags: [String] = [
     "-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk",
     "-include", "rte_config.h", "-march=corei7", "-O3",
-    "-Wall", "-Wno-address-of-packed-member", "-D_GNU_SOURCE",
+    "-Wall", "-Wno-address-of-packed-member", "-D_GNU_SOURCE", "-DALLOW_EXPERIMENTAL_API",
 ]
 let dpdkLibs = [
     "rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_rcu",

@@ -8,6 +8,14 @@ public struct PortID: Hashable, Codable, Sendable, CustomStringConvertible {
     public var description: String { String(raw) }
 }
 
+/// What a cross-connect joins: a port, or a tunnel carried by an uplink port.
+public struct SideID: Hashable, Codable, Sendable {
+    public let raw: UInt32
+    public init(raw: UInt32) { self.raw = raw }
+    public init(_ port: PortID) { raw = UInt32(port.raw) }
+    public var isTunnel: Bool { raw & WF_SIDE_TUNNEL != 0 }
+}
+
 /// A cross-connect's slot in the core: its counter index.
 public struct XCSlot: Hashable, Codable, Sendable {
     public let raw: UInt32
@@ -206,9 +214,24 @@ public final class Dataplane {
     public func pollLinks() -> Int { Int(wf_link_poll(dp)) }
 
     public func addCrossConnect(_ a: PortID, _ b: PortID) throws -> XCSlot {
+        try addCrossConnect(SideID(a), SideID(b))
+    }
+
+    public func addCrossConnect(_ a: SideID, _ b: SideID) throws -> XCSlot {
         var slot: UInt32 = 0
-        try check(wf_xc_add(dp, a.raw, b.raw, &slot), "cross-connect", "ports \(a) and \(b)")
+        try check(wf_xc_add(dp, a.raw, b.raw, &slot), "cross-connect", "sides \(a.raw) and \(b.raw)")
         return XCSlot(slot)
+    }
+
+    /// An 802.1Q VLAN on an uplink port (id 0: the raw untagged uplink).
+    public func addVLAN(uplink: PortID, id: UInt16) throws -> SideID {
+        var side: UInt32 = 0
+        try check(wf_vlan_add(dp, uplink.raw, id, &side), "add VLAN \(id)", "on port \(uplink)")
+        return SideID(raw: side)
+    }
+
+    public func deleteTunnel(_ side: SideID) throws {
+        try check(wf_tunnel_del(dp, side.raw), "remove tunnel", "side \(side.raw)")
     }
 
     public func deleteCrossConnect(_ slot: XCSlot) throws {

@@ -34,7 +34,11 @@ extern "C" {
 #define WF_DROP_REASONS(X)                                                    \
 	X(NO_PEER, "no-peer", "received on an interface with no cross-connect")  \
 	X(LINK_DOWN, "link-down", "egress interface link is down")               \
-	X(TX_FULL, "tx-full", "egress TX queue full")
+	X(TX_FULL, "tx-full", "egress TX queue full")                            \
+	X(RUNT, "runt", "frame shorter than an Ethernet header")                 \
+	X(UNKNOWN_VLAN, "unknown-vlan", "uplink frame whose VLAN id (or no tag) maps to no connection") \
+	X(QINQ, "qinq", "uplink frame with a second VLAN tag (QinQ), none configured") \
+	X(NO_HEADROOM, "no-headroom", "no mbuf headroom to push a header")
 
 enum wf_drop_reason {
 #define WF_X_ENUM(e, s, d) WF_DROP_##e,
@@ -152,16 +156,38 @@ int wf_port_info(const wf_dataplane_t *dp, uint16_t port_id,
  */
 int wf_link_poll(wf_dataplane_t *dp);
 
+/* ---- Sides: what a cross-connect joins ----------------------------------- */
+
+/*
+ * A side is a port (its port id, < WF_SIDE_TUNNEL) or a tunnel carried by an
+ * uplink port (WF_SIDE_TUNNEL | tunnel index). A port that carries tunnels is
+ * an uplink: its frames are classified (VLAN id, ...) instead of forwarded
+ * whole, so it cannot also be a plain cross-connect side.
+ */
+#define WF_SIDE_TUNNEL 0x10000u
+#define WF_VLAN_RAW 0 /* VLAN id 0: the raw, untagged uplink */
+
+/*
+ * An 802.1Q VLAN on an uplink port: frames toward it get the tag pushed,
+ * frames from the uplink with this tag are popped and delivered. VLAN id 0
+ * carries untagged frames. -EEXIST when (uplink, id) is taken, -EBUSY when
+ * the port is a plain cross-connect side. Hitless.
+ */
+int wf_vlan_add(wf_dataplane_t *dp, uint16_t uplink, uint16_t vlan_id, uint32_t *side);
+/* Remove a tunnel side; -EBUSY while cross-connected. Hitless. */
+int wf_tunnel_del(wf_dataplane_t *dp, uint32_t side);
+
 /* ---- Cross-connects ------------------------------------------------------ */
 
 /*
- * Cross-connect ports a and b in both directions; frames are forwarded
- * unchanged. Returns the connection's slot in *slot (its counter index).
- * -EBUSY when either port is already cross-connected, -ENODEV when a port is
- * not attached, -ENOSPC when every slot is used.
+ * Cross-connect sides a and b in both directions; Ethernet frames are
+ * forwarded unchanged apart from the tunnel headers the sides imply.
+ * Returns the connection's slot in *slot (its counter index).
+ * -EBUSY when either side is already cross-connected, -ENODEV when a side
+ * does not exist, -ENOSPC when every slot is used.
  * Hitless: safe while workers run.
  */
-int wf_xc_add(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t *slot);
+int wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot);
 /* Remove a cross-connect. Hitless: safe while workers run. */
 int wf_xc_del(wf_dataplane_t *dp, uint32_t slot);
 

@@ -72,7 +72,8 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		goto fail;
 
 	dp->xcs = calloc(cfg->max_xconnects, sizeof(*dp->xcs));
-	if (dp->xcs == NULL)
+	dp->tunnels = calloc(cfg->max_xconnects, sizeof(*dp->tunnels));
+	if (dp->xcs == NULL || dp->tunnels == NULL)
 		goto fail;
 
 	for (uint32_t i = 0; i < dp->n_pollers; i++) {
@@ -154,6 +155,10 @@ wf_dp_destroy(wf_dataplane_t *dp)
 		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
 			if (dp->xcs[i].used)
 				wf_xc_del(dp, i);
+	if (dp->tunnels != NULL)
+		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
+			if (dp->tunnels[i].kind != 0)
+				wf_tunnel_del(dp, WF_SIDE_TUNNEL | i);
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
 		if (dp->ports[p].attached)
 			wf_port_detach(dp, p);
@@ -161,8 +166,9 @@ wf_dp_destroy(wf_dataplane_t *dp)
 		rte_free(dp->workers[i].ifc);
 		rte_free(dp->workers[i].xcc);
 	}
-	free(dp->table);
+	wf_table_free(dp->table);
 	free(dp->xcs);
+	free(dp->tunnels);
 	rte_free(dp->qs);
 	rte_mempool_free(dp->pool);
 	rte_free(dp);

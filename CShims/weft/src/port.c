@@ -197,6 +197,10 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 		wf_set_error("%s is cross-connected; remove the cross-connect first", pc->devname);
 		return -EBUSY;
 	}
+	if (dp->n_tunnels_on[port] > 0) {
+		wf_set_error("%s carries tunnels; remove them first", pc->devname);
+		return -EBUSY;
+	}
 	pc->attached = false;
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {

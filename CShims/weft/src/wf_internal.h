@@ -19,12 +19,21 @@
 #define WF_MAX_POLLS (WF_MAX_PORTS * WF_MAX_RXQ_PER_PORT)
 #define WF_MAX_BURST 256
 
-/* What a worker does with a frame received on a port. */
+#define WF_VLAN_IDS 4096
+
+enum wf_action {
+	WF_ACT_FWD = 0,   /* send as is */
+	WF_ACT_VLAN_PUSH, /* push an 802.1Q tag (tci) */
+};
+
+/* What a worker does with a frame from a side (after any tunnel header is removed). */
 struct wf_fwd {
 	uint16_t out_port; /* WF_PORT_NONE: no cross-connect */
 	uint8_t dir;       /* 0: a -> b, 1: b -> a */
-	uint8_t pad;
+	uint8_t action;    /* enum wf_action */
 	uint32_t xc_slot;
+	uint16_t vlan_tci; /* WF_ACT_VLAN_PUSH */
+	uint16_t pad;
 };
 
 struct wf_poll {
@@ -39,6 +48,8 @@ struct wf_poll {
  */
 struct wf_table {
 	struct wf_fwd fwd[WF_MAX_PORTS];
+	/* Uplinks: per VLAN id (0 = untagged), what to do with the popped frame. */
+	struct wf_fwd *vlan[WF_MAX_PORTS]; /* NULL: not an uplink */
 	uint32_t n_polls[WF_MAX_WORKERS];
 	struct wf_poll polls[WF_MAX_WORKERS][WF_MAX_POLLS];
 };
@@ -84,7 +95,16 @@ struct wf_port_ctl {
 
 struct wf_xc_ctl {
 	bool used;
-	uint16_t a, b;
+	uint32_t a, b; /* sides */
+};
+
+enum wf_tunnel_kind { WF_TUN_VLAN = 1 };
+
+struct wf_tunnel_ctl {
+	uint8_t kind; /* 0: free */
+	uint16_t uplink;
+	uint16_t vlan_id;
+	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
 };
 
 struct wf_dataplane {
@@ -99,6 +119,8 @@ struct wf_dataplane {
 	struct wf_worker workers[WF_MAX_WORKERS];
 	struct wf_port_ctl ports[WF_MAX_PORTS];
 	struct wf_xc_ctl *xcs; /* [max_xconnects] */
+	struct wf_tunnel_ctl *tunnels; /* [max_xconnects] */
+	uint32_t n_tunnels_on[WF_MAX_PORTS]; /* tunnels carried per uplink port */
 	uint32_t name_seq;
 };
 
@@ -108,10 +130,23 @@ int wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 
 /* table.c */
 int wf_table_publish(struct wf_dataplane *dp);
+void wf_table_free(struct wf_table *t);
+
+/* xconnect.c */
+uint32_t *wf_side_slot(struct wf_dataplane *dp, uint32_t side, const char **what);
 
 /* xconnect_node.c: the per-burst stage */
 void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
 		       uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
+
+/* uplink_node.c: classify an uplink's frames (VLAN pop and demux) */
+void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
+		     uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
+
+void wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uint16_t n);
+
+/* vlan_node.c */
+int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);
 
 /* worker.c */
 int wf_worker_main(void *arg);

@@ -28,7 +28,10 @@ wf_worker_poll(struct wf_worker *w)
 		if (n == 0)
 			continue;
 		total += n;
-		wf_xconnect_burst(w, t, pl[i].port, pkts, n);
+		if (t->vlan[pl[i].port] != NULL)
+			wf_uplink_burst(w, t, pl[i].port, pkts, n);
+		else
+			wf_xconnect_burst(w, t, pl[i].port, pkts, n);
 	}
 	w->rx_packets += total;
 	return total;

@@ -1,29 +1,57 @@
 /*
- * xconnect.c: control side of the P2P cross-connect (the burst function is
- * xconnect_node.c). Both calls are hitless: the new table is published and
- * the old one reclaimed after an RCU grace period.
+ * xconnect.c: control side of the P2P cross-connect (the burst functions are
+ * xconnect_node.c and uplink_node.c). A cross-connect joins two sides: ports
+ * or tunnels (vlan.c). Both calls are hitless: the new table is published
+ * and the old one reclaimed after an RCU grace period.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "wf_internal.h"
 
-int
-wf_xc_add(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t *slot)
+/* The xc_slot field of a side, or NULL when the side does not exist. */
+uint32_t *
+wf_side_slot(struct wf_dataplane *dp, uint32_t side, const char **what)
 {
-	if (dp == NULL || slot == NULL || a >= WF_MAX_PORTS || b >= WF_MAX_PORTS)
+	if (side & WF_SIDE_TUNNEL) {
+		uint32_t t = side & ~WF_SIDE_TUNNEL;
+		if (t >= dp->cfg.max_xconnects || dp->tunnels[t].kind == 0)
+			return NULL;
+		if (what)
+			*what = "tunnel";
+		return &dp->tunnels[t].xc_slot;
+	}
+	if (side >= WF_MAX_PORTS || !dp->ports[side].attached)
+		return NULL;
+	if (what)
+		*what = dp->ports[side].devname;
+	return &dp->ports[side].xc_slot;
+}
+
+int
+wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot)
+{
+	if (dp == NULL || slot == NULL)
 		return -EINVAL;
 	if (a == b) {
-		wf_set_error("a cross-connect needs two different interfaces");
+		wf_set_error("a cross-connect needs two different sides");
 		return -EINVAL;
 	}
-	struct wf_port_ctl *pa = &dp->ports[a], *pb = &dp->ports[b];
-	if (!pa->attached || !pb->attached)
+	const char *na = "", *nb = "";
+	uint32_t *sa = wf_side_slot(dp, a, &na), *sb = wf_side_slot(dp, b, &nb);
+	if (sa == NULL || sb == NULL)
 		return -ENODEV;
-	if (pa->xc_slot != UINT32_MAX || pb->xc_slot != UINT32_MAX) {
-		wf_set_error("%s is already cross-connected",
-			     pa->xc_slot != UINT32_MAX ? pa->devname : pb->devname);
+	if (*sa != UINT32_MAX || *sb != UINT32_MAX) {
+		wf_set_error("%s is already cross-connected", *sa != UINT32_MAX ? na : nb);
 		return -EBUSY;
+	}
+	for (int i = 0; i < 2; i++) {
+		uint32_t s = i ? b : a;
+		if (!(s & WF_SIDE_TUNNEL) && dp->n_tunnels_on[s] > 0) {
+			wf_set_error("%s carries tunnels (an uplink); cross-connect one of its tunnels instead",
+				     dp->ports[s].devname);
+			return -EBUSY;
+		}
 	}
 	uint32_t s;
 	for (s = 0; s < dp->cfg.max_xconnects; s++)
@@ -37,12 +65,12 @@ wf_xc_add(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t *slot)
 	for (uint32_t w = 0; w < dp->n_pollers; w++)
 		memset(&dp->workers[w].xcc[s], 0, sizeof(struct wf_xc_counters));
 	dp->xcs[s] = (struct wf_xc_ctl){ .used = true, .a = a, .b = b };
-	pa->xc_slot = s;
-	pb->xc_slot = s;
+	*sa = s;
+	*sb = s;
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {
 		dp->xcs[s].used = false;
-		pa->xc_slot = pb->xc_slot = UINT32_MAX;
+		*sa = *sb = UINT32_MAX;
 		return rc;
 	}
 	*slot = s;
@@ -63,7 +91,10 @@ wf_xc_del(wf_dataplane_t *dp, uint32_t slot)
 		x->used = true;
 		return rc;
 	}
-	dp->ports[x->a].xc_slot = UINT32_MAX;
-	dp->ports[x->b].xc_slot = UINT32_MAX;
+	uint32_t *sa = wf_side_slot(dp, x->a, NULL), *sb = wf_side_slot(dp, x->b, NULL);
+	if (sa)
+		*sa = UINT32_MAX;
+	if (sb)
+		*sb = UINT32_MAX;
 	return 0;
 }

@@ -1,8 +1,8 @@
 /*
- * xconnect_node.c: the P2P cross-connect stage. A burst received on one
- * side leaves, unchanged, on the other side's TX queue owned by this
- * worker. Counters are this worker's own; what TX refused is freed and
- * counted as tx-full.
+ * xconnect_node.c: the P2P cross-connect stage. Frames from one side leave,
+ * unchanged apart from the tunnel header the other side implies, on the
+ * egress port's TX queue owned by this worker. Counters are this worker's
+ * own; what TX refused is freed and counted as tx-full.
  */
 #include "wf_internal.h"
 
@@ -15,22 +15,27 @@ wf_burst_bytes(struct rte_mbuf **pkts, uint16_t n)
 	return b;
 }
 
-void
-wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
-		  struct rte_mbuf **pkts, uint16_t n)
+/* Free pkts[i] for which keep[i] is 0, compacting the rest; returns the count kept. */
+static inline uint16_t
+wf_compact(struct rte_mbuf **pkts, const uint8_t *keep, uint16_t n)
 {
-	const struct wf_fwd *f = &t->fwd[in_port];
-	struct wf_if_counters *ic = &w->ifc[in_port];
-	const uint64_t bytes = wf_burst_bytes(pkts, n);
-
-	ic->rx_packets += n;
-	ic->rx_bytes += bytes;
-
-	if (unlikely(f->out_port == WF_PORT_NONE)) {
-		wf_count_drop(w, ic, WF_DROP_NO_PEER, n);
-		rte_pktmbuf_free_bulk(pkts, n);
-		return;
+	uint16_t k = 0;
+	for (uint16_t i = 0; i < n; i++) {
+		if (keep[i])
+			pkts[k++] = pkts[i];
+		else
+			rte_pktmbuf_free(pkts[i]);
 	}
+	return k;
+}
+
+/*
+ * Send a burst that all goes one way (f): apply the egress action, transmit,
+ * count. Bytes are counted as they leave (after any pushed header).
+ */
+void
+wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uint16_t n)
+{
 	struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
 	struct wf_if_counters *oc = &w->ifc[f->out_port];
 	const uint8_t d = f->dir;
@@ -41,7 +46,22 @@ wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_por
 		rte_pktmbuf_free_bulk(pkts, n);
 		return;
 	}
-
+	if (f->action == WF_ACT_VLAN_PUSH) {
+		uint8_t keep[WF_MAX_BURST];
+		uint16_t bad = 0;
+		for (uint16_t i = 0; i < n; i++) {
+			keep[i] = wf_vlan_push(pkts[i], f->vlan_tci) == 0;
+			bad += !keep[i];
+		}
+		if (unlikely(bad)) {
+			wf_count_drop(w, oc, WF_DROP_NO_HEADROOM, bad);
+			xc->drops[d] += bad;
+			n = wf_compact(pkts, keep, n);
+			if (n == 0)
+				return;
+		}
+	}
+	const uint64_t bytes = wf_burst_bytes(pkts, n);
 	uint16_t sent = rte_eth_tx_burst(f->out_port, w->txq, pkts, n);
 	uint64_t sent_bytes = bytes;
 	if (unlikely(sent < n)) {
@@ -55,4 +75,22 @@ wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_por
 	oc->tx_bytes += sent_bytes;
 	xc->packets[d] += sent;
 	xc->bytes[d] += sent_bytes;
+}
+
+void
+wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
+		  struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct wf_fwd *f = &t->fwd[in_port];
+	struct wf_if_counters *ic = &w->ifc[in_port];
+
+	ic->rx_packets += n;
+	ic->rx_bytes += wf_burst_bytes(pkts, n);
+
+	if (unlikely(f->out_port == WF_PORT_NONE)) {
+		wf_count_drop(w, ic, WF_DROP_NO_PEER, n);
+		rte_pktmbuf_free_bulk(pkts, n);
+		return;
+	}
+	wf_send(w, f, pkts, n);
 }

@@ -1,0 +1,102 @@
+/*
+ * uplink_node.c: frames from an uplink port (one that carries tunnels) are
+ * classified one by one: an 802.1Q tag is checked and popped and its VLAN id
+ * picks the connection (id 0: untagged frames). Frames for the same
+ * connection are gathered and sent together (wf_send). Anything that matches
+ * nothing is dropped with its own reason.
+ */
+#include <rte_ether.h>
+
+#include "wf_internal.h"
+
+#define WF_BATCHES 8
+
+struct wf_batch {
+	const struct wf_fwd *f;
+	uint16_t n;
+	struct rte_mbuf *pkts[WF_MAX_BURST];
+};
+
+/* The connection for one uplink frame, popping its tag; NULL: dropped (reason set). */
+static inline const struct wf_fwd *
+wf_classify(const struct wf_fwd *vlan, struct rte_mbuf *m, enum wf_drop_reason *why)
+{
+	if (unlikely(rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr))) {
+		*why = WF_DROP_RUNT;
+		return NULL;
+	}
+	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
+	uint16_t type = rte_be_to_cpu_16(*(uint16_t *)(p + 12));
+	uint16_t vid = WF_VLAN_RAW;
+	if (type == RTE_ETHER_TYPE_VLAN) {
+		if (unlikely(rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + sizeof(struct rte_vlan_hdr))) {
+			*why = WF_DROP_RUNT;
+			return NULL;
+		}
+		uint16_t inner = rte_be_to_cpu_16(*(uint16_t *)(p + 16));
+		if (unlikely(inner == RTE_ETHER_TYPE_VLAN || inner == RTE_ETHER_TYPE_QINQ)) {
+			*why = WF_DROP_QINQ;
+			return NULL;
+		}
+		vid = rte_be_to_cpu_16(*(uint16_t *)(p + 14)) & 0xfff;
+		if (unlikely(vid == WF_VLAN_RAW || vid == 0xfff)) {
+			/* Priority-tagged (id 0) and reserved 4095 frames map to no VLAN. */
+			*why = WF_DROP_UNKNOWN_VLAN;
+			return NULL;
+		}
+	} else if (unlikely(type == RTE_ETHER_TYPE_QINQ)) {
+		*why = WF_DROP_QINQ;
+		return NULL;
+	}
+	const struct wf_fwd *f = &vlan[vid];
+	if (unlikely(f->out_port == WF_PORT_NONE)) {
+		*why = WF_DROP_UNKNOWN_VLAN;
+		return NULL;
+	}
+	if (vid != WF_VLAN_RAW) {
+		/* Pop: the MAC addresses move 4 bytes back over the tag. */
+		memmove(p + sizeof(struct rte_vlan_hdr), p, 2 * RTE_ETHER_ADDR_LEN);
+		rte_pktmbuf_adj(m, sizeof(struct rte_vlan_hdr));
+	}
+	return f;
+}
+
+void
+wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
+		struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct wf_fwd *vlan = t->vlan[in_port];
+	struct wf_if_counters *ic = &w->ifc[in_port];
+	struct wf_batch b[WF_BATCHES];
+	uint32_t nb = 0;
+
+	ic->rx_packets += n;
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		ic->rx_bytes += rte_pktmbuf_pkt_len(m);
+		enum wf_drop_reason why = WF_DROP_NO_PEER;
+		const struct wf_fwd *f = wf_classify(vlan, m, &why);
+		if (unlikely(f == NULL)) {
+			wf_count_drop(w, ic, why, 1);
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		uint32_t k;
+		for (k = 0; k < nb && b[k].f != f; k++)
+			;
+		if (k == nb) {
+			if (unlikely(nb == WF_BATCHES)) {
+				/* More connections in one burst than batches: send the oldest. */
+				wf_send(w, b[0].f, b[0].pkts, b[0].n);
+				b[0] = b[--nb];
+				k = nb;
+			}
+			b[k].f = f;
+			b[k].n = 0;
+			nb++;
+		}
+		b[k].pkts[b[k].n++] = m;
+	}
+	for (uint32_t k = 0; k < nb; k++)
+		wf_send(w, b[k].f, b[k].pkts, b[k].n);
+}
