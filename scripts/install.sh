@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev pkg-config
-      iproute2 iputils-ping tcpdump procps psmisc)
+      iproute2 iputils-ping tcpdump procps psmisc python3-scapy)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

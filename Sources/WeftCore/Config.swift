@@ -12,16 +12,19 @@ public struct WeftConfig: Codable, Equatable, Sendable {
     public var admin: AdminConfig
     public var interfaces: [InterfaceConfig]
     public var crossConnects: [CrossConnectConfig]
+    /// NSM-style device selector: maps a VLAN `via` label to an uplink NIC.
+    public var deviceSelectorFile: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case eal, dataplane, admin, interfaces
         case crossConnects = "cross_connects"
+        case deviceSelectorFile = "device_selector_file"
     }
 
     public init(eal: EALConfig = .init(), dataplane: DataplaneConfig = .init(), admin: AdminConfig = .init(),
-                interfaces: [InterfaceConfig] = [], crossConnects: [CrossConnectConfig] = []) {
+                interfaces: [InterfaceConfig] = [], crossConnects: [CrossConnectConfig] = [], deviceSelectorFile: String? = nil) {
         self.eal = eal; self.dataplane = dataplane; self.admin = admin
-        self.interfaces = interfaces; self.crossConnects = crossConnects
+        self.interfaces = interfaces; self.crossConnects = crossConnects; self.deviceSelectorFile = deviceSelectorFile
     }
 
     public init(from decoder: Decoder) throws {
@@ -31,6 +34,7 @@ public struct WeftConfig: Codable, Equatable, Sendable {
         admin = try c.decodeIfPresent(AdminConfig.self, forKey: .admin) ?? .init()
         interfaces = try c.decodeIfPresent([InterfaceConfig].self, forKey: .interfaces) ?? []
         crossConnects = try c.decodeIfPresent([CrossConnectConfig].self, forKey: .crossConnects) ?? []
+        deviceSelectorFile = try c.decodeIfPresent(String.self, forKey: .deviceSelectorFile)
     }
 }
 
@@ -131,6 +135,11 @@ public enum InterfaceType: String, Codable, CaseIterable, Sendable {
     case ring
     /// Any DPDK vdev, by raw devargs.
     case vdev
+    /// An 802.1Q VLAN on an uplink interface (a tunnel side, not a port).
+    case vlan
+
+    /// Types that are DPDK ports (the rest are tunnels carried by a port).
+    public var isPort: Bool { self != .vlan }
 }
 
 public enum MemifRole: String, Codable, Sendable { case server, client }
@@ -153,18 +162,24 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var mac: String?
     public var rxQueues: Int?
     public var mtu: Int?
+    /// vlan: the uplink interface (by name) or an NSM `via` label, and the VLAN id (0 = untagged).
+    public var uplink: String?
+    public var via: String?
+    public var vlanID: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, type, iface, role, socket, abstract, id, secret, pci, devargs, mac
-        case rxQueues = "rx_queues", mtu
+        case rxQueues = "rx_queues", mtu, uplink, via, vlanID = "vlan_id"
     }
 
     public init(name: String, type: InterfaceType, iface: String? = nil, role: MemifRole? = nil,
                 socket: String? = nil, abstract: Bool? = nil, id: Int? = nil, secret: String? = nil,
-                pci: String? = nil, devargs: String? = nil, mac: String? = nil, rxQueues: Int? = nil, mtu: Int? = nil) {
+                pci: String? = nil, devargs: String? = nil, mac: String? = nil, rxQueues: Int? = nil, mtu: Int? = nil,
+                uplink: String? = nil, via: String? = nil, vlanID: Int? = nil) {
         self.name = name; self.type = type; self.iface = iface; self.role = role; self.socket = socket
         self.abstract = abstract; self.id = id; self.secret = secret; self.pci = pci; self.devargs = devargs
         self.mac = mac; self.rxQueues = rxQueues; self.mtu = mtu
+        self.uplink = uplink; self.via = via; self.vlanID = vlanID
     }
 
     public init(from decoder: Decoder) throws {
@@ -182,6 +197,9 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
         mac = try c.decodeIfPresent(String.self, forKey: .mac)
         rxQueues = try c.decodeIfPresent(Int.self, forKey: .rxQueues)
         mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)
+        uplink = try c.decodeIfPresent(String.self, forKey: .uplink)
+        via = try c.decodeIfPresent(String.self, forKey: .via)
+        vlanID = try c.decodeIfPresent(Int.self, forKey: .vlanID)
     }
 }
 

@@ -8,7 +8,8 @@ public struct InterfaceStatus: Codable, Equatable, Sendable {
     public var type: String
     public var backend: String
     public var detail: String
-    public var port: UInt16
+    /// The DPDK port; nil for a tunnel side (vlan), which rides its uplink's port.
+    public var port: UInt16?
     public var device: String
     public var driver: String
     public var mac: String
@@ -67,7 +68,9 @@ public struct ApplyError: Error, CustomStringConvertible {
 public final class Controller: @unchecked Sendable {
     struct RunningInterface {
         var config: InterfaceConfig
-        var port: PortID
+        var side: SideID
+        var port: PortID?      // nil for tunnel sides
+        var uplink: String?    // tunnel sides: the uplink interface's name
         var backend: String
     }
     struct RunningCrossConnect {
@@ -170,8 +173,16 @@ public final class Controller: @unchecked Sendable {
 
         // Diff by name; a changed definition is a remove plus an add.
         let want = Dictionary(uniqueKeysWithValues: desired.interfaces.map { ($0.name, $0) })
-        let removeIf = Set(running.interfaces.filter { want[$0.name] != $0 }.map(\.name))
-        let addIf = desired.interfaces.filter { interfaces[$0.name]?.config != $0 }
+        var removeIf = Set(running.interfaces.filter { want[$0.name] != $0 }.map(\.name))
+        // A tunnel side goes (and comes back) with its uplink.
+        for (n, r) in interfaces where r.uplink.map(removeIf.contains) == true { removeIf.insert(n) }
+        let desiredUplinks = try resolveUplinks(desired)
+        for (n, r) in interfaces where r.uplink != nil && desiredUplinks[n] != nil && desiredUplinks[n] != r.uplink {
+            removeIf.insert(n) // `via` now maps elsewhere
+        }
+        // Ports first, then the tunnels they carry.
+        let addIf = desired.interfaces.filter { interfaces[$0.name]?.config != $0 || removeIf.contains($0.name) }
+            .sorted { $0.type.isPort && !$1.type.isPort }
         let wantXC = Dictionary(uniqueKeysWithValues: desired.crossConnects.map { ($0.name, $0) })
         let removeXC = running.crossConnects.filter {
             wantXC[$0.name] != $0 || removeIf.contains($0.a) || removeIf.contains($0.b)
@@ -196,7 +207,8 @@ public final class Controller: @unchecked Sendable {
         if !problems.isEmpty { throw ApplyError(message: problems.joined(separator: "\n") + "\nNothing was applied.") }
 
         let steps: [Step] = removeXC.map { .removeCrossConnect($0) }
-            + running.interfaces.filter { removeIf.contains($0.name) }.map { .removeInterface($0.name) }
+            + running.interfaces.filter { removeIf.contains($0.name) }
+                .sorted { !$0.type.isPort && $1.type.isPort }.map { .removeInterface($0.name) }
             + addIf.map { .addInterface($0) }
             + addXC.map { .addCrossConnect($0) }
 
@@ -216,12 +228,35 @@ public final class Controller: @unchecked Sendable {
         // Keep the desired order for display and for the next diff.
         running.interfaces = desired.interfaces
         running.crossConnects = desired.crossConnects
+        running.deviceSelectorFile = desired.deviceSelectorFile
         saveState()
         let changed = Set(addIf.map(\.name)).union(removeIf)
         let unchanged = desired.interfaces.filter { !changed.contains($0.name) }.count
             + desired.crossConnects.filter { !removeXCSet.contains($0.name) && !addXC.contains($0) }.count
         return ApplySummary(addedInterfaces: addIf.map(\.name), removedInterfaces: removeIf.sorted(),
                             addedCrossConnects: addXC.map(\.name), removedCrossConnects: removeXC, unchanged: unchanged)
+    }
+
+    /// Uplink names of the desired vlan interfaces, with `via` labels mapped
+    /// through the device-selector file (label -> NIC -> the interface on it).
+    private var pendingUplinks: [String: String] = [:]
+    private func resolveUplinks(_ c: WeftConfig) throws -> [String: String] {
+        var out: [String: String] = [:]
+        var selector: [String: String]?
+        for itf in c.interfaces where itf.type == .vlan {
+            if let u = itf.uplink { out[itf.name] = u; continue }
+            guard let via = itf.via else { continue }
+            if selector == nil { selector = try Realizer.deviceSelector(path: c.deviceSelectorFile ?? "") }
+            guard let nic = selector![via] else {
+                throw ApplyError(message: "interface '\(itf.name)': via '\(via)' matches no interface in \(c.deviceSelectorFile ?? ""). Nothing was applied.")
+            }
+            guard let up = c.interfaces.first(where: { $0.type.isPort && ($0.iface == nic || $0.name == nic) }) else {
+                throw ApplyError(message: "interface '\(itf.name)': via '\(via)' maps to NIC '\(nic)', which no port interface uses. Nothing was applied.")
+            }
+            out[itf.name] = up.name
+        }
+        pendingUplinks = out
+        return out
     }
 
     private func describe(_ s: Step) -> String {
@@ -241,14 +276,23 @@ public final class Controller: @unchecked Sendable {
             logger.debug("dataplane: \(describe(step)) took \(String(format: "%.2f", ms)) ms")
         }
         switch step {
+        case .addInterface(let itf) where itf.type == .vlan:
+            guard let up = pendingUplinks[itf.name] ?? itf.uplink, let u = interfaces[up], let port = u.port else {
+                throw ApplyError(message: "vlan interface '\(itf.name)': uplink is not a running port interface")
+            }
+            let side = try dataplane.addVLAN(uplink: port, id: UInt16(itf.vlanID ?? 0))
+            let backend = "vlan \(itf.vlanID ?? 0) on \(up)"
+            interfaces[itf.name] = RunningInterface(config: itf, side: side, port: nil, uplink: up, backend: backend)
+            logger.info("interface \(itf.name): \(backend)")
+            return .removeInterface(itf.name)
         case .addInterface(let itf):
             let (port, backend) = try attach(itf)
-            interfaces[itf.name] = RunningInterface(config: itf, port: port, backend: backend)
+            interfaces[itf.name] = RunningInterface(config: itf, side: SideID(port), port: port, uplink: nil, backend: backend)
             logger.info("interface \(itf.name): \(backend) port \(port)")
             return .removeInterface(itf.name)
         case .removeInterface(let name):
             guard let r = interfaces[name] else { throw ApplyError(message: "no interface '\(name)'") }
-            try dataplane.detach(r.port)
+            if let port = r.port { try dataplane.detach(port) } else { try dataplane.deleteTunnel(r.side) }
             interfaces[name] = nil
             logger.info("interface \(name) removed")
             return .addInterface(r.config)
@@ -256,7 +300,7 @@ public final class Controller: @unchecked Sendable {
             guard let a = interfaces[x.a], let b = interfaces[x.b] else {
                 throw ApplyError(message: "cross-connect '\(x.name)' names an interface that does not exist")
             }
-            let slot = try dataplane.addCrossConnect(a.port, b.port)
+            let slot = try dataplane.addCrossConnect(a.side, b.side)
             crossConnects[x.name] = RunningCrossConnect(config: x, slot: slot)
             logger.info("cross-connect \(x.name): \(x.a) <-> \(x.b)")
             return .removeCrossConnect(x.name)
@@ -312,7 +356,7 @@ public final class Controller: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if dataplane.pollLinks() > 0 {
             for (name, r) in interfaces.sorted(by: { $0.key < $1.key }) {
-                if let i = try? dataplane.info(r.port) { logger.debug("link \(name): \(i.linkUp ? "up" : "down")") }
+                if let p = r.port, let i = try? dataplane.info(p) { logger.debug("link \(name): \(i.linkUp ? "up" : "down")") }
             }
         }
     }
@@ -321,14 +365,16 @@ public final class Controller: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         return running.interfaces.compactMap { cfg in
             guard let r = interfaces[cfg.name] else { return nil }
-            let info = try? dataplane.info(r.port)
+            // A tunnel side shows its uplink's port state; its traffic is in the cross-connect counters.
+            let port = r.port ?? r.uplink.flatMap { interfaces[$0]?.port }
+            let info = port.flatMap { try? dataplane.info($0) }
             let xc = running.crossConnects.first { $0.a == cfg.name || $0.b == cfg.name }?.name
             return InterfaceStatus(
-                name: cfg.name, type: cfg.type.rawValue, backend: r.backend, detail: detail(cfg), port: r.port.raw,
+                name: cfg.name, type: cfg.type.rawValue, backend: r.backend, detail: detail(cfg), port: r.port?.raw,
                 device: info?.deviceName ?? "", driver: info?.driver ?? "", mac: info?.mac ?? "",
                 link: info.map { $0.linkUp ? "up" : "down" } ?? "unknown", mtu: info?.mtu ?? 0,
-                rxQueues: info?.rxQueues ?? 0, rxWorkers: info?.rxWorkers ?? [], crossConnect: xc,
-                counters: dataplane.counters(r.port))
+                rxQueues: r.port == nil ? 0 : info?.rxQueues ?? 0, rxWorkers: r.port == nil ? [] : info?.rxWorkers ?? [],
+                crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? InterfaceCounters())
         }
     }
 
@@ -341,6 +387,7 @@ public final class Controller: @unchecked Sendable {
         case .pci: return c.pci ?? ""
         case .vdev: return c.devargs ?? ""
         case .null, .ring: return ""
+        case .vlan: return "id \(c.vlanID ?? 0) \(c.uplink.map { "uplink \($0)" } ?? "via \(c.via ?? "")")"
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 /// How an interface of the configuration becomes a DPDK port: devargs, the
 /// checks against the machine made before anything is applied, and what it
@@ -51,7 +52,7 @@ public enum Realizer {
                !FileManager.default.fileExists(atPath: "/sys/bus/pci/devices/\(a)") {
                 issue("pci", "no PCI device \(a) on this machine")
             }
-        case .null, .ring, .vdev:
+        case .null, .ring, .vdev, .vlan:
             break
         }
         return out
@@ -86,9 +87,34 @@ public enum Realizer {
         case .pci:
             let addr = normalizedPCI(itf.pci!)!
             return itf.devargs.map { "\(addr),\($0)" } ?? addr
-        case .vdev, .ring:
+        case .vdev, .ring, .vlan:
             return itf.devargs ?? ""
         }
+    }
+
+    /// NSM's device-selector file (NSM_DEVICE_SELECTOR_FILE): `via` label -> host NIC name.
+    ///   interfaces: [{name: eth1, matches: [{labelSelector: [{via: gw0}]}]}]
+    public static func deviceSelector(path: String) throws -> [String: String] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ApplyError(message: "cannot read device selector file \(path)")
+        }
+        struct File: Decodable {
+            struct Interface: Decodable {
+                struct Match: Decodable { var labelSelector: [[String: String]]? }
+                var name: String
+                var matches: [Match]?
+            }
+            var interfaces: [Interface]?
+        }
+        let f: File
+        do { f = try YAMLDecoder().decode(File.self, from: text) } catch {
+            throw ApplyError(message: "device selector file \(path): \(error)")
+        }
+        var map: [String: String] = [:]
+        for i in f.interfaces ?? [] {
+            for m in i.matches ?? [] { for sel in m.labelSelector ?? [] { if let v = sel["via"] { map[v] = i.name } } }
+        }
+        return map
     }
 
     /// What an interface leaves on the machine that a crash would orphan.

@@ -27,7 +27,7 @@ public enum Render {
         var t = TextTable(["NAME", "TYPE", "BACKEND", "PORT", "LINK", "MAC", "DETAIL", "XCONNECT",
                            "RX-PKTS", "RX-BYTES", "TX-PKTS", "TX-BYTES", "DROPS"])
         for i in list {
-            t.add([i.name, i.type, i.backend, String(i.port), i.link, i.mac, i.detail, i.crossConnect ?? "-",
+            t.add([i.name, i.type, i.backend, i.port.map(String.init) ?? "-", i.link, i.mac, i.detail, i.crossConnect ?? "-",
                    String(i.counters.rxPackets), String(i.counters.rxBytes), String(i.counters.txPackets),
                    String(i.counters.txBytes), String(i.counters.totalDrops)])
         }

@@ -70,6 +70,28 @@ public enum Validator {
             } else { claims[claim] = i }
         }
 
+        // VLAN sides: their uplink is a port interface, each (uplink, id) once.
+        var vlanUse: [String: Int] = [:]
+        var uplinks = Set<String>()
+        for (i, itf) in c.interfaces.enumerated() where itf.type == .vlan {
+            let p: [PathElement] = [.key("interfaces"), .index(i)]
+            if itf.via != nil && c.deviceSelectorFile == nil {
+                issue(p + [.key("via")], "needs device_selector_file to map the label to an uplink")
+            }
+            guard let up = itf.uplink else { continue }
+            uplinks.insert(up)
+            if let u = c.interfaces.first(where: { $0.name == up }) {
+                if !u.type.isPort { issue(p + [.key("uplink")], "'\(up)' is a \(u.type.rawValue) interface; an uplink must be a port") }
+            } else {
+                issue(p + [.key("uplink")], "no interface named '\(up)'")
+            }
+            if let v = itf.vlanID {
+                let key = "\(up)/\(v)"
+                if let first = vlanUse[key] { issue(p + [.key("vlan_id")], "VLAN \(v) on '\(up)' is already interfaces[\(first)]") }
+                else { vlanUse[key] = i }
+            }
+        }
+
         // cross-connects
         var xcNames: [String: Int] = [:]
         var used: [String: (Int, String)] = [:]
@@ -84,6 +106,8 @@ public enum Validator {
             for (side, ifname) in [("a", x.a), ("b", x.b)] {
                 if seen[ifname] == nil {
                     issue(p + [.key(side)], "no interface named '\(ifname)'")
+                } else if uplinks.contains(ifname) {
+                    issue(p + [.key(side)], "interface '\(ifname)' is an uplink carrying VLANs; cross-connect one of its vlan interfaces (vlan_id 0 for untagged)")
                 } else if let (j, other) = used[ifname], j != i {
                     issue(p + [.key(side)], "interface '\(ifname)' is already in cross-connect '\(other)'")
                 } else { used[ifname] = (i, x.name) }
@@ -103,10 +127,14 @@ public enum Validator {
             ("iface", itf.iface != nil), ("role", itf.role != nil), ("socket", itf.socket != nil),
             ("abstract", itf.abstract != nil), ("id", itf.id != nil), ("secret", itf.secret != nil),
             ("pci", itf.pci != nil), ("devargs", itf.devargs != nil), ("mac", itf.mac != nil),
+            ("uplink", itf.uplink != nil), ("via", itf.via != nil), ("vlan_id", itf.vlanID != nil),
+            ("rx_queues", itf.rxQueues != nil), ("mtu", itf.mtu != nil),
         ]
+        let ports = InterfaceType.allCases.filter(\.isPort)
         let applies: [String: [InterfaceType]] = [
             "iface": kernelTypes, "role": [.memif], "socket": [.memif], "abstract": [.memif], "id": [.memif],
             "secret": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
+            "uplink": [.vlan], "via": [.vlan], "vlan_id": [.vlan], "rx_queues": ports, "mtu": ports,
         ]
         for (k, present) in given where present && !(applies[k]!.contains(itf.type)) {
             issue(k, "does not apply to \(itf.type.rawValue) interfaces")
@@ -138,6 +166,12 @@ public enum Validator {
             if let a = itf.devargs {
                 if !a.hasPrefix("net_") { issue("devargs", "must name a DPDK net vdev, e.g. net_null0,size=64") }
             } else { issue("devargs", "required for vdev interfaces") }
+        }
+        if itf.type == .vlan {
+            if itf.uplink == nil && itf.via == nil { issue("uplink", "required for vlan interfaces (or 'via' with device_selector_file)") }
+            if itf.uplink != nil && itf.via != nil { issue("via", "give either 'uplink' or 'via', not both") }
+            if let v = itf.vlanID { if !(0...4094).contains(v) { issue("vlan_id", "must be 0..4094 (0: the untagged uplink)") } }
+            else { issue("vlan_id", "required for vlan interfaces (0 for the untagged uplink)") }
         }
         if let mac = itf.mac, parseMAC(mac) == nil { issue("mac", "'\(mac)' is not a MAC address (xx:xx:xx:xx:xx:xx)") }
         if let q = itf.rxQueues, !(1...8).contains(q) { issue("rx_queues", "must be 1..8") }

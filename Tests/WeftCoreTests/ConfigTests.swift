@@ -124,6 +124,25 @@ final class ConfigTests: XCTestCase {
                     path: "cross_connects[0].b", contains: "two different interfaces")
     }
 
+    func testVLANRules() {
+        let base = "interfaces:\n  - {name: trunk, type: af_packet, iface: eth1}\n  - {name: p, type: null}\n"
+        assertError(base + "  - {name: v, type: vlan, vlan_id: 5}\n", line: 4, path: "interfaces[2].uplink", contains: "required for vlan")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk}\n", line: 4, path: "interfaces[2].vlan_id", contains: "required for vlan")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 4095}\n", line: 4, path: "interfaces[2].vlan_id", contains: "0..4094")
+        assertError(base + "  - {name: v, type: vlan, uplink: nope, vlan_id: 1}\n", line: 4, path: "interfaces[2].uplink", contains: "no interface named 'nope'")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 1, iface: x}\n", line: 4, path: "interfaces[2].iface", contains: "does not apply to vlan")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 1, mtu: 1500}\n", line: 4, path: "interfaces[2].mtu", contains: "does not apply to vlan")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 1}\n  - {name: w, type: vlan, uplink: trunk, vlan_id: 1}\n",
+                    line: 5, path: "interfaces[3].vlan_id", contains: "VLAN 1 on 'trunk' is already interfaces[2]")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 1}\n  - {name: w, type: vlan, uplink: v, vlan_id: 2}\n",
+                    line: 5, path: "interfaces[3].uplink", contains: "an uplink must be a port")
+        assertError(base + "  - {name: v, type: vlan, via: gw0, vlan_id: 1}\n", line: 4, path: "interfaces[2].via", contains: "needs device_selector_file")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, via: gw0, vlan_id: 1}\ndevice_selector_file: /x\n", line: 4, path: "interfaces[2].via", contains: "either 'uplink' or 'via'")
+        assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 1}\ncross_connects:\n  - {name: x, a: trunk, b: p}\n",
+                    line: 7, path: "cross_connects[0].a", contains: "is an uplink carrying VLANs")
+        XCTAssertNoThrow(try ConfigLoader.parse(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 0}\ncross_connects:\n  - {name: x, a: v, b: p}\n", file: "t.yaml"))
+    }
+
     func testSeveralErrorsReportedTogether() {
         let errs = errors("dataplane:\n  burst_size: 999\n  mbufs: 1\n")
         XCTAssertEqual(errs.map(\.path), ["dataplane.burst_size", "dataplane.mbufs"])

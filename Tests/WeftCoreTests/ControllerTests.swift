@@ -27,7 +27,7 @@ final class ControllerTests: XCTestCase {
     }
 
     func ports() -> [String: UInt16] {
-        Dictionary(uniqueKeysWithValues: ctl.interfaceStatus().map { ($0.name, $0.port) })
+        Dictionary(uniqueKeysWithValues: ctl.interfaceStatus().compactMap { s in s.port.map { (s.name, $0) } })
     }
 
     func testReloadTouchesOnlyTheDifference() throws {
@@ -144,5 +144,57 @@ final class ControllerTests: XCTestCase {
         XCTAssertEqual(m.counters.drops, ["link-down": 4])
         XCTAssertEqual(ctl.crossConnectStatus().first { $0.name == "cm" }?.counters.aToB.drops, 4)
         XCTAssertEqual(ctl.dropStatus().first { $0.reason == "link-down" }?.byInterface, ["m": 4])
+    }
+
+    func testVLANSidesFollowTheirUplinkAndViaLabels() throws {
+        var c = config(["pod1", "pod2", "trunk"], [])
+        c.interfaces.append(InterfaceConfig(name: "v100", type: .vlan, uplink: "trunk", vlanID: 100))
+        c.interfaces.append(InterfaceConfig(name: "raw", type: .vlan, uplink: "trunk", vlanID: 0))
+        c.crossConnects = [.init(name: "x100", a: "pod1", b: "v100"), .init(name: "xraw", a: "pod2", b: "raw")]
+        _ = try ctl.apply(c)
+        let st = Dictionary(uniqueKeysWithValues: ctl.interfaceStatus().map { ($0.name, $0) })
+        XCTAssertNil(st["v100"]?.port)
+        XCTAssertEqual(st["v100"]?.backend, "vlan 100 on trunk")
+        XCTAssertEqual(st["v100"]?.detail, "id 100 uplink trunk")
+
+        // Frames really take the VLAN path.
+        let p = ports()
+        let f = testFrame(src: 1, dst: 2, seq: 1)
+        try dp.inject(PortID(p["pod1"]!), frame: f)
+        dp.pollOnce()
+        let out = try XCTUnwrap(try dp.collect(PortID(p["trunk"]!)))
+        XCTAssertEqual(Array(out[12..<16]), [0x81, 0x00, 0x00, 100])
+
+        // Changing the uplink's definition re-creates its VLAN sides and their cross-connects.
+        var c2 = c
+        c2.interfaces[2].rxQueues = 1
+        let s = try ctl.apply(c2)
+        XCTAssertEqual(Set(s.removedInterfaces), ["trunk", "v100", "raw"])
+        XCTAssertEqual(Set(s.addedCrossConnects), ["x100", "xraw"])
+        XCTAssertEqual(ctl.crossConnectStatus().map(\.name), ["x100", "xraw"])
+
+        // An uplink cannot be a plain cross-connect side; validation says so.
+        var bad = c2
+        bad.crossConnects.append(.init(name: "direct", a: "trunk", b: "pod3"))
+        bad.interfaces.append(InterfaceConfig(name: "pod3", type: .ring))
+        XCTAssertThrowsError(try ctl.apply(bad)) { _ in }
+        XCTAssertTrue(Validator.validate(bad).contains { $0.message.contains("is an uplink carrying VLANs") })
+
+        // `via` through an NSM device-selector file: label gw0 -> NIC eth9 -> the port interface on eth9.
+        let sel = FileManager.default.temporaryDirectory.appendingPathComponent("weft-sel-\(getpid()).yaml").path
+        try "interfaces:\n  - name: eth9\n    matches:\n      - labelSelector:\n          - via: gw0\n".write(toFile: sel, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: sel) }
+        var v = c2
+        v.deviceSelectorFile = sel
+        v.interfaces[2] = InterfaceConfig(name: "eth9", type: .ring)
+        v.interfaces[3] = InterfaceConfig(name: "v100", type: .vlan, via: "gw0", vlanID: 100)
+        v.interfaces[4] = InterfaceConfig(name: "raw", type: .vlan, uplink: "eth9", vlanID: 0)
+        XCTAssertEqual(Validator.validate(v), [])
+        _ = try ctl.apply(v)
+        XCTAssertEqual(ctl.interfaceStatus().first { $0.name == "v100" }?.backend, "vlan 100 on eth9")
+        var unknown = v
+        unknown.interfaces[3].via = "gw7"
+        XCTAssertThrowsError(try ctl.apply(unknown)) { XCTAssertTrue("\($0)".contains("via 'gw7' matches no interface"), "\($0)") }
+        XCTAssertEqual(ctl.running, v)
     }
 }

@@ -59,10 +59,10 @@ final class PodNamespace {
     let address: String
     let mac: String
 
-    init(tag: String, index: Int, subnet: String = "10.88") {
+    init(tag: String, index: Int, subnet: String = "10.88", address: String? = nil) {
         ns = "wt\(tag)n\(index)"
         hostEnd = "wt\(tag)h\(index)"
-        address = "\(subnet).0.\(index)"
+        self.address = address ?? "\(subnet).0.\(index)"
         mac = String(format: "02:77:00:00:%02x:%02x", Int(tag.prefix(2), radix: 16) ?? 0, index)
         sh("ip netns del \(ns) 2>/dev/null; ip link del \(hostEnd) 2>/dev/null")
         let r = sh("""
@@ -71,7 +71,7 @@ final class PodNamespace {
         ip link add \(hostEnd) type veth peer name eth0 netns \(ns)
         ip link set \(hostEnd) up
         ip -n \(ns) link set eth0 address \(mac)
-        ip -n \(ns) addr add \(address)/24 dev eth0
+        ip -n \(ns) addr add \(self.address)/24 dev eth0
         ip -n \(ns) link set eth0 up
         ip -n \(ns) link set lo up
         # No IPv6 DAD/router chatter: the counters then show only the test's traffic.
