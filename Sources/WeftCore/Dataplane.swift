@@ -230,6 +230,91 @@ public final class Dataplane {
         return SideID(raw: side)
     }
 
+    /// An uplink's underlay: its addresses, gateway, MTU and VXLAN ports.
+    public struct Underlay: Equatable, Sendable {
+        public var ipv4: (address: [UInt8], prefix: Int)?
+        public var ipv6: (address: [UInt8], prefix: Int)?
+        public var gateway4: [UInt8]?
+        public var gateway6: [UInt8]?
+        public var mtu: Int = 1500
+        public var vxlanPorts: [UInt16] = [4789]
+        public init() {}
+        public static func == (a: Underlay, b: Underlay) -> Bool {
+            a.ipv4?.address == b.ipv4?.address && a.ipv4?.prefix == b.ipv4?.prefix && a.ipv6?.address == b.ipv6?.address
+                && a.ipv6?.prefix == b.ipv6?.prefix && a.gateway4 == b.gateway4 && a.gateway6 == b.gateway6
+                && a.mtu == b.mtu && a.vxlanPorts == b.vxlanPorts
+        }
+    }
+
+    public func setUnderlay(_ port: PortID, _ u: Underlay) throws {
+        var c = wf_underlay_cfg()
+        func copy<T>(_ bytes: [UInt8], into field: inout T) {
+            withUnsafeMutableBytes(of: &field) { raw in raw.copyBytes(from: bytes.prefix(raw.count)) }
+        }
+        if let v4 = u.ipv4 { c.has_ip4 = 1; c.prefix4 = UInt8(v4.prefix); copy(v4.address, into: &c.ip4) }
+        if let v6 = u.ipv6 { c.has_ip6 = 1; c.prefix6 = UInt8(v6.prefix); copy(v6.address, into: &c.ip6) }
+        if let g = u.gateway4 { copy(g, into: &c.gw4) }
+        if let g = u.gateway6 { copy(g, into: &c.gw6) }
+        c.mtu = UInt16(u.mtu)
+        c.n_vxlan_ports = UInt16(min(u.vxlanPorts.count, 4))
+        withUnsafeMutableBytes(of: &c.vxlan_ports) { raw in
+            for (i, p) in u.vxlanPorts.prefix(4).enumerated() { raw.storeBytes(of: p, toByteOffset: i * 2, as: UInt16.self) }
+        }
+        try check(wf_underlay_set(dp, port.raw, &c), "set underlay", "port \(port)")
+    }
+
+    public func clearUnderlay(_ port: PortID) throws {
+        try check(wf_underlay_clear(dp, port.raw), "clear underlay", "port \(port)")
+    }
+
+    public func addStaticNeighbour(_ port: PortID, ip: [UInt8], mac: [UInt8]) throws {
+        var ipb = ip + [UInt8](repeating: 0, count: 16 - ip.count)
+        var m = mac
+        try check(wf_neighbour_static(dp, port.raw, ip.count == 16 ? 1 : 0, &ipb, &m), "add static neighbour", "port \(port)")
+    }
+
+    public struct Neighbour: Codable, Equatable, Sendable {
+        public var port: UInt16
+        public var ip: String
+        public var mac: String
+        public var state: String
+        public var users: UInt16
+        public var probes: UInt32
+        public var ageMs: UInt64
+    }
+
+    public func neighbours() -> [Neighbour] {
+        let n = Int(wf_neighbour_list(dp, nil, 0))
+        guard n > 0 else { return [] }
+        var buf = [wf_neighbour_info](repeating: wf_neighbour_info(), count: n)
+        let got = Int(wf_neighbour_list(dp, &buf, UInt32(n)))
+        return buf.prefix(min(got, n)).map { e in
+            let ip = withUnsafeBytes(of: e.ip) { Array($0) }
+            let mac = withUnsafeBytes(of: e.mac) { $0.map { String(format: "%02x", $0) }.joined(separator: ":") }
+            let states = ["incomplete", "reachable", "static", "failed"]
+            return Neighbour(port: e.port, ip: e.is_v6 != 0 ? IPAddress.format6(ip) : IPAddress.format4(Array(ip.prefix(4))),
+                             mac: mac, state: Int(e.state) < states.count ? states[Int(e.state)] : "?",
+                             users: e.users, probes: e.probes, ageMs: e.age_ms)
+        }
+    }
+
+    public func addVXLAN(uplink: PortID, vni: UInt32, remote: [UInt8], dstPort: UInt16, localPort: UInt16) throws -> SideID {
+        var c = wf_vxlan_cfg()
+        c.uplink = uplink.raw
+        c.is_v6 = remote.count == 16 ? 1 : 0
+        c.vni = vni
+        withUnsafeMutableBytes(of: &c.remote) { $0.copyBytes(from: remote) }
+        c.dst_port = dstPort
+        c.local_port = localPort
+        var side: UInt32 = 0
+        try check(wf_vxlan_add(dp, &c, &side), "add VXLAN VNI \(vni)", "on port \(uplink)")
+        return SideID(raw: side)
+    }
+
+    /// Stage tests: handle punted ARP/ND/ICMP and neighbour timers now.
+    @discardableResult
+    public func underlayService() -> Int { Int(wf_underlay_service(dp)) }
+
     public func deleteTunnel(_ side: SideID) throws {
         try check(wf_tunnel_del(dp, side.raw), "remove tunnel", "side \(side.raw)")
     }

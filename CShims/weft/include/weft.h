@@ -38,7 +38,15 @@ extern "C" {
 	X(RUNT, "runt", "frame shorter than an Ethernet header")                 \
 	X(UNKNOWN_VLAN, "unknown-vlan", "uplink frame whose VLAN id (or no tag) maps to no connection") \
 	X(QINQ, "qinq", "uplink frame with a second VLAN tag (QinQ), none configured") \
-	X(NO_HEADROOM, "no-headroom", "no mbuf headroom to push a header")
+	X(NO_HEADROOM, "no-headroom", "no mbuf headroom to push a header")       \
+	X(VXLAN_TRUNCATED, "vxlan-truncated", "VXLAN packet shorter than its headers say") \
+	X(VXLAN_BAD_FLAGS, "vxlan-bad-flags", "VXLAN header without the I flag or with reserved bits set") \
+	X(VXLAN_UNKNOWN_VNI, "vxlan-unknown-vni", "VXLAN VNI (on that UDP port) matches no tunnel") \
+	X(VXLAN_UNKNOWN_SOURCE, "vxlan-unknown-source", "VXLAN from a source address the VNI's tunnel does not name (anti-spoofing)") \
+	X(MTU_EXCEEDED, "mtu-exceeded", "inner frame too large for the uplink MTU after encapsulation") \
+	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet") \
+	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
+	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full")
 
 enum wf_drop_reason {
 #define WF_X_ENUM(e, s, d) WF_DROP_##e,
@@ -174,6 +182,64 @@ int wf_link_poll(wf_dataplane_t *dp);
  * the port is a plain cross-connect side. Hitless.
  */
 int wf_vlan_add(wf_dataplane_t *dp, uint16_t uplink, uint16_t vlan_id, uint32_t *side);
+/* An uplink's own addresses: the underlay tunnels use (network byte order). */
+struct wf_underlay_cfg {
+	uint8_t has_ip4, has_ip6;
+	uint8_t prefix4, prefix6;
+	uint8_t ip4[4], gw4[4];   /* gw all zero: none */
+	uint8_t ip6[16], gw6[16];
+	uint16_t mtu;             /* L3 MTU of the underlay, e.g. 1500 */
+	uint16_t n_vxlan_ports;   /* UDP ports VXLAN is accepted on */
+	uint16_t vxlan_ports[4];
+};
+/*
+ * Give an uplink port underlay addresses: Weft then answers ARP, neighbour
+ * solicitations and ICMP/ICMPv6 echo for them, and can carry VXLAN. Hitless.
+ */
+int wf_underlay_set(wf_dataplane_t *dp, uint16_t port, const struct wf_underlay_cfg *cfg);
+int wf_underlay_clear(wf_dataplane_t *dp, uint16_t port);
+
+/* A static neighbour on an uplink (never aged, never re-resolved). */
+int wf_neighbour_static(wf_dataplane_t *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip,
+			const uint8_t mac[6]);
+
+struct wf_neighbour_info {
+	uint16_t port;
+	uint8_t is_v6;
+	uint8_t state;      /* 0 incomplete, 1 reachable, 2 static, 3 failed */
+	uint8_t ip[16];
+	uint8_t mac[6];
+	uint16_t users;     /* tunnels using it */
+	uint32_t probes;    /* requests sent */
+	uint64_t age_ms;    /* since last confirmed */
+};
+/* Copy up to `cap` neighbour entries; returns how many exist. */
+int wf_neighbour_list(wf_dataplane_t *dp, struct wf_neighbour_info *out, uint32_t cap);
+
+/*
+ * Process punted ARP/ND/ICMP and neighbour timers once on the calling
+ * thread. weftd runs this on its own thread after wf_dp_start; stage tests
+ * (no worker lcores) call it directly. Returns packets handled.
+ */
+int wf_underlay_service(wf_dataplane_t *dp);
+
+struct wf_vxlan_cfg {
+	uint16_t uplink;
+	uint8_t is_v6;
+	uint8_t pad;
+	uint32_t vni;            /* 24 bits */
+	uint8_t remote[16];      /* IPv4 in the first 4 bytes */
+	uint16_t dst_port;       /* UDP port we send to (peer's) */
+	uint16_t local_port;     /* UDP port we receive on */
+};
+/*
+ * A VXLAN tunnel (RFC 7348) on an uplink with underlay addresses: frames
+ * toward it are encapsulated to `remote`; VXLAN packets from `remote` with
+ * this VNI arriving on `local_port` are decapsulated. The next hop (remote
+ * when on-link, else the gateway) is resolved by ARP/ND. Hitless.
+ */
+int wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side);
+
 /* Remove a tunnel side; -EBUSY while cross-connected. Hitless. */
 int wf_tunnel_del(wf_dataplane_t *dp, uint32_t side);
 

@@ -66,6 +66,9 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		goto fail;
 	}
 
+	if (wf_underlay_init(dp) != 0)
+		goto fail;
+
 	size_t qsz = rte_rcu_qsbr_get_memsize(dp->n_pollers);
 	dp->qs = rte_zmalloc("weft_rcu", qsz, RTE_CACHE_LINE_SIZE);
 	if (dp->qs == NULL || rte_rcu_qsbr_init(dp->qs, dp->n_pollers) != 0)
@@ -124,6 +127,12 @@ wf_dp_start(wf_dataplane_t *dp)
 		}
 		w->launched = true;
 	}
+	int rc = wf_underlay_start(dp);
+	if (rc != 0) {
+		wf_set_error("cannot start the underlay thread: %s", strerror(-rc));
+		wf_dp_stop(dp);
+		return rc;
+	}
 	dp->started = true;
 	return 0;
 }
@@ -133,6 +142,7 @@ wf_dp_stop(wf_dataplane_t *dp)
 {
 	if (dp == NULL)
 		return -EINVAL;
+	wf_underlay_stop(dp);
 	__atomic_store_n(&dp->stop, 1, __ATOMIC_RELEASE);
 	for (uint32_t i = 0; i < dp->cfg.n_workers; i++) {
 		struct wf_worker *w = &dp->workers[i];
@@ -160,12 +170,16 @@ wf_dp_destroy(wf_dataplane_t *dp)
 			if (dp->tunnels[i].kind != 0)
 				wf_tunnel_del(dp, WF_SIDE_TUNNEL | i);
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
+		if (dp->ul_ctl[p] != NULL)
+			wf_underlay_clear(dp, p);
+	for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
 		if (dp->ports[p].attached)
 			wf_port_detach(dp, p);
 	for (uint32_t i = 0; i < WF_MAX_WORKERS; i++) {
 		rte_free(dp->workers[i].ifc);
 		rte_free(dp->workers[i].xcc);
 	}
+	wf_underlay_fini(dp);
 	wf_table_free(dp->table);
 	free(dp->xcs);
 	free(dp->tunnels);

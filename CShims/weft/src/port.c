@@ -57,14 +57,15 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 		wf_set_error("%s: cannot read device info: %s", devname, rte_strerror(-rc));
 		return rc;
 	}
-	const uint16_t nb_txq = (uint16_t)dp->n_pollers;
+	/* One TX queue per worker, plus one for the control plane (ARP/ND replies). */
+	const uint16_t nb_txq = (uint16_t)dp->n_pollers + 1;
 	if (nb_rxq > info.max_rx_queues || nb_rxq > WF_MAX_RXQ_PER_PORT) {
 		wf_set_error("%s: %u RX queues requested, device supports %u (Weft at most %d)",
 			     devname, nb_rxq, info.max_rx_queues, WF_MAX_RXQ_PER_PORT);
 		return -EINVAL;
 	}
 	if (nb_txq > info.max_tx_queues) {
-		wf_set_error("%s: device supports %u TX queues, Weft needs one per worker (%u)",
+		wf_set_error("%s: device supports %u TX queues, Weft needs one per worker plus one (%u)",
 			     devname, info.max_tx_queues, nb_txq);
 		return -EINVAL;
 	}
@@ -197,8 +198,8 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 		wf_set_error("%s is cross-connected; remove the cross-connect first", pc->devname);
 		return -EBUSY;
 	}
-	if (dp->n_tunnels_on[port] > 0) {
-		wf_set_error("%s carries tunnels; remove them first", pc->devname);
+	if (dp->n_tunnels_on[port] > 0 || dp->ul_ctl[port] != NULL) {
+		wf_set_error("%s carries tunnels or underlay addresses; remove them first", pc->devname);
 		return -EBUSY;
 	}
 	pc->attached = false;

@@ -15,9 +15,45 @@ wf_table_free(struct wf_table *t)
 {
 	if (t == NULL)
 		return;
-	for (uint32_t p = 0; p < WF_MAX_PORTS; p++)
+	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
 		free(t->vlan[p]);
+		free(t->ul[p]);
+	}
+	free(t->vx);
+	free(t->dec);
 	free(t);
+}
+
+/* Decap slot of a VXLAN key (inserted if new). The table has room: 4x keys. */
+static struct wf_vxdec *
+wf_dec_slot(struct wf_table *t, const struct wf_vxkey *k)
+{
+	for (uint32_t i = wf_vx_hash(k) & t->dec_mask;; i = (i + 1) & t->dec_mask) {
+		struct wf_vxdec *d = &t->dec[i];
+		if (!d->used) {
+			d->used = 1;
+			d->key = *k;
+			d->f = (struct wf_fwd){ .out_port = WF_PORT_NONE };
+			return d;
+		}
+		if (memcmp(&d->key, k, sizeof(*k)) == 0)
+			return d;
+	}
+}
+
+static struct wf_vxkey
+wf_key_of(const struct wf_tunnel_ctl *tc, bool marker)
+{
+	struct wf_vxkey k;
+	memset(&k, 0, sizeof(k));
+	k.is_v6 = tc->vx.is_v6;
+	k.port = tc->vx.local_port;
+	k.vni = tc->vx.vni;
+	if (marker)
+		memset(k.src, 0xff, sizeof(k.src));
+	else
+		memcpy(k.src, tc->vx.remote, tc->vx.is_v6 ? 16 : 4);
+	return k;
 }
 
 /* Where the table says what to do with frames coming from `side`. */
@@ -27,23 +63,41 @@ wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side)
 	if (!(side & WF_SIDE_TUNNEL))
 		return &t->fwd[side];
 	const struct wf_tunnel_ctl *tc = &dp->tunnels[side & ~WF_SIDE_TUNNEL];
+	if (tc->kind == WF_TUN_VXLAN) {
+		struct wf_vxkey k = wf_key_of(tc, false);
+		return &wf_dec_slot(t, &k)->f;
+	}
 	return &t->vlan[tc->uplink][tc->vlan_id];
 }
 
 /* How a frame reaches `side`: the port it leaves on and the header it gets. */
 static struct wf_fwd
-wf_way_to(const struct wf_dataplane *dp, uint32_t side, uint32_t slot, uint8_t dir)
+wf_way_to(const struct wf_dataplane *dp, const uint32_t *vx_index, uint32_t side, uint32_t slot,
+	  uint8_t dir)
 {
 	struct wf_fwd f = { .out_port = (uint16_t)side, .dir = dir, .action = WF_ACT_FWD, .xc_slot = slot };
 	if (side & WF_SIDE_TUNNEL) {
-		const struct wf_tunnel_ctl *tc = &dp->tunnels[side & ~WF_SIDE_TUNNEL];
+		uint32_t ti = side & ~WF_SIDE_TUNNEL;
+		const struct wf_tunnel_ctl *tc = &dp->tunnels[ti];
 		f.out_port = tc->uplink;
-		if (tc->vlan_id != WF_VLAN_RAW) {
+		if (tc->kind == WF_TUN_VXLAN) {
+			f.action = WF_ACT_VXLAN_ENCAP;
+			f.tun = vx_index[ti];
+		} else if (tc->vlan_id != WF_VLAN_RAW) {
 			f.action = WF_ACT_VLAN_PUSH;
 			f.vlan_tci = tc->vlan_id;
 		}
 	}
 	return f;
+}
+
+/* An uplink with tunnels classifies by VLAN id too (VXLAN-only uplinks
+ * still get the map, so that other untagged frames are dropped as
+ * unknown-vlan rather than taken for a P2P port's). */
+static bool
+wf_has_vlan_map(const struct wf_dataplane *dp, uint32_t p)
+{
+	return dp->n_tunnels_on[p] > 0;
 }
 
 int
@@ -54,7 +108,7 @@ wf_table_publish(struct wf_dataplane *dp)
 		return -ENOMEM;
 	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
 		t->fwd[p].out_port = WF_PORT_NONE;
-		if (dp->n_tunnels_on[p] == 0)
+		if (!wf_has_vlan_map(dp, p))
 			continue;
 		t->vlan[p] = malloc(sizeof(struct wf_fwd) * WF_VLAN_IDS);
 		if (t->vlan[p] == NULL) {
@@ -65,13 +119,55 @@ wf_table_publish(struct wf_dataplane *dp)
 			t->vlan[p][v] = (struct wf_fwd){ .out_port = WF_PORT_NONE };
 	}
 
+	/* Underlay addresses: each table owns its copy. */
+	pthread_mutex_lock(&dp->ul_lock);
+	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
+		if (dp->ul_ctl[p] == NULL)
+			continue;
+		t->ul[p] = malloc(sizeof(struct wf_underlay));
+		if (t->ul[p] != NULL)
+			*t->ul[p] = *dp->ul_ctl[p];
+	}
+	pthread_mutex_unlock(&dp->ul_lock);
+
+	/* VXLAN: encap templates, and decap keys (exact + a per-VNI marker). */
+	uint32_t n_vx = 0;
+	for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
+		n_vx += dp->tunnels[i].kind == WF_TUN_VXLAN;
+	uint32_t *vx_index = NULL;
+	if (n_vx > 0) {
+		uint32_t slots = 16;
+		while (slots < 4 * n_vx)
+			slots <<= 1;
+		t->vx = calloc(n_vx, sizeof(*t->vx));
+		t->dec = calloc(slots, sizeof(*t->dec));
+		vx_index = calloc(dp->cfg.max_xconnects, sizeof(*vx_index));
+		if (t->vx == NULL || t->dec == NULL || vx_index == NULL) {
+			free(vx_index);
+			wf_table_free(t);
+			return -ENOMEM;
+		}
+		t->dec_mask = slots - 1;
+		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++) {
+			const struct wf_tunnel_ctl *tc = &dp->tunnels[i];
+			if (tc->kind != WF_TUN_VXLAN)
+				continue;
+			vx_index[i] = t->n_vx;
+			wf_vx_build_tpl(dp, tc, &t->vx[t->n_vx++]);
+			struct wf_vxkey exact = wf_key_of(tc, false), marker = wf_key_of(tc, true);
+			wf_dec_slot(t, &exact);
+			wf_dec_slot(t, &marker);
+		}
+	}
+
 	for (uint32_t s = 0; s < dp->cfg.max_xconnects; s++) {
 		const struct wf_xc_ctl *x = &dp->xcs[s];
 		if (!x->used)
 			continue;
-		*wf_entry_from(dp, t, x->a) = wf_way_to(dp, x->b, s, 0);
-		*wf_entry_from(dp, t, x->b) = wf_way_to(dp, x->a, s, 1);
+		*wf_entry_from(dp, t, x->a) = wf_way_to(dp, vx_index, x->b, s, 0);
+		*wf_entry_from(dp, t, x->b) = wf_way_to(dp, vx_index, x->a, s, 1);
 	}
+	free(vx_index);
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
 		const struct wf_port_ctl *pc = &dp->ports[p];
 		if (!pc->attached)

@@ -17,9 +17,56 @@ struct wf_batch {
 	struct rte_mbuf *pkts[WF_MAX_BURST];
 };
 
+/* Frames for the control plane (ARP, ICMP, ICMPv6 to the uplink). */
+#define WF_PUNT ((const struct wf_fwd *)1)
+
+/*
+ * Untagged IPv4/IPv6 for the uplink's own addresses: VXLAN is decapsulated,
+ * ARP/ICMP/ICMPv6 go to the control plane. NULL with *why unset (NO_PEER):
+ * not for the underlay, carry on with VLAN classification.
+ */
+static inline const struct wf_fwd *
+wf_underlay_classify(const struct wf_table *t, const struct wf_underlay *ul, struct rte_mbuf *m,
+		     uint16_t type, enum wf_drop_reason *why)
+{
+	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
+	const uint32_t len = rte_pktmbuf_data_len(m);
+	if (type == RTE_ETHER_TYPE_ARP && ul->cfg.has_ip4)
+		return WF_PUNT;
+	if (type == RTE_ETHER_TYPE_IPV4 && ul->cfg.has_ip4) {
+		if (len < 14 + 20)
+			return NULL;
+		if (memcmp(p + 14 + 16, ul->cfg.ip4, 4) != 0)
+			return NULL;
+		uint8_t proto = p[14 + 9];
+		if (proto == IPPROTO_ICMP)
+			return WF_PUNT;
+		const struct wf_fwd *f = wf_vxlan_decap(t, ul, m, 14, false, why);
+		if (f == NULL && *why == WF_DROP_NO_PEER)
+			*why = WF_DROP_NOT_FOR_TUNNEL;
+		return f;
+	}
+	if (type == RTE_ETHER_TYPE_IPV6 && ul->cfg.has_ip6) {
+		if (len < 14 + 40)
+			return NULL;
+		const uint8_t *dst = p + 14 + 24;
+		bool mine = memcmp(dst, ul->cfg.ip6, 16) == 0;
+		bool link_mcast = dst[0] == 0xff && (dst[1] & 0x0f) == 0x02;
+		if (!mine && !link_mcast)
+			return NULL;
+		if (p[14 + 6] == IPPROTO_ICMPV6)
+			return WF_PUNT; /* ND, echo; RAs are consumed there, never forwarded */
+		if (!mine)
+			return NULL;
+		return wf_vxlan_decap(t, ul, m, 14, true, why);
+	}
+	return NULL;
+}
+
 /* The connection for one uplink frame, popping its tag; NULL: dropped (reason set). */
 static inline const struct wf_fwd *
-wf_classify(const struct wf_fwd *vlan, struct rte_mbuf *m, enum wf_drop_reason *why)
+wf_classify(const struct wf_table *t, const struct wf_fwd *vlan, const struct wf_underlay *ul,
+	    struct rte_mbuf *m, enum wf_drop_reason *why)
 {
 	if (unlikely(rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr))) {
 		*why = WF_DROP_RUNT;
@@ -27,6 +74,12 @@ wf_classify(const struct wf_fwd *vlan, struct rte_mbuf *m, enum wf_drop_reason *
 	}
 	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
 	uint16_t type = rte_be_to_cpu_16(*(uint16_t *)(p + 12));
+	if (ul != NULL) {
+		*why = WF_DROP_NO_PEER;
+		const struct wf_fwd *f = wf_underlay_classify(t, ul, m, type, why);
+		if (f != NULL || *why != WF_DROP_NO_PEER)
+			return f;
+	}
 	uint16_t vid = WF_VLAN_RAW;
 	if (type == RTE_ETHER_TYPE_VLAN) {
 		if (unlikely(rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + sizeof(struct rte_vlan_hdr))) {
@@ -48,6 +101,11 @@ wf_classify(const struct wf_fwd *vlan, struct rte_mbuf *m, enum wf_drop_reason *
 		*why = WF_DROP_QINQ;
 		return NULL;
 	}
+	if (unlikely(vlan == NULL)) {
+		/* Underlay addresses but no tunnels: nothing else lives here. */
+		*why = WF_DROP_NOT_FOR_TUNNEL;
+		return NULL;
+	}
 	const struct wf_fwd *f = &vlan[vid];
 	if (unlikely(f->out_port == WF_PORT_NONE)) {
 		*why = WF_DROP_UNKNOWN_VLAN;
@@ -66,6 +124,7 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 		struct rte_mbuf **pkts, uint16_t n)
 {
 	const struct wf_fwd *vlan = t->vlan[in_port];
+	const struct wf_underlay *ul = t->ul[in_port];
 	struct wf_if_counters *ic = &w->ifc[in_port];
 	struct wf_batch b[WF_BATCHES];
 	uint32_t nb = 0;
@@ -75,10 +134,18 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 		struct rte_mbuf *m = pkts[i];
 		ic->rx_bytes += rte_pktmbuf_pkt_len(m);
 		enum wf_drop_reason why = WF_DROP_NO_PEER;
-		const struct wf_fwd *f = wf_classify(vlan, m, &why);
+		const struct wf_fwd *f = wf_classify(t, vlan, ul, m, &why);
 		if (unlikely(f == NULL)) {
 			wf_count_drop(w, ic, why, 1);
 			rte_pktmbuf_free(m);
+			continue;
+		}
+		if (f == WF_PUNT) {
+			m->port = in_port;
+			if (unlikely(rte_ring_enqueue(w->dp->punt, m) != 0)) {
+				wf_count_drop(w, ic, WF_DROP_PUNT_FULL, 1);
+				rte_pktmbuf_free(m);
+			}
 			continue;
 		}
 		uint32_t k;

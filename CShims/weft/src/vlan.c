@@ -69,6 +69,9 @@ wf_tunnel_del(wf_dataplane_t *dp, uint32_t side)
 	if (rc != 0) {
 		*tc = saved;
 		dp->n_tunnels_on[saved.uplink]++;
+		return rc;
 	}
-	return rc;
+	if (saved.kind == WF_TUN_VXLAN)
+		wf_nbr_release(dp, saved.nbr);
+	return 0;
 }

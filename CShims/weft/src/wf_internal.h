@@ -5,6 +5,7 @@
 #ifndef WF_INTERNAL_H
 #define WF_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <rte_common.h>
 #include <rte_ethdev.h>
@@ -22,8 +23,9 @@
 #define WF_VLAN_IDS 4096
 
 enum wf_action {
-	WF_ACT_FWD = 0,   /* send as is */
-	WF_ACT_VLAN_PUSH, /* push an 802.1Q tag (tci) */
+	WF_ACT_FWD = 0,     /* send as is */
+	WF_ACT_VLAN_PUSH,   /* push an 802.1Q tag (tci) */
+	WF_ACT_VXLAN_ENCAP, /* prepend the tunnel's outer headers (tun) */
 };
 
 /* What a worker does with a frame from a side (after any tunnel header is removed). */
@@ -34,6 +36,51 @@ struct wf_fwd {
 	uint32_t xc_slot;
 	uint16_t vlan_tci; /* WF_ACT_VLAN_PUSH */
 	uint16_t pad;
+	uint32_t tun;      /* WF_ACT_VXLAN_ENCAP: index into wf_table.vx */
+};
+
+#define WF_MAX_NEIGHBOURS 1024
+#define WF_VX_HDR_MAX 72
+
+/* An uplink's underlay as the workers see it. */
+struct wf_underlay {
+	struct wf_underlay_cfg cfg;
+	uint8_t mac[6];
+};
+
+/* Encapsulation template of one VXLAN tunnel: outer Ethernet/IP/UDP/VXLAN. */
+struct wf_vxtpl {
+	uint8_t hdr[WF_VX_HDR_MAX];
+	uint8_t len;        /* 50 (IPv4) or 70 (IPv6) */
+	uint8_t is_v6;
+	uint16_t out_port;
+	uint32_t nbr;       /* neighbour whose MAC is the outer destination */
+	uint32_t max_inner; /* largest inner frame that fits the underlay MTU */
+};
+
+/* Decap lookup key; src all 0xff marks "some tunnel has this VNI". */
+struct wf_vxkey {
+	uint8_t is_v6;
+	uint8_t pad;
+	uint16_t port;  /* UDP destination port (host order) */
+	uint32_t vni;
+	uint8_t src[16];
+};
+
+struct wf_vxdec {
+	struct wf_vxkey key;
+	uint8_t used;
+	struct wf_fwd f;
+};
+
+/* Control-side neighbour entry (guarded by ul_lock). */
+struct wf_nbr_ctl {
+	uint8_t used, is_v6, state, pad;
+	uint16_t port;
+	uint16_t users;
+	uint8_t ip[16];
+	uint32_t probes;
+	uint64_t confirmed_tsc, next_probe_tsc;
 };
 
 struct wf_poll {
@@ -50,6 +97,11 @@ struct wf_table {
 	struct wf_fwd fwd[WF_MAX_PORTS];
 	/* Uplinks: per VLAN id (0 = untagged), what to do with the popped frame. */
 	struct wf_fwd *vlan[WF_MAX_PORTS]; /* NULL: not an uplink */
+	struct wf_underlay *ul[WF_MAX_PORTS]; /* NULL: no underlay addresses */
+	struct wf_vxtpl *vx;                  /* [n_vx] */
+	uint32_t n_vx;
+	struct wf_vxdec *dec;                 /* open addressing, dec_mask + 1 slots */
+	uint32_t dec_mask;
 	uint32_t n_polls[WF_MAX_WORKERS];
 	struct wf_poll polls[WF_MAX_WORKERS][WF_MAX_POLLS];
 };
@@ -98,13 +150,15 @@ struct wf_xc_ctl {
 	uint32_t a, b; /* sides */
 };
 
-enum wf_tunnel_kind { WF_TUN_VLAN = 1 };
+enum wf_tunnel_kind { WF_TUN_VLAN = 1, WF_TUN_VXLAN = 2 };
 
 struct wf_tunnel_ctl {
 	uint8_t kind; /* 0: free */
 	uint16_t uplink;
 	uint16_t vlan_id;
 	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
+	struct wf_vxlan_cfg vx; /* WF_TUN_VXLAN */
+	uint32_t nbr;           /* WF_TUN_VXLAN: next-hop neighbour */
 };
 
 struct wf_dataplane {
@@ -121,6 +175,16 @@ struct wf_dataplane {
 	struct wf_xc_ctl *xcs; /* [max_xconnects] */
 	struct wf_tunnel_ctl *tunnels; /* [max_xconnects] */
 	uint32_t n_tunnels_on[WF_MAX_PORTS]; /* tunnels carried per uplink port */
+
+	/* Underlay: addresses per uplink, neighbours, the punt path (underlay.c). */
+	struct wf_underlay *ul_ctl[WF_MAX_PORTS];
+	pthread_mutex_t ul_lock;
+	struct wf_nbr_ctl nbr[WF_MAX_NEIGHBOURS];
+	uint64_t nbr_mac[WF_MAX_NEIGHBOURS]; /* workers: atomic load; 0 = unresolved */
+	struct rte_ring *punt;
+	pthread_t ul_thread;
+	bool ul_running;
+	volatile uint8_t ul_stop;
 	uint32_t name_seq;
 };
 
@@ -144,6 +208,26 @@ void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
 		     uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
 
 void wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uint16_t n);
+
+/* vxlan_node.c */
+int wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, struct rte_mbuf *m,
+		   enum wf_drop_reason *why);
+const struct wf_fwd *wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul,
+				    struct rte_mbuf *m, uint32_t l3off, bool is_v6,
+				    enum wf_drop_reason *why);
+const struct wf_vxdec *wf_vxdec_find(const struct wf_table *t, const struct wf_vxkey *k);
+
+/* vxlan.c */
+void wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, struct wf_vxtpl *x);
+
+/* underlay.c */
+int wf_underlay_init(struct wf_dataplane *dp);
+void wf_underlay_fini(struct wf_dataplane *dp);
+int wf_underlay_start(struct wf_dataplane *dp);
+void wf_underlay_stop(struct wf_dataplane *dp);
+int wf_nbr_track(struct wf_dataplane *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip, uint32_t *idx);
+void wf_nbr_release(struct wf_dataplane *dp, uint32_t idx);
+uint32_t wf_vx_hash(const struct wf_vxkey *k);
 
 /* vlan_node.c */
 int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);

@@ -28,7 +28,7 @@ wf_worker_poll(struct wf_worker *w)
 		if (n == 0)
 			continue;
 		total += n;
-		if (t->vlan[pl[i].port] != NULL)
+		if (t->vlan[pl[i].port] != NULL || t->ul[pl[i].port] != NULL)
 			wf_uplink_burst(w, t, pl[i].port, pkts, n);
 		else
 			wf_xconnect_burst(w, t, pl[i].port, pkts, n);

@@ -46,15 +46,21 @@ wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uin
 		rte_pktmbuf_free_bulk(pkts, n);
 		return;
 	}
-	if (f->action == WF_ACT_VLAN_PUSH) {
+	if (f->action != WF_ACT_FWD) {
 		uint8_t keep[WF_MAX_BURST];
 		uint16_t bad = 0;
+		const struct wf_table *t = __atomic_load_n(&w->dp->table, __ATOMIC_RELAXED);
 		for (uint16_t i = 0; i < n; i++) {
-			keep[i] = wf_vlan_push(pkts[i], f->vlan_tci) == 0;
-			bad += !keep[i];
+			enum wf_drop_reason why = WF_DROP_NO_HEADROOM;
+			int rc = f->action == WF_ACT_VLAN_PUSH ? wf_vlan_push(pkts[i], f->vlan_tci)
+							      : wf_vxlan_encap(w, t, f->tun, pkts[i], &why);
+			keep[i] = rc == 0;
+			if (unlikely(rc != 0)) {
+				wf_count_drop(w, oc, why, 1);
+				bad++;
+			}
 		}
 		if (unlikely(bad)) {
-			wf_count_drop(w, oc, WF_DROP_NO_HEADROOM, bad);
 			xc->drops[d] += bad;
 			n = wf_compact(pkts, keep, n);
 			if (n == 0)

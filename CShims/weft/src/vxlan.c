@@ -1,0 +1,161 @@
+/*
+ * vxlan.c: control side of VXLAN tunnels (RFC 7348): validation, next-hop
+ * choice, and the encapsulation template the workers copy (the per-packet
+ * work is vxlan_node.c). Hitless.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_ip.h>
+#include <rte_udp.h>
+
+#include "wf_internal.h"
+
+static bool
+wf_same_prefix(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	for (unsigned i = 0; bits > 0; i++, bits = bits >= 8 ? bits - 8 : 0) {
+		uint8_t mask = bits >= 8 ? 0xff : (uint8_t)(0xff << (8 - bits));
+		if ((a[i] & mask) != (b[i] & mask))
+			return false;
+	}
+	return true;
+}
+
+static bool
+wf_is_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+int
+wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side)
+{
+	if (dp == NULL || cfg == NULL || side == NULL || cfg->uplink >= WF_MAX_PORTS)
+		return -EINVAL;
+	if (cfg->vni > 0xffffff || cfg->dst_port == 0 || cfg->local_port == 0) {
+		wf_set_error("VNI must be 0..16777215 and UDP ports non-zero");
+		return -EINVAL;
+	}
+	struct wf_port_ctl *pc = &dp->ports[cfg->uplink];
+	if (!pc->attached)
+		return -ENODEV;
+	if (pc->xc_slot != UINT32_MAX) {
+		wf_set_error("%s is a plain cross-connect side; it cannot carry tunnels", pc->devname);
+		return -EBUSY;
+	}
+	const struct wf_underlay *ul = dp->ul_ctl[cfg->uplink];
+	const size_t alen = cfg->is_v6 ? 16 : 4;
+	if (ul == NULL || (cfg->is_v6 ? !ul->cfg.has_ip6 : !ul->cfg.has_ip4)) {
+		wf_set_error("%s has no IPv%c underlay address", pc->devname, cfg->is_v6 ? '6' : '4');
+		return -EADDRNOTAVAIL;
+	}
+	bool ports_ok = false;
+	for (uint16_t i = 0; i < ul->cfg.n_vxlan_ports; i++)
+		ports_ok |= ul->cfg.vxlan_ports[i] == cfg->local_port;
+	if (!ports_ok) {
+		wf_set_error("UDP port %u is not a VXLAN port of %s's underlay", cfg->local_port, pc->devname);
+		return -EINVAL;
+	}
+	if (wf_is_zero(cfg->remote, alen)) {
+		wf_set_error("VXLAN remote address is unspecified");
+		return -EINVAL;
+	}
+	/* Anti-spoofing and demux key: (family, local port, VNI, remote) is unique. */
+	uint32_t free_t = UINT32_MAX;
+	for (uint32_t t = 0; t < dp->cfg.max_xconnects; t++) {
+		const struct wf_tunnel_ctl *tc = &dp->tunnels[t];
+		if (tc->kind == WF_TUN_VXLAN && tc->vx.is_v6 == cfg->is_v6 && tc->vx.vni == cfg->vni &&
+		    tc->vx.local_port == cfg->local_port && memcmp(tc->vx.remote, cfg->remote, alen) == 0) {
+			wf_set_error("VNI %u from that remote on port %u is already a tunnel", cfg->vni,
+				     cfg->local_port);
+			return -EEXIST;
+		}
+		if (tc->kind == 0 && free_t == UINT32_MAX)
+			free_t = t;
+	}
+	if (free_t == UINT32_MAX) {
+		wf_set_error("all %u tunnel slots are in use", dp->cfg.max_xconnects);
+		return -ENOSPC;
+	}
+	/* Next hop: the remote itself when on-link, else the gateway. */
+	const uint8_t *mine = cfg->is_v6 ? ul->cfg.ip6 : ul->cfg.ip4;
+	const uint8_t *gw = cfg->is_v6 ? ul->cfg.gw6 : ul->cfg.gw4;
+	unsigned plen = cfg->is_v6 ? ul->cfg.prefix6 : ul->cfg.prefix4;
+	const uint8_t *nh = cfg->remote;
+	if (!wf_same_prefix(mine, cfg->remote, plen)) {
+		if (wf_is_zero(gw, alen)) {
+			wf_set_error("remote is off-link and %s's underlay has no IPv%c gateway", pc->devname,
+				     cfg->is_v6 ? '6' : '4');
+			return -ENETUNREACH;
+		}
+		nh = gw;
+	}
+	uint32_t nbr;
+	int rc = wf_nbr_track(dp, cfg->uplink, cfg->is_v6, nh, &nbr);
+	if (rc)
+		return rc;
+	dp->tunnels[free_t] = (struct wf_tunnel_ctl){ .kind = WF_TUN_VXLAN, .uplink = cfg->uplink,
+						      .xc_slot = UINT32_MAX, .vx = *cfg, .nbr = nbr };
+	dp->n_tunnels_on[cfg->uplink]++;
+	rc = wf_table_publish(dp);
+	if (rc != 0) {
+		dp->tunnels[free_t].kind = 0;
+		dp->n_tunnels_on[cfg->uplink]--;
+		wf_nbr_release(dp, nbr);
+		return rc;
+	}
+	*side = WF_SIDE_TUNNEL | free_t;
+	return 0;
+}
+
+/* The outer headers of a tunnel; per-packet fields are filled at encap. */
+void
+wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, struct wf_vxtpl *x)
+{
+	const struct wf_underlay *ul = dp->ul_ctl[tc->uplink];
+	memset(x, 0, sizeof(*x));
+	x->is_v6 = tc->vx.is_v6;
+	x->out_port = tc->uplink;
+	x->nbr = tc->nbr;
+	uint8_t *h = x->hdr;
+	memcpy(h + 6, ul->mac, 6); /* destination MAC comes from the neighbour */
+	uint32_t l3;
+	if (!x->is_v6) {
+		h[12] = 0x08, h[13] = 0x00;
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(h + 14);
+		ip->version_ihl = 0x45;
+		ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG); /* never fragmented */
+		ip->time_to_live = 64;
+		ip->next_proto_id = IPPROTO_UDP;
+		memcpy(&ip->src_addr, ul->cfg.ip4, 4);
+		memcpy(&ip->dst_addr, tc->vx.remote, 4);
+		l3 = sizeof(*ip);
+	} else {
+		h[12] = 0x86, h[13] = 0xdd;
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(h + 14);
+		ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+		ip->proto = IPPROTO_UDP;
+		ip->hop_limits = 64;
+		memcpy(ip->src_addr, ul->cfg.ip6, 16);
+		memcpy(ip->dst_addr, tc->vx.remote, 16);
+		l3 = sizeof(*ip);
+	}
+	struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(h + 14 + l3);
+	udp->dst_port = rte_cpu_to_be_16(tc->vx.dst_port);
+	uint8_t *vx = (uint8_t *)(udp + 1);
+	vx[0] = 0x08; /* I flag: the VNI is valid */
+	vx[4] = (uint8_t)(tc->vx.vni >> 16), vx[5] = (uint8_t)(tc->vx.vni >> 8), vx[6] = (uint8_t)tc->vx.vni;
+	x->len = (uint8_t)(14 + l3 + 8 + 8);
+	/*
+	 * NSM's path MTU: the connection (inner L3) MTU is the uplink MTU less 54
+	 * (IPv4) or 74 (IPv6): outer IP + UDP + VXLAN + inner Ethernet, plus 4
+	 * bytes NSM keeps for a tag. The largest inner frame is that plus its
+	 * 14-byte Ethernet header.
+	 */
+	uint32_t overhead = x->is_v6 ? 74 : 54;
+	x->max_inner = ul->cfg.mtu > overhead ? ul->cfg.mtu - overhead + 14 : 0;
+}
