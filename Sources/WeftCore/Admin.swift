@@ -8,6 +8,7 @@ public struct AdminRequest: Codable, Equatable, Sendable {
         case showCrossConnects = "show-cross-connects"
         case showDrops = "show-drops"
         case showWorkers = "show-workers"
+        case showNeighbours = "show-neighbours"
         case addInterface = "add-interface"
         case deleteInterface = "delete-interface"
         case addCrossConnect = "add-cross-connect"
@@ -31,6 +32,7 @@ public struct AdminResponse: Codable, Equatable, Sendable {
     public var crossConnects: [CrossConnectStatus]?
     public var drops: [DropStatus]?
     public var workers: [WorkerStats]?
+    public var neighbours: [Dataplane.Neighbour]?
     public var tscHz: UInt64?
     public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
     public static func failure(_ message: String) -> AdminResponse { AdminResponse(ok: false, error: message) }

@@ -14,11 +14,14 @@ public struct WeftConfig: Codable, Equatable, Sendable {
     public var crossConnects: [CrossConnectConfig]
     /// NSM-style device selector: maps a VLAN `via` label to an uplink NIC.
     public var deviceSelectorFile: String?
+    /// The node's VXLAN UDP port (NSM_VXLAN_PORT overrides), default 4789.
+    public var vxlanPort: Int = 4789
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case eal, dataplane, admin, interfaces
         case crossConnects = "cross_connects"
         case deviceSelectorFile = "device_selector_file"
+        case vxlanPort = "vxlan_port"
     }
 
     public init(eal: EALConfig = .init(), dataplane: DataplaneConfig = .init(), admin: AdminConfig = .init(),
@@ -35,6 +38,7 @@ public struct WeftConfig: Codable, Equatable, Sendable {
         interfaces = try c.decodeIfPresent([InterfaceConfig].self, forKey: .interfaces) ?? []
         crossConnects = try c.decodeIfPresent([CrossConnectConfig].self, forKey: .crossConnects) ?? []
         deviceSelectorFile = try c.decodeIfPresent(String.self, forKey: .deviceSelectorFile)
+        vxlanPort = try c.decodeIfPresent(Int.self, forKey: .vxlanPort) ?? 4789
     }
 }
 
@@ -137,9 +141,11 @@ public enum InterfaceType: String, Codable, CaseIterable, Sendable {
     case vdev
     /// An 802.1Q VLAN on an uplink interface (a tunnel side, not a port).
     case vlan
+    /// A VXLAN tunnel (RFC 7348) over an uplink with underlay addresses.
+    case vxlan
 
     /// Types that are DPDK ports (the rest are tunnels carried by a port).
-    public var isPort: Bool { self != .vlan }
+    public var isPort: Bool { self != .vlan && self != .vxlan }
 }
 
 public enum MemifRole: String, Codable, Sendable { case server, client }
@@ -166,20 +172,30 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var uplink: String?
     public var via: String?
     public var vlanID: Int?
+    /// vxlan: VNI, remote underlay address, the remote's UDP port and ours.
+    public var vni: Int?
+    public var remote: String?
+    public var port: Int?
+    public var localPort: Int?
+    /// Port types: this interface's own addresses on the underlay (it is then an uplink).
+    public var underlay: UnderlayConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, type, iface, role, socket, abstract, id, secret, pci, devargs, mac
         case rxQueues = "rx_queues", mtu, uplink, via, vlanID = "vlan_id"
+        case vni, remote, port, localPort = "local_port", underlay
     }
 
     public init(name: String, type: InterfaceType, iface: String? = nil, role: MemifRole? = nil,
                 socket: String? = nil, abstract: Bool? = nil, id: Int? = nil, secret: String? = nil,
                 pci: String? = nil, devargs: String? = nil, mac: String? = nil, rxQueues: Int? = nil, mtu: Int? = nil,
-                uplink: String? = nil, via: String? = nil, vlanID: Int? = nil) {
+                uplink: String? = nil, via: String? = nil, vlanID: Int? = nil,
+                vni: Int? = nil, remote: String? = nil, port: Int? = nil, localPort: Int? = nil, underlay: UnderlayConfig? = nil) {
         self.name = name; self.type = type; self.iface = iface; self.role = role; self.socket = socket
         self.abstract = abstract; self.id = id; self.secret = secret; self.pci = pci; self.devargs = devargs
         self.mac = mac; self.rxQueues = rxQueues; self.mtu = mtu
         self.uplink = uplink; self.via = via; self.vlanID = vlanID
+        self.vni = vni; self.remote = remote; self.port = port; self.localPort = localPort; self.underlay = underlay
     }
 
     public init(from decoder: Decoder) throws {
@@ -200,6 +216,57 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
         uplink = try c.decodeIfPresent(String.self, forKey: .uplink)
         via = try c.decodeIfPresent(String.self, forKey: .via)
         vlanID = try c.decodeIfPresent(Int.self, forKey: .vlanID)
+        vni = try c.decodeIfPresent(Int.self, forKey: .vni)
+        remote = try c.decodeIfPresent(String.self, forKey: .remote)
+        port = try c.decodeIfPresent(Int.self, forKey: .port)
+        localPort = try c.decodeIfPresent(Int.self, forKey: .localPort)
+        underlay = try c.decodeIfPresent(UnderlayConfig.self, forKey: .underlay)
+    }
+}
+
+/// An uplink's own place on the underlay network.
+public struct UnderlayConfig: Codable, Equatable, Sendable {
+    /// "192.0.2.1/24" and/or "2001:db8::1/64" (NSM_TUNNEL_IP overrides the one of its family).
+    public var ipv4: String?
+    public var ipv6: String?
+    public var gateway4: String?
+    public var gateway6: String?
+    /// Underlay L3 MTU; VXLAN connections get 54 (IPv4) or 74 (IPv6) bytes less.
+    public var mtu: Int = 1500
+    /// UDP ports VXLAN is received on, besides the node's vxlan_port (at most 4 in all).
+    public var vxlanPorts: [Int] = []
+    /// Static neighbours: never aged, never resolved.
+    public var neighbours: [NeighbourConfig] = []
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case ipv4, ipv6, gateway4, gateway6, mtu, vxlanPorts = "vxlan_ports", neighbours
+    }
+    public init(ipv4: String? = nil, ipv6: String? = nil, gateway4: String? = nil, gateway6: String? = nil, mtu: Int = 1500,
+                vxlanPorts: [Int] = [], neighbours: [NeighbourConfig] = []) {
+        self.ipv4 = ipv4; self.ipv6 = ipv6; self.gateway4 = gateway4; self.gateway6 = gateway6; self.mtu = mtu
+        self.vxlanPorts = vxlanPorts; self.neighbours = neighbours
+    }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        ipv4 = try c.decodeIfPresent(String.self, forKey: .ipv4)
+        ipv6 = try c.decodeIfPresent(String.self, forKey: .ipv6)
+        gateway4 = try c.decodeIfPresent(String.self, forKey: .gateway4)
+        gateway6 = try c.decodeIfPresent(String.self, forKey: .gateway6)
+        mtu = try c.decodeIfPresent(Int.self, forKey: .mtu) ?? 1500
+        vxlanPorts = try c.decodeIfPresent([Int].self, forKey: .vxlanPorts) ?? []
+        neighbours = try c.decodeIfPresent([NeighbourConfig].self, forKey: .neighbours) ?? []
+    }
+}
+
+public struct NeighbourConfig: Codable, Equatable, Sendable {
+    public var ip: String
+    public var mac: String
+    enum CodingKeys: String, CodingKey, CaseIterable { case ip, mac }
+    public init(ip: String, mac: String) { self.ip = ip; self.mac = mac }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        ip = try c.decode(String.self, forKey: .ip)
+        mac = try c.decode(String.self, forKey: .mac)
     }
 }
 
@@ -322,9 +389,9 @@ public enum ConfigLoader {
             throw ConfigErrors(errors: [ConfigError(file: file, line: node?.mark?.line ?? 1, path: "",
                                                     message: "expected a mapping at the top level")])
         }
-        let config: WeftConfig
+        let decoded: WeftConfig
         do {
-            config = try YAMLDecoder().decode(WeftConfig.self, from: node)
+            decoded = try YAMLDecoder().decode(WeftConfig.self, from: node)
         } catch let e as UnknownKeyError {
             let p = pathElements(e.codingPath)
             throw ConfigErrors(errors: [ConfigError(file: file, line: line(of: p, in: node, keyLine: true), path: render(p),
@@ -332,6 +399,8 @@ public enum ConfigLoader {
         } catch let e as DecodingError {
             throw ConfigErrors(errors: [decodingError(e, file: file, root: node)])
         }
+        var config = decoded
+        applyEnvironment(&config, ProcessInfo.processInfo.environment)
         let issues = Validator.validate(config)
         if !issues.isEmpty {
             throw ConfigErrors(errors: issues.map {
@@ -339,6 +408,24 @@ public enum ConfigLoader {
             })
         }
         return config
+    }
+
+    /// NSM's variables override the file where NSM defines them:
+    /// NSM_VXLAN_PORT the node's VXLAN port, NSM_TUNNEL_IP the address (of
+    /// its family, keeping the prefix) of the first uplink with an underlay.
+    public static func applyEnvironment(_ c: inout WeftConfig, _ env: [String: String]) {
+        if let p = env["NSM_VXLAN_PORT"], let v = Int(p) { c.vxlanPort = v }
+        if let ip = env["NSM_TUNNEL_IP"], let bytes = IPAddress.parse(ip),
+           let i = c.interfaces.firstIndex(where: { $0.underlay != nil }) {
+            var u = c.interfaces[i].underlay!
+            if bytes.count == 4 {
+                u.ipv4 = "\(ip)/\(u.ipv4.flatMap(IPAddress.parseCIDR)?.prefix ?? 32)"
+            } else {
+                u.ipv6 = "\(ip)/\(u.ipv6.flatMap(IPAddress.parseCIDR)?.prefix ?? 128)"
+            }
+            c.interfaces[i].underlay = u
+        }
+        if let f = env["NSM_DEVICE_SELECTOR_FILE"], !f.isEmpty { c.deviceSelectorFile = f }
     }
 
     static func yamlError(_ e: YamlError, file: String) -> ConfigError {

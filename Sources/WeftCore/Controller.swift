@@ -89,6 +89,7 @@ public final class Controller: @unchecked Sendable {
     let state: RuntimeState?
 
     public init(base: WeftConfig, dataplane: Dataplane, logger: Logger, state: RuntimeState?) {
+        precondition(base.vxlanPort > 0, "validated configuration")
         var b = base
         b.interfaces = []
         b.crossConnects = []
@@ -167,6 +168,7 @@ public final class Controller: @unchecked Sendable {
         if desired.eal != running.eal { restartOnly.append("eal") }
         if desired.dataplane != running.dataplane { restartOnly.append("dataplane") }
         if desired.admin != running.admin { restartOnly.append("admin") }
+        if desired.vxlanPort != running.vxlanPort { restartOnly.append("vxlan_port") }
         if !restartOnly.isEmpty {
             throw ApplyError(message: "\(restartOnly.joined(separator: ", ")) changed; these sections take effect only when weftd restarts. Nothing was applied.")
         }
@@ -285,14 +287,43 @@ public final class Controller: @unchecked Sendable {
             interfaces[itf.name] = RunningInterface(config: itf, side: side, port: nil, uplink: up, backend: backend)
             logger.info("interface \(itf.name): \(backend)")
             return .removeInterface(itf.name)
+        case .addInterface(let itf) where itf.type == .vxlan:
+            guard let up = itf.uplink, let u = interfaces[up], let port = u.port else {
+                throw ApplyError(message: "vxlan interface '\(itf.name)': uplink is not a running port interface")
+            }
+            let remote = try IPAddress.parse(itf.remote ?? "").orThrow("vxlan interface '\(itf.name)': bad remote")
+            let node = running.vxlanPort
+            let side = try dataplane.addVXLAN(uplink: port, vni: UInt32(itf.vni ?? 0), remote: remote,
+                                              dstPort: UInt16(itf.port ?? node), localPort: UInt16(itf.localPort ?? node))
+            let backend = "vxlan on \(up)"
+            interfaces[itf.name] = RunningInterface(config: itf, side: side, port: nil, uplink: up, backend: backend)
+            logger.info("interface \(itf.name): \(backend), VNI \(itf.vni ?? 0) to \(itf.remote ?? "")")
+            return .removeInterface(itf.name)
         case .addInterface(let itf):
             let (port, backend) = try attach(itf)
+            if let u = itf.underlay {
+                do {
+                    try dataplane.setUnderlay(port, Realizer.underlay(u, nodeVXLANPort: running.vxlanPort))
+                    for n in u.neighbours {
+                        try dataplane.addStaticNeighbour(port, ip: IPAddress.parse(n.ip)!, mac: parseMAC(n.mac)!)
+                    }
+                } catch {
+                    try? dataplane.clearUnderlay(port)
+                    try? dataplane.detach(port)
+                    throw error
+                }
+            }
             interfaces[itf.name] = RunningInterface(config: itf, side: SideID(port), port: port, uplink: nil, backend: backend)
-            logger.info("interface \(itf.name): \(backend) port \(port)")
+            logger.info("interface \(itf.name): \(backend) port \(port)\(itf.underlay.map { " underlay \([$0.ipv4, $0.ipv6].compactMap { $0 }.joined(separator: " "))" } ?? "")")
             return .removeInterface(itf.name)
         case .removeInterface(let name):
             guard let r = interfaces[name] else { throw ApplyError(message: "no interface '\(name)'") }
-            if let port = r.port { try dataplane.detach(port) } else { try dataplane.deleteTunnel(r.side) }
+            if let port = r.port {
+                if r.config.underlay != nil { try dataplane.clearUnderlay(port) }
+                try dataplane.detach(port)
+            } else {
+                try dataplane.deleteTunnel(r.side)
+            }
             interfaces[name] = nil
             logger.info("interface \(name) removed")
             return .addInterface(r.config)
@@ -388,6 +419,8 @@ public final class Controller: @unchecked Sendable {
         case .vdev: return c.devargs ?? ""
         case .null, .ring: return ""
         case .vlan: return "id \(c.vlanID ?? 0) \(c.uplink.map { "uplink \($0)" } ?? "via \(c.via ?? "")")"
+        case .vxlan:
+            return "vni \(c.vni ?? 0) remote \(c.remote ?? "") port \(c.port ?? running.vxlanPort) local \(c.localPort ?? running.vxlanPort)"
         }
     }
 
@@ -411,8 +444,20 @@ public final class Controller: @unchecked Sendable {
         }
     }
 
+    public func neighbourStatus() -> [Dataplane.Neighbour] {
+        lock.lock(); defer { lock.unlock() }
+        return dataplane.neighbours()
+    }
+
     public func workerStatus() -> [WorkerStats] {
         lock.lock(); defer { lock.unlock() }
         return dataplane.workerStats()
+    }
+}
+
+extension Optional {
+    func orThrow(_ message: @autoclosure () -> String) throws -> Wrapped {
+        guard let v = self else { throw ApplyError(message: message()) }
+        return v
     }
 }

@@ -311,9 +311,14 @@ public final class Dataplane {
         return SideID(raw: side)
     }
 
-    /// Stage tests: handle punted ARP/ND/ICMP and neighbour timers now.
+    /// Stage tests: handle punted ARP/ND/ICMP and neighbour timers now, then
+    /// one poll so that worker 0 transmits what the control plane built.
     @discardableResult
-    public func underlayService() -> Int { Int(wf_underlay_service(dp)) }
+    public func underlayService() -> Int {
+        let n = Int(wf_underlay_service(dp))
+        pollOnce()
+        return n
+    }
 
     public func deleteTunnel(_ side: SideID) throws {
         try check(wf_tunnel_del(dp, side.raw), "remove tunnel", "side \(side.raw)")

@@ -52,7 +52,7 @@ public enum Realizer {
                !FileManager.default.fileExists(atPath: "/sys/bus/pci/devices/\(a)") {
                 issue("pci", "no PCI device \(a) on this machine")
             }
-        case .null, .ring, .vdev, .vlan:
+        case .null, .ring, .vdev, .vlan, .vxlan:
             break
         }
         return out
@@ -87,7 +87,7 @@ public enum Realizer {
         case .pci:
             let addr = normalizedPCI(itf.pci!)!
             return itf.devargs.map { "\(addr),\($0)" } ?? addr
-        case .vdev, .ring, .vlan:
+        case .vdev, .ring, .vlan, .vxlan:
             return itf.devargs ?? ""
         }
     }
@@ -115,6 +115,20 @@ public enum Realizer {
             for m in i.matches ?? [] { for sel in m.labelSelector ?? [] { if let v = sel["via"] { map[v] = i.name } } }
         }
         return map
+    }
+
+    /// The C core's view of an uplink's underlay (validated config in, bytes out).
+    public static func underlay(_ u: UnderlayConfig, nodeVXLANPort: Int) -> Dataplane.Underlay {
+        var d = Dataplane.Underlay()
+        d.ipv4 = u.ipv4.flatMap(IPAddress.parseCIDR)
+        d.ipv6 = u.ipv6.flatMap(IPAddress.parseCIDR)
+        d.gateway4 = u.gateway4.flatMap(IPAddress.parse)
+        d.gateway6 = u.gateway6.flatMap(IPAddress.parse)
+        d.mtu = u.mtu
+        var ports = [UInt16(nodeVXLANPort)]
+        for p in u.vxlanPorts where !ports.contains(UInt16(p)) { ports.append(UInt16(p)) }
+        d.vxlanPorts = ports
+        return d
     }
 
     /// What an interface leaves on the machine that a crash would orphan.

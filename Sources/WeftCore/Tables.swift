@@ -53,6 +53,16 @@ public enum Render {
         return t.render()
     }
 
+    public static func neighbours(_ list: [Dataplane.Neighbour], interfaces: [InterfaceStatus]) -> String {
+        var t = TextTable(["INTERFACE", "IP", "MAC", "STATE", "AGE-S", "PROBES", "TUNNELS"])
+        for n in list {
+            let name = interfaces.first { $0.port == n.port }?.name ?? "port \(n.port)"
+            t.add([name, n.ip, n.state == "incomplete" || n.state == "failed" ? "-" : n.mac, n.state,
+                   n.state == "static" ? "-" : String(n.ageMs / 1000), String(n.probes), String(n.users)])
+        }
+        return t.render()
+    }
+
     public static func workers(_ list: [WorkerStats], tscHz: UInt64) -> String {
         var t = TextTable(["WORKER", "LCORE", "QUEUES", "RX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "BUSY%", "CYCLES/PKT"])
         for w in list {

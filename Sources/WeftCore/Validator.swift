@@ -92,6 +92,36 @@ public enum Validator {
             }
         }
 
+        // VXLAN sides: uplink with an underlay of the remote's family, a port it listens on.
+        if !(1...65535).contains(c.vxlanPort) { issue([.key("vxlan_port")], "must be 1..65535") }
+        var vxKeys: [String: Int] = [:]
+        for (i, itf) in c.interfaces.enumerated() where itf.type == .vxlan {
+            let p: [PathElement] = [.key("interfaces"), .index(i)]
+            guard let up = itf.uplink else { continue }
+            guard let u = c.interfaces.first(where: { $0.name == up }) else {
+                issue(p + [.key("uplink")], "no interface named '\(up)'"); continue
+            }
+            guard let ul = u.underlay else {
+                issue(p + [.key("uplink")], "'\(up)' has no underlay addresses; give it an `underlay` to carry VXLAN"); continue
+            }
+            uplinks.insert(up)
+            if let r = itf.remote.flatMap(IPAddress.parse) {
+                if r.count == 4 && ul.ipv4 == nil { issue(p + [.key("remote")], "IPv4 remote but '\(up)' has no ipv4 underlay address") }
+                if r.count == 16 && ul.ipv6 == nil { issue(p + [.key("remote")], "IPv6 remote but '\(up)' has no ipv6 underlay address") }
+            }
+            let local = itf.localPort ?? c.vxlanPort
+            if local != c.vxlanPort && !ul.vxlanPorts.contains(local) {
+                issue(p + [.key("local_port")], "'\(up)' does not receive VXLAN on UDP \(local) (vxlan_port \(c.vxlanPort), underlay.vxlan_ports \(ul.vxlanPorts))")
+            }
+            if let vni = itf.vni, let r = itf.remote {
+                let key = "\(up)|\(local)|\(vni)|\(r)"
+                if let first = vxKeys[key] { issue(p + [.key("vni")], "VNI \(vni) from \(r) on '\(up)' port \(local) is already interfaces[\(first)]") }
+                else { vxKeys[key] = i }
+            }
+        }
+        // An interface with underlay addresses is an uplink even before it carries a tunnel.
+        for itf in c.interfaces where itf.underlay != nil { uplinks.insert(itf.name) }
+
         // cross-connects
         var xcNames: [String: Int] = [:]
         var used: [String: (Int, String)] = [:]
@@ -107,7 +137,7 @@ public enum Validator {
                 if seen[ifname] == nil {
                     issue(p + [.key(side)], "no interface named '\(ifname)'")
                 } else if uplinks.contains(ifname) {
-                    issue(p + [.key(side)], "interface '\(ifname)' is an uplink carrying VLANs; cross-connect one of its vlan interfaces (vlan_id 0 for untagged)")
+                    issue(p + [.key(side)], "interface '\(ifname)' is an uplink carrying tunnels; cross-connect one of its vlan or vxlan interfaces (vlan_id 0 for untagged)")
                 } else if let (j, other) = used[ifname], j != i {
                     issue(p + [.key(side)], "interface '\(ifname)' is already in cross-connect '\(other)'")
                 } else { used[ifname] = (i, x.name) }
@@ -129,12 +159,16 @@ public enum Validator {
             ("pci", itf.pci != nil), ("devargs", itf.devargs != nil), ("mac", itf.mac != nil),
             ("uplink", itf.uplink != nil), ("via", itf.via != nil), ("vlan_id", itf.vlanID != nil),
             ("rx_queues", itf.rxQueues != nil), ("mtu", itf.mtu != nil),
+            ("vni", itf.vni != nil), ("remote", itf.remote != nil), ("port", itf.port != nil),
+            ("local_port", itf.localPort != nil), ("underlay", itf.underlay != nil),
         ]
         let ports = InterfaceType.allCases.filter(\.isPort)
         let applies: [String: [InterfaceType]] = [
             "iface": kernelTypes, "role": [.memif], "socket": [.memif], "abstract": [.memif], "id": [.memif],
             "secret": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
-            "uplink": [.vlan], "via": [.vlan], "vlan_id": [.vlan], "rx_queues": ports, "mtu": ports,
+            "uplink": [.vlan, .vxlan], "via": [.vlan], "vlan_id": [.vlan], "rx_queues": ports, "mtu": ports,
+            "vni": [.vxlan], "remote": [.vxlan], "port": [.vxlan], "local_port": [.vxlan],
+            "underlay": ports,
         ]
         for (k, present) in given where present && !(applies[k]!.contains(itf.type)) {
             issue(k, "does not apply to \(itf.type.rawValue) interfaces")
@@ -173,9 +207,47 @@ public enum Validator {
             if let v = itf.vlanID { if !(0...4094).contains(v) { issue("vlan_id", "must be 0..4094 (0: the untagged uplink)") } }
             else { issue("vlan_id", "required for vlan interfaces (0 for the untagged uplink)") }
         }
+        if itf.type == .vxlan {
+            if itf.uplink == nil { issue("uplink", "required for vxlan interfaces") }
+            if let v = itf.vni { if !(0...0xffffff).contains(v) { issue("vni", "must be 0..16777215") } }
+            else { issue("vni", "required for vxlan interfaces") }
+            if let r = itf.remote { if IPAddress.parse(r) == nil { issue("remote", "'\(r)' is not an IPv4 or IPv6 address") } }
+            else { issue("remote", "required for vxlan interfaces") }
+            for (k, v) in [("port", itf.port), ("local_port", itf.localPort)] {
+                if let v, !(1...65535).contains(v) { issue(k, "must be 1..65535") }
+            }
+        }
+        if let u = itf.underlay {
+            for m in validate(underlay: u) { out.append(ValidationIssue(path: [.key("underlay")] + m.path, message: m.message)) }
+        }
         if let mac = itf.mac, parseMAC(mac) == nil { issue("mac", "'\(mac)' is not a MAC address (xx:xx:xx:xx:xx:xx)") }
         if let q = itf.rxQueues, !(1...8).contains(q) { issue("rx_queues", "must be 1..8") }
         if let m = itf.mtu, !(68...9702).contains(m) { issue("mtu", "must be 68..9702") }
+        return out
+    }
+
+    static func validate(underlay u: UnderlayConfig) -> [ValidationIssue] {
+        var out: [ValidationIssue] = []
+        func issue(_ p: [PathElement], _ m: String) { out.append(ValidationIssue(path: p, message: m)) }
+        if u.ipv4 == nil && u.ipv6 == nil { issue([.key("ipv4")], "an underlay needs ipv4 or ipv6 (address/prefix)") }
+        if let a = u.ipv4, IPAddress.parseCIDR(a).map({ $0.address.count == 4 }) != true {
+            issue([.key("ipv4")], "'\(a)' is not an IPv4 address with prefix (e.g. 192.0.2.1/24)")
+        }
+        if let a = u.ipv6, IPAddress.parseCIDR(a).map({ $0.address.count == 16 }) != true {
+            issue([.key("ipv6")], "'\(a)' is not an IPv6 address with prefix (e.g. 2001:db8::1/64)")
+        }
+        if let g = u.gateway4, IPAddress.parse(g)?.count != 4 { issue([.key("gateway4")], "'\(g)' is not an IPv4 address") }
+        if let g = u.gateway6, IPAddress.parse(g)?.count != 16 { issue([.key("gateway6")], "'\(g)' is not an IPv6 address") }
+        if u.gateway4 != nil && u.ipv4 == nil { issue([.key("gateway4")], "needs ipv4") }
+        if u.gateway6 != nil && u.ipv6 == nil { issue([.key("gateway6")], "needs ipv6") }
+        let minMTU = u.ipv6 != nil ? 1280 : 576
+        if !(minMTU...9702).contains(u.mtu) { issue([.key("mtu")], "must be \(minMTU)..9702") }
+        if u.vxlanPorts.count > 3 { issue([.key("vxlan_ports")], "at most 3 besides the node's vxlan_port") }
+        for (i, p) in u.vxlanPorts.enumerated() where !(1...65535).contains(p) { issue([.key("vxlan_ports"), .index(i)], "must be 1..65535") }
+        for (i, n) in u.neighbours.enumerated() {
+            if IPAddress.parse(n.ip) == nil { issue([.key("neighbours"), .index(i), .key("ip")], "'\(n.ip)' is not an IP address") }
+            if parseMAC(n.mac) == nil { issue([.key("neighbours"), .index(i), .key("mac")], "'\(n.mac)' is not a MAC address") }
+        }
         return out
     }
 

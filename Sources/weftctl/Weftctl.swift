@@ -39,9 +39,9 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show interfaces, cross-connects, drops or workers.")
 
     enum What: String, ExpressibleByArgument, CaseIterable {
-        case interfaces, xconnects, drops, workers, counters
+        case interfaces, xconnects, drops, workers, counters, neighbours
     }
-    @Argument(help: "interfaces | xconnects | drops | workers | counters (interfaces + xconnects + drops)")
+    @Argument(help: "interfaces | xconnects | drops | workers | neighbours | counters (interfaces + xconnects + drops)")
     var what: What
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -61,6 +61,12 @@ struct Show: ParsableCommand {
         case .workers:
             let r = try conn.send(.init(command: .showWorkers))
             json ? try printJSON(r.workers ?? []) : print(Render.workers(r.workers ?? [], tscHz: r.tscHz ?? 0))
+        case .neighbours:
+            let r = try conn.send(.init(command: .showNeighbours))
+            if json { try printJSON(r.neighbours ?? []) } else {
+                let i = try conn.send(.init(command: .showInterfaces)).interfaces ?? []
+                print(Render.neighbours(r.neighbours ?? [], interfaces: i))
+            }
         case .counters:
             let i = try conn.send(.init(command: .showInterfaces)).interfaces ?? []
             let x = try conn.send(.init(command: .showCrossConnects)).crossConnects ?? []
@@ -82,7 +88,7 @@ struct InterfaceCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add an interface (same checks as the config file).")
         @Argument var name: String
-        @Option(help: "memif | af_packet | af_xdp | kernel | tap | pci | null | vdev") var type: String
+        @Option(help: "memif | af_packet | af_xdp | kernel | tap | pci | null | vdev | vlan | vxlan") var type: String
         @Option(help: "Kernel interface (af_packet, af_xdp, kernel, tap).") var iface: String?
         @Option(help: "memif role: server | client.") var role: String?
         @Option(help: "memif socket path (or abstract name with --abstract).") var socketPath: String?
@@ -94,6 +100,12 @@ struct InterfaceCommand: ParsableCommand {
         @Option(help: "MAC address (memif, tap).") var mac: String?
         @Option(help: "RX queues (1-8).") var rxQueues: Int?
         @Option(help: "MTU.") var mtu: Int?
+        @Option(help: "vlan/vxlan: the uplink interface.") var uplink: String?
+        @Option(help: "vlan: VLAN id (0: untagged).") var vlanId: Int?
+        @Option(help: "vxlan: VNI.") var vni: Int?
+        @Option(help: "vxlan: remote underlay address.") var remote: String?
+        @Option(help: "vxlan: the remote's UDP port (default: the node's vxlan_port).") var port: Int?
+        @Option(help: "vxlan: our UDP port (default: the node's vxlan_port).") var localPort: Int?
         @OptionGroup var conn: Connection
 
         func run() throws {
@@ -107,7 +119,8 @@ struct InterfaceCommand: ParsableCommand {
             }
             let itf = InterfaceConfig(name: name, type: t, iface: iface, role: r, socket: socketPath,
                                       abstract: abstract ? true : nil, id: id, secret: secret, pci: pci,
-                                      devargs: devargs, mac: mac, rxQueues: rxQueues, mtu: mtu)
+                                      devargs: devargs, mac: mac, rxQueues: rxQueues, mtu: mtu,
+                                      uplink: uplink, vlanID: vlanId, vni: vni, remote: remote, port: port, localPort: localPort)
             let resp = try conn.send(.init(command: .addInterface, interface: itf))
             print(resp.summary.map(\.description) ?? "ok")
         }

@@ -19,6 +19,7 @@ enum AdminHandler {
         case .showInterfaces: r.interfaces = controller.interfaceStatus()
         case .showCrossConnects: r.crossConnects = controller.crossConnectStatus()
         case .showDrops: r.drops = controller.dropStatus()
+        case .showNeighbours: r.neighbours = controller.neighbourStatus()
         case .showWorkers:
             r.workers = controller.workerStatus()
             r.tscHz = EAL.tscHz

@@ -139,7 +139,7 @@ final class ConfigTests: XCTestCase {
         assertError(base + "  - {name: v, type: vlan, via: gw0, vlan_id: 1}\n", line: 4, path: "interfaces[2].via", contains: "needs device_selector_file")
         assertError(base + "  - {name: v, type: vlan, uplink: trunk, via: gw0, vlan_id: 1}\ndevice_selector_file: /x\n", line: 4, path: "interfaces[2].via", contains: "either 'uplink' or 'via'")
         assertError(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 1}\ncross_connects:\n  - {name: x, a: trunk, b: p}\n",
-                    line: 6, path: "cross_connects[0].a", contains: "is an uplink carrying VLANs")
+                    line: 6, path: "cross_connects[0].a", contains: "is an uplink carrying tunnels")
         XCTAssertNoThrow(try ConfigLoader.parse(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 0}\ncross_connects:\n  - {name: x, a: v, b: p}\n", file: "t.yaml"))
     }
 

@@ -178,7 +178,7 @@ final class ControllerTests: XCTestCase {
         bad.crossConnects.append(.init(name: "direct", a: "trunk", b: "pod3"))
         bad.interfaces.append(InterfaceConfig(name: "pod3", type: .ring))
         XCTAssertThrowsError(try ctl.apply(bad)) { _ in }
-        XCTAssertTrue(Validator.validate(bad).contains { $0.message.contains("is an uplink carrying VLANs") })
+        XCTAssertTrue(Validator.validate(bad).contains { $0.message.contains("is an uplink carrying tunnels") })
 
         // `via` through an NSM device-selector file: label gw0 -> NIC eth9 -> the port interface on eth9.
         let sel = FileManager.default.temporaryDirectory.appendingPathComponent("weft-sel-\(getpid()).yaml").path

@@ -59,17 +59,20 @@ final class PodNamespace {
     let address: String
     let mac: String
 
-    init(tag: String, index: Int, subnet: String = "10.88", address: String? = nil) {
+    /// `node`: a namespace that holds the host end (where that node's weftd runs); nil = root.
+    init(tag: String, index: Int, subnet: String = "10.88", address: String? = nil, node: String? = nil) {
         ns = "wt\(tag)n\(index)"
         hostEnd = "wt\(tag)h\(index)"
         self.address = address ?? "\(subnet).0.\(index)"
         mac = String(format: "02:77:00:00:%02x:%02x", Int(tag.prefix(2), radix: 16) ?? 0, index)
         sh("ip netns del \(ns) 2>/dev/null; ip link del \(hostEnd) 2>/dev/null")
+        let inNode = node.map { "ip netns exec \($0) " } ?? ""
         let r = sh("""
         set -e
         ip netns add \(ns)
         ip link add \(hostEnd) type veth peer name eth0 netns \(ns)
-        ip link set \(hostEnd) up
+        \(node.map { "ip link set \(hostEnd) netns \($0)" } ?? "true")
+        \(inNode)ip link set \(hostEnd) up
         ip -n \(ns) link set eth0 address \(mac)
         ip -n \(ns) addr add \(self.address)/24 dev eth0
         ip -n \(ns) link set eth0 up
@@ -103,7 +106,11 @@ final class Weftd {
     var process: Process?
     let logPath: String
 
-    init(tag: String) {
+    /// Network namespace weftd runs in (nil: the root namespace).
+    let netns: String?
+
+    init(tag: String, netns: String? = nil) {
+        self.netns = netns
         dir = "/run/weft/test-\(tag)"
         configPath = "\(dir)/weft.yaml"
         socket = "\(dir)/weftd.sock"
@@ -140,8 +147,13 @@ final class Weftd {
     @discardableResult
     func start(expectFailure: Bool = false) -> Bool {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Paths.weftd)
-        p.arguments = ["run", "--config", configPath, "--log-level", "debug"]
+        if let netns {
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            p.arguments = ["netns", "exec", netns, Paths.weftd, "run", "--config", configPath, "--log-level", "debug"]
+        } else {
+            p.executableURL = URL(fileURLWithPath: Paths.weftd)
+            p.arguments = ["run", "--config", configPath, "--log-level", "debug"]
+        }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)!
         p.standardOutput = log

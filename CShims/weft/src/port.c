@@ -57,15 +57,14 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 		wf_set_error("%s: cannot read device info: %s", devname, rte_strerror(-rc));
 		return rc;
 	}
-	/* One TX queue per worker, plus one for the control plane (ARP/ND replies). */
-	const uint16_t nb_txq = (uint16_t)dp->n_pollers + 1;
+	const uint16_t nb_txq = (uint16_t)dp->n_pollers; /* one per worker */
 	if (nb_rxq > info.max_rx_queues || nb_rxq > WF_MAX_RXQ_PER_PORT) {
 		wf_set_error("%s: %u RX queues requested, device supports %u (Weft at most %d)",
 			     devname, nb_rxq, info.max_rx_queues, WF_MAX_RXQ_PER_PORT);
 		return -EINVAL;
 	}
 	if (nb_txq > info.max_tx_queues) {
-		wf_set_error("%s: device supports %u TX queues, Weft needs one per worker plus one (%u)",
+		wf_set_error("%s: device supports %u TX queues, Weft needs one per worker (%u)",
 			     devname, info.max_tx_queues, nb_txq);
 		return -EINVAL;
 	}

@@ -30,12 +30,12 @@ wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id)
 		return -err;
 	}
 	/* One TX ring per worker queue; they share the one collecting ring. */
-	struct rte_ring *txs[WF_MAX_WORKERS + 1];
-	for (uint32_t i = 0; i < dp->n_pollers + 1; i++)
+	struct rte_ring *txs[WF_MAX_WORKERS];
+	for (uint32_t i = 0; i < dp->n_pollers; i++)
 		txs[i] = tx;
 	char devname[RTE_DEV_NAME_MAX_LEN];
 	snprintf(devname, sizeof(devname), "net_ring_%s", name);
-	int port = rte_eth_from_rings(devname, &rx, 1, txs, dp->n_pollers + 1, rte_socket_id());
+	int port = rte_eth_from_rings(devname, &rx, 1, txs, dp->n_pollers, rte_socket_id());
 	if (port < 0) {
 		int err = rte_errno ? rte_errno : ENODEV;
 		wf_set_error("cannot create ring port %s: %s", devname, rte_strerror(err));

@@ -4,8 +4,9 @@
  * this file answers them (ARP replies, neighbour advertisements, echo
  * replies) and resolves tunnel next hops by ARP / neighbour solicitation
  * with retries and aging. It runs on its own thread ("weft-underlay"), or
- * step by step through wf_underlay_service() in stage tests, and transmits
- * on each uplink's control TX queue (the one after the workers' queues).
+ * step by step through wf_underlay_service() in stage tests. What it sends
+ * goes through the inject ring to worker 0, which transmits it on its own
+ * TX queue: no port needs an extra queue, and TX queues stay single-owner.
  * Workers read a neighbour's MAC as one 64-bit word: resolution never needs
  * a table publish. Weft never sends Router Advertisements, and received
  * ones go nowhere.
@@ -58,20 +59,25 @@ wf_underlay_init(struct wf_dataplane *dp)
 	char name[RTE_RING_NAMESIZE];
 	snprintf(name, sizeof(name), "wf_punt_%p", (void *)dp);
 	dp->punt = rte_ring_create(name, 1024, (int)rte_socket_id(), RING_F_SC_DEQ);
-	return dp->punt ? 0 : -ENOMEM;
+	snprintf(name, sizeof(name), "wf_inj_%p", (void *)dp);
+	dp->inject = rte_ring_create(name, 1024, (int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+	return dp->punt && dp->inject ? 0 : -ENOMEM;
 }
 
 void
 wf_underlay_fini(struct wf_dataplane *dp)
 {
 	wf_underlay_stop(dp);
-	if (dp->punt) {
+	struct rte_ring *rings[2] = { dp->punt, dp->inject };
+	for (int i = 0; i < 2; i++) {
 		void *m;
-		while (rte_ring_dequeue(dp->punt, &m) == 0)
+		if (rings[i] == NULL)
+			continue;
+		while (rte_ring_dequeue(rings[i], &m) == 0)
 			rte_pktmbuf_free(m);
-		rte_ring_free(dp->punt);
-		dp->punt = NULL;
+		rte_ring_free(rings[i]);
 	}
+	dp->punt = dp->inject = NULL;
 	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
 		free(dp->ul_ctl[p]);
 		dp->ul_ctl[p] = NULL;
@@ -260,8 +266,8 @@ wf_neighbour_list(wf_dataplane_t *dp, struct wf_neighbour_info *out, uint32_t ca
 static void
 ul_tx(struct wf_dataplane *dp, uint16_t port, struct rte_mbuf *m)
 {
-	/* The control queue: one past the workers' TX queues. */
-	if (rte_eth_tx_burst(port, (uint16_t)dp->n_pollers, &m, 1) != 1)
+	m->port = port; /* worker 0 sends it there */
+	if (rte_ring_enqueue(dp->inject, m) != 0)
 		rte_pktmbuf_free(m);
 }
 

@@ -181,7 +181,8 @@ struct wf_dataplane {
 	pthread_mutex_t ul_lock;
 	struct wf_nbr_ctl nbr[WF_MAX_NEIGHBOURS];
 	uint64_t nbr_mac[WF_MAX_NEIGHBOURS]; /* workers: atomic load; 0 = unresolved */
-	struct rte_ring *punt;
+	struct rte_ring *punt;   /* workers -> underlay thread */
+	struct rte_ring *inject; /* underlay thread -> worker 0, which transmits */
 	pthread_t ul_thread;
 	bool ul_running;
 	volatile uint8_t ul_stop;

@@ -13,6 +13,18 @@
 
 #define WF_IDLE_SPINS 1024
 
+static __rte_noinline void
+wf_worker_inject(struct wf_worker *w)
+{
+	void *objs[32];
+	unsigned n = rte_ring_dequeue_burst(w->dp->inject, objs, 32, NULL);
+	for (unsigned i = 0; i < n; i++) {
+		struct rte_mbuf *m = objs[i];
+		if (rte_eth_tx_burst(m->port, w->txq, &m, 1) != 1)
+			rte_pktmbuf_free(m);
+	}
+}
+
 uint16_t
 wf_worker_poll(struct wf_worker *w)
 {
@@ -33,6 +45,9 @@ wf_worker_poll(struct wf_worker *w)
 		else
 			wf_xconnect_burst(w, t, pl[i].port, pkts, n);
 	}
+	/* Worker 0 also sends what the control plane built (ARP/ND/echo replies). */
+	if (w->idx == 0 && unlikely(!rte_ring_empty(w->dp->inject)))
+		wf_worker_inject(w);
 	w->rx_packets += total;
 	return total;
 }
