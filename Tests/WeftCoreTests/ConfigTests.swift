@@ -143,6 +143,38 @@ final class ConfigTests: XCTestCase {
         XCTAssertNoThrow(try ConfigLoader.parse(base + "  - {name: v, type: vlan, uplink: trunk, vlan_id: 0}\ncross_connects:\n  - {name: x, a: v, b: p}\n", file: "t.yaml"))
     }
 
+    func testVXLANAndUnderlayRules() {
+        let up = "interfaces:\n  - {name: up, type: af_packet, iface: eth1, underlay: {ipv4: 10.0.0.1/24}}\n  - {name: p, type: null}\n"
+        assertError(up + "  - {name: t, type: vxlan, uplink: up, remote: 10.0.0.2}\n", line: 4, path: "interfaces[2].vni", contains: "required for vxlan")
+        assertError(up + "  - {name: t, type: vxlan, uplink: up, vni: 16777216, remote: 10.0.0.2}\n", line: 4, path: "interfaces[2].vni", contains: "0..16777215")
+        assertError(up + "  - {name: t, type: vxlan, uplink: up, vni: 5, remote: 10.0.0}\n", line: 4, path: "interfaces[2].remote", contains: "not an IPv4 or IPv6 address")
+        assertError(up + "  - {name: t, type: vxlan, uplink: up, vni: 5, remote: \"fd00::2\"}\n", line: 4, path: "interfaces[2].remote", contains: "IPv6 remote but 'up' has no ipv6")
+        assertError(up + "  - {name: t, type: vxlan, uplink: p, vni: 5, remote: 10.0.0.2}\n", line: 4, path: "interfaces[2].uplink", contains: "has no underlay")
+        assertError(up + "  - {name: t, type: vxlan, uplink: up, vni: 5, remote: 10.0.0.2, local_port: 8472}\n", line: 4, path: "interfaces[2].local_port", contains: "does not receive VXLAN on UDP 8472")
+        assertError(up + "  - {name: t, type: vxlan, uplink: up, vni: 5, remote: 10.0.0.2}\n  - {name: u, type: vxlan, uplink: up, vni: 5, remote: 10.0.0.2}\n",
+                    line: 5, path: "interfaces[3].vni", contains: "VNI 5 from 10.0.0.2 on 'up' port 4789 is already interfaces[2]")
+        assertError(up + "cross_connects:\n  - {name: x, a: up, b: p}\n", line: 5, path: "cross_connects[0].a", contains: "is an uplink carrying tunnels")
+        let bad = "interfaces:\n  - name: up\n    type: af_packet\n    iface: eth1\n    underlay:\n"
+        assertError(bad + "      ipv4: 10.0.0.1\n", line: 6, path: "interfaces[0].underlay.ipv4", contains: "with prefix")
+        assertError(bad + "      ipv6: \"fd00::1/129\"\n", line: 6, path: "interfaces[0].underlay.ipv6", contains: "with prefix")
+        assertError(bad + "      ipv4: 10.0.0.1/24\n      gateway4: \"fd00::1\"\n", line: 7, path: "interfaces[0].underlay.gateway4", contains: "not an IPv4")
+        assertError(bad + "      ipv6: \"fd00::1/64\"\n      mtu: 1000\n", line: 7, path: "interfaces[0].underlay.mtu", contains: "1280..9702")
+        assertError(bad + "      ipv4: 10.0.0.1/24\n      neighbours: [{ip: 10.0.0.2, mac: nope}]\n", line: 7, path: "interfaces[0].underlay.neighbours[0].mac", contains: "not a MAC")
+        assertError(bad + "      ipv4: 10.0.0.1/24\n      colour: red\n", line: 7, path: "interfaces[0].underlay.colour", contains: "unknown key")
+        assertError(up + "  - {name: v, type: vlan, uplink: up, vlan_id: 3, underlay: {ipv4: 10.0.1.1/24}}\n", line: 4, path: "interfaces[2].underlay", contains: "does not apply to vlan")
+    }
+
+    func testNSMEnvironmentOverridesTheFile() throws {
+        var c = try ConfigLoader.parse("interfaces:\n  - {name: up, type: af_packet, iface: eth1, underlay: {ipv4: 10.0.0.1/24, ipv6: \"fd00::1/64\"}}\n", file: "t.yaml")
+        ConfigLoader.applyEnvironment(&c, ["NSM_VXLAN_PORT": "8472", "NSM_TUNNEL_IP": "10.9.9.9", "NSM_DEVICE_SELECTOR_FILE": "/etc/sel.yaml"])
+        XCTAssertEqual(c.vxlanPort, 8472)
+        XCTAssertEqual(c.interfaces[0].underlay?.ipv4, "10.9.9.9/24")
+        XCTAssertEqual(c.interfaces[0].underlay?.ipv6, "fd00::1/64")
+        XCTAssertEqual(c.deviceSelectorFile, "/etc/sel.yaml")
+        ConfigLoader.applyEnvironment(&c, ["NSM_TUNNEL_IP": "fd00::77"])
+        XCTAssertEqual(c.interfaces[0].underlay?.ipv6, "fd00::77/64")
+    }
+
     func testSeveralErrorsReportedTogether() {
         let errs = errors("dataplane:\n  burst_size: 999\n  mbufs: 1\n")
         XCTAssertEqual(errs.map(\.path), ["dataplane.burst_size", "dataplane.mbufs"])

@@ -229,4 +229,36 @@ final class VXLANStageTests: XCTestCase {
         XCTAssertEqual(Self.csum(pseudo + Array(na[54...])), 0, "valid ICMPv6 checksum")
         XCTAssertTrue(try drain(pod).isEmpty && drain(pod6).isEmpty)
     }
+
+    func testVXLANToVLANAndTunnelRules() throws {
+        // VXLAN <-> VLAN on the same uplink: decap, then push the tag (and back).
+        let v7 = try dp.addVLAN(uplink: up, id: 7)
+        let vx = try dp.addVXLAN(uplink: up, vni: 700, remote: peer4, dstPort: 4789, localPort: 4789)
+        _ = try dp.addCrossConnect(vx, v7)
+        let g = testFrame(src: 1, dst: 2, seq: 9, size: 80)
+        try dp.inject(up, frame: outer4(src: peer4, dst: ip4, sport: 50000, dport: 4789, vni: 700, inner: g, dstMAC: upMAC, srcMAC: peerMAC))
+        dp.pollOnce()
+        let tagged = Array(g[0..<12]) + [0x81, 0, 0, 7] + Array(g[12...])
+        XCTAssertEqual(try drain(up), [tagged])
+        try dp.inject(up, frame: tagged)
+        dp.pollOnce()
+        let out = try XCTUnwrap(drain(up).first)
+        XCTAssertEqual(Array(out[50...]), g, "the untagged inner frame rides VNI 700")
+        XCTAssertEqual(Array(out[46..<49]), [0, 2, 0xbc])
+
+        // The core's own checks.
+        XCTAssertThrowsError(try dp.addVXLAN(uplink: up, vni: 700, remote: peer4, dstPort: 4789, localPort: 4789)) {
+            XCTAssertEqual(($0 as? DataplaneError)?.errno, EEXIST)
+        }
+        XCTAssertThrowsError(try dp.addVXLAN(uplink: up, vni: 701, remote: peer4, dstPort: 4789, localPort: 9999)) {
+            XCTAssertEqual(($0 as? DataplaneError)?.errno, EINVAL)
+        }
+        // Off-link remotes go through the gateway, which is then the neighbour to resolve...
+        XCTAssertNoThrow(try dp.addVXLAN(uplink: up, vni: 702, remote: IPAddress.parse("192.168.7.7")!, dstPort: 4789, localPort: 4789))
+        XCTAssertNotNil(dp.neighbours().first { $0.ip == "10.0.0.254" })
+        // ...and with no IPv6 gateway an off-link IPv6 remote is unreachable.
+        XCTAssertThrowsError(try dp.addVXLAN(uplink: up, vni: 703, remote: IPAddress.parse("fd99::1")!, dstPort: 4789, localPort: 4789)) {
+            XCTAssertEqual(($0 as? DataplaneError)?.errno, ENETUNREACH)
+        }
+    }
 }
