@@ -150,3 +150,85 @@ final class VXLANSystemTests: SystemTestCase {
         XCTAssertEqual(wb.stop(), 0)
     }
 }
+
+/// Bad input on the uplink and tunnel churn, each while traffic flows.
+final class VXLANRobustnessSystemTests: SystemTestCase {
+    func testBadUplinkInputIsDroppedByReasonAndTunnelChurnLosesNothing() throws {
+        let tag = uniqueTag()
+        let pod1 = PodNamespace(tag: tag, index: 1, address: "10.91.0.1")
+        let k = "wt\(tag)k", upHost = "wt\(tag)u"
+        defer { sh("ip netns del \(k) 2>/dev/null; ip link del \(upHost) 2>/dev/null") }
+        let setup = sh("""
+        set -e
+        ip netns add \(k)
+        ip link add \(upHost) type veth peer name eth0 netns \(k)
+        sysctl -qw net.ipv6.conf.\(upHost).disable_ipv6=1
+        ip link set \(upHost) up
+        ip -n \(k) link set eth0 up
+        ip -n \(k) addr add 10.90.0.2/24 dev eth0
+        ip -n \(k) link add vx4 type vxlan id 100 dstport 4789 local 10.90.0.2 remote 10.90.0.1 dev eth0
+        ip -n \(k) addr add 10.91.0.2/24 dev vx4
+        ip -n \(k) link set vx4 up
+        """)
+        XCTAssertEqual(setup.status, 0, setup.err)
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: up, type: af_packet, iface: \(upHost), underlay: {ipv4: 10.90.0.1/24}}
+          - {name: pod1, type: af_packet, iface: \(pod1.hostEnd)}
+          - {name: sink, type: null}
+          - {name: t4, type: vxlan, uplink: up, vni: 100, remote: 10.90.0.2}
+        cross_connects:
+          - {name: x4, a: pod1, b: t4}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        XCTAssertTrue(w.waitLinksUp(), w.log)
+        XCTAssertEqual(pingCounts(pod1.ping("10.91.0.2", count: 2).out)?.received, 2, w.log)
+
+        final class Box: @unchecked Sendable { var result: CommandResult? }
+        func pingInBackground(_ count: Int) -> (Box, DispatchSemaphore) {
+            let box = Box(), done = DispatchSemaphore(value: 0)
+            DispatchQueue(label: "pinger").async {
+                box.result = pod1.ping("10.91.0.2", count: count, interval: "0.005", deadline: 60)
+                done.signal()
+            }
+            return (box, done)
+        }
+
+        // 1. Crafted bad VXLAN from the kernel side while pings cross the tunnel.
+        let upMAC = try XCTUnwrap(w.interfaces().first { $0.name == "up" }).mac
+        let before = try XCTUnwrap(w.interfaces().first { $0.name == "up" }).counters.drops
+        var (box, done) = pingInBackground(400)
+        let peers = Paths.root.appendingPathComponent("Tests/peers").path
+        for _ in 0..<3 {
+            let r = sh(["ip", "netns", "exec", k, "/usr/bin/python3", "\(peers)/vxlan_probe.py", "eth0", "10.90.0.2", "10.90.0.1", upMAC, "100", "10.90.0.66"])
+            XCTAssertEqual(r.out.trimmingCharacters(in: .whitespacesAndNewlines), "sent 5", r.err)
+        }
+        done.wait()
+        var counts = try XCTUnwrap(box.result.flatMap { pingCounts($0.out) })
+        XCTAssertEqual(counts.received, counts.sent, "legitimate traffic lost during bad input")
+        let after = try XCTUnwrap(w.interfaces().first { $0.name == "up" }).counters.drops
+        for reason in ["vxlan-truncated", "vxlan-bad-flags", "vxlan-unknown-vni", "vxlan-unknown-source", "runt"] {
+            XCTAssertEqual((after[reason] ?? 0) - (before[reason] ?? 0), 3, "\(reason): \(after)")
+        }
+
+        // 2. Tunnels added and removed hundreds of times while the steady one carries pings.
+        (box, done) = pingInBackground(1000)
+        var churns = 0, i = 0
+        while done.wait(timeout: .now()) == .timedOut {
+            i += 1
+            let t = InterfaceConfig(name: "churn\(i % 4)", type: .vxlan, uplink: "up", vni: 5000 + i, remote: "10.90.0.2")
+            _ = try w.request(.init(command: .addInterface, interface: t))
+            _ = try w.request(.init(command: .addCrossConnect, crossConnect: .init(name: "xc-churn", a: "sink", b: t.name)))
+            _ = try w.request(.init(command: .deleteCrossConnect, name: "xc-churn"))
+            _ = try w.request(.init(command: .deleteInterface, name: t.name))
+            churns += 4
+        }
+        counts = try XCTUnwrap(box.result.flatMap { pingCounts($0.out) })
+        XCTAssertGreaterThanOrEqual(churns, 200)
+        XCTAssertEqual(counts.sent, 1000)
+        XCTAssertEqual(counts.received, counts.sent, "pings lost during \(churns) tunnel changes")
+        print("vxlan churn: \(churns) changes during \(counts.sent) pings, \(counts.sent - counts.received) lost")
+        XCTAssertEqual(w.stop(), 0)
+    }
+}

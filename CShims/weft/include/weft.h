@@ -35,12 +35,12 @@ extern "C" {
 	X(NO_PEER, "no-peer", "received on an interface with no cross-connect")  \
 	X(LINK_DOWN, "link-down", "egress interface link is down")               \
 	X(TX_FULL, "tx-full", "egress TX queue full")                            \
-	X(RUNT, "runt", "frame shorter than an Ethernet header")                 \
+	X(RUNT, "runt", "frame shorter than its Ethernet, VLAN or IP header")                 \
 	X(UNKNOWN_VLAN, "unknown-vlan", "uplink frame whose VLAN id (or no tag) maps to no connection") \
 	X(QINQ, "qinq", "uplink frame with a second VLAN tag (QinQ), none configured") \
 	X(NO_HEADROOM, "no-headroom", "no mbuf headroom to push a header")       \
 	X(VXLAN_TRUNCATED, "vxlan-truncated", "VXLAN packet shorter than its headers say") \
-	X(VXLAN_BAD_FLAGS, "vxlan-bad-flags", "VXLAN header without the I flag or with reserved bits set") \
+	X(VXLAN_BAD_FLAGS, "vxlan-bad-flags", "VXLAN header without the I (valid VNI) flag") \
 	X(VXLAN_UNKNOWN_VNI, "vxlan-unknown-vni", "VXLAN VNI (on that UDP port) matches no tunnel") \
 	X(VXLAN_UNKNOWN_SOURCE, "vxlan-unknown-source", "VXLAN from a source address the VNI's tunnel does not name (anti-spoofing)") \
 	X(MTU_EXCEEDED, "mtu-exceeded", "inner frame too large for the uplink MTU after encapsulation") \

@@ -34,8 +34,10 @@ wf_underlay_classify(const struct wf_table *t, const struct wf_underlay *ul, str
 	if (type == RTE_ETHER_TYPE_ARP && ul->cfg.has_ip4)
 		return WF_PUNT;
 	if (type == RTE_ETHER_TYPE_IPV4 && ul->cfg.has_ip4) {
-		if (len < 14 + 20)
+		if (len < 14 + 20) {
+			*why = WF_DROP_RUNT; /* too short to be the IPv4 it says it is */
 			return NULL;
+		}
 		if (memcmp(p + 14 + 16, ul->cfg.ip4, 4) != 0)
 			return NULL;
 		uint8_t proto = p[14 + 9];
@@ -47,8 +49,10 @@ wf_underlay_classify(const struct wf_table *t, const struct wf_underlay *ul, str
 		return f;
 	}
 	if (type == RTE_ETHER_TYPE_IPV6 && ul->cfg.has_ip6) {
-		if (len < 14 + 40)
+		if (len < 14 + 40) {
+			*why = WF_DROP_RUNT;
 			return NULL;
+		}
 		const uint8_t *dst = p + 14 + 24;
 		bool mine = memcmp(dst, ul->cfg.ip6, 16) == 0;
 		bool link_mcast = dst[0] == 0xff && (dst[1] & 0x0f) == 0x02;
