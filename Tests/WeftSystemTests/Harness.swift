@@ -83,8 +83,10 @@ final class PodNamespace {
         precondition(r.status == 0, "namespace setup failed: \(r.err)")
     }
 
+    /// Exactly `count` echo requests (no -w: with it ping sends more until it
+    /// has `count` replies); late replies are still counted, up to -W seconds.
     func ping(_ target: String, count: Int = 3, interval: String = "0.2", deadline: Int = 10) -> CommandResult {
-        sh("ip netns exec \(ns) ping -n -q -c \(count) -i \(interval) -W 1 -w \(deadline) \(target)", timeout: TimeInterval(deadline + 30))
+        sh("ip netns exec \(ns) ping -n -q -c \(count) -i \(interval) -W 3 \(target)", timeout: TimeInterval(deadline + 30))
     }
 
     deinit { sh("ip netns del \(ns) 2>/dev/null; ip link del \(hostEnd) 2>/dev/null") }
