@@ -237,9 +237,14 @@ public struct UnderlayConfig: Codable, Equatable, Sendable {
     public var vxlanPorts: [Int] = []
     /// Static neighbours: never aged, never resolved.
     public var neighbours: [NeighbourConfig] = []
+    /// true: the kernel owns these addresses on the same netdev and answers
+    /// ARP/ND/echo; Weft takes only its VXLAN and leaves the rest to the kernel.
+    /// false (default): the uplink is Weft's; the rest is dropped and counted.
+    public var kernelShared: Bool = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case ipv4, ipv6, gateway4, gateway6, mtu, vxlanPorts = "vxlan_ports", neighbours
+        case kernelShared = "kernel_shared"
     }
     public init(ipv4: String? = nil, ipv6: String? = nil, gateway4: String? = nil, gateway6: String? = nil, mtu: Int = 1500,
                 vxlanPorts: [Int] = [], neighbours: [NeighbourConfig] = []) {
@@ -255,6 +260,7 @@ public struct UnderlayConfig: Codable, Equatable, Sendable {
         mtu = try c.decodeIfPresent(Int.self, forKey: .mtu) ?? 1500
         vxlanPorts = try c.decodeIfPresent([Int].self, forKey: .vxlanPorts) ?? []
         neighbours = try c.decodeIfPresent([NeighbourConfig].self, forKey: .neighbours) ?? []
+        kernelShared = try c.decodeIfPresent(Bool.self, forKey: .kernelShared) ?? false
     }
 }
 

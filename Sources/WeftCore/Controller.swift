@@ -72,6 +72,7 @@ public final class Controller: @unchecked Sendable {
         var port: PortID?      // nil for tunnel sides
         var uplink: String?    // tunnel sides: the uplink interface's name
         var backend: String
+        var heldSockets: [Int32] = [] // shared uplinks: the VXLAN ports held from the kernel
     }
     struct RunningCrossConnect {
         var config: CrossConnectConfig
@@ -301,19 +302,24 @@ public final class Controller: @unchecked Sendable {
             return .removeInterface(itf.name)
         case .addInterface(let itf):
             let (port, backend) = try attach(itf)
+            var held: [Int32] = []
             if let u = itf.underlay {
                 do {
-                    try dataplane.setUnderlay(port, Realizer.underlay(u, nodeVXLANPort: running.vxlanPort))
+                    let d = Realizer.underlay(u, nodeVXLANPort: running.vxlanPort)
+                    if u.kernelShared { held = try Realizer.holdVXLANPorts(u, ports: d.vxlanPorts) }
+                    try dataplane.setUnderlay(port, d)
                     for n in u.neighbours {
                         try dataplane.addStaticNeighbour(port, ip: IPAddress.parse(n.ip)!, mac: parseMAC(n.mac)!)
                     }
                 } catch {
+                    held.forEach { close($0) }
                     try? dataplane.clearUnderlay(port)
                     try? dataplane.detach(port)
                     throw error
                 }
             }
-            interfaces[itf.name] = RunningInterface(config: itf, side: SideID(port), port: port, uplink: nil, backend: backend)
+            interfaces[itf.name] = RunningInterface(config: itf, side: SideID(port), port: port, uplink: nil, backend: backend,
+                                                    heldSockets: held)
             logger.info("interface \(itf.name): \(backend) port \(port)\(itf.underlay.map { " underlay \([$0.ipv4, $0.ipv6].compactMap { $0 }.joined(separator: " "))" } ?? "")")
             return .removeInterface(itf.name)
         case .removeInterface(let name):
@@ -321,6 +327,7 @@ public final class Controller: @unchecked Sendable {
             if let port = r.port {
                 if r.config.underlay != nil { try dataplane.clearUnderlay(port) }
                 try dataplane.detach(port)
+                r.heldSockets.forEach { close($0) }
             } else {
                 try dataplane.deleteTunnel(r.side)
             }

@@ -238,11 +238,12 @@ public final class Dataplane {
         public var gateway6: [UInt8]?
         public var mtu: Int = 1500
         public var vxlanPorts: [UInt16] = [4789]
+        public var kernelShared = false
         public init() {}
         public static func == (a: Underlay, b: Underlay) -> Bool {
             a.ipv4?.address == b.ipv4?.address && a.ipv4?.prefix == b.ipv4?.prefix && a.ipv6?.address == b.ipv6?.address
                 && a.ipv6?.prefix == b.ipv6?.prefix && a.gateway4 == b.gateway4 && a.gateway6 == b.gateway6
-                && a.mtu == b.mtu && a.vxlanPorts == b.vxlanPorts
+                && a.mtu == b.mtu && a.vxlanPorts == b.vxlanPorts && a.kernelShared == b.kernelShared
         }
     }
 
@@ -256,6 +257,7 @@ public final class Dataplane {
         if let g = u.gateway4 { copy(g, into: &c.gw4) }
         if let g = u.gateway6 { copy(g, into: &c.gw6) }
         c.mtu = UInt16(u.mtu)
+        c.kernel_shared = u.kernelShared ? 1 : 0
         c.n_vxlan_ports = UInt16(min(u.vxlanPorts.count, 4))
         withUnsafeMutableBytes(of: &c.vxlan_ports) { raw in
             for (i, p) in u.vxlanPorts.prefix(4).enumerated() { raw.storeBytes(of: p, toByteOffset: i * 2, as: UInt16.self) }

@@ -128,7 +128,53 @@ public enum Realizer {
         var ports = [UInt16(nodeVXLANPort)]
         for p in u.vxlanPorts where !ports.contains(UInt16(p)) { ports.append(UInt16(p)) }
         d.vxlanPorts = ports
+        d.kernelShared = u.kernelShared
         return d
+    }
+
+    /// On an uplink shared with the kernel, bind the VXLAN ports at the tunnel
+    /// addresses so that the kernel does not answer Weft's tunnel traffic with
+    /// ICMP port-unreachable (nothing reads them; Weft takes the packets first
+    /// from the same netdev). Fails clearly if the kernel already uses a port.
+    public static func holdVXLANPorts(_ u: UnderlayConfig, ports: [UInt16]) throws -> [Int32] {
+        var fds: [Int32] = []
+        do {
+            for addr in [u.ipv4, u.ipv6].compactMap({ $0.flatMap(IPAddress.parseCIDR)?.address }) {
+                for port in ports { fds.append(try bindUDP(addr, port)) }
+            }
+        } catch {
+            fds.forEach { close($0) }
+            throw error
+        }
+        return fds
+    }
+
+    static func bindUDP(_ addr: [UInt8], _ port: UInt16) throws -> Int32 {
+        let v6 = addr.count == 16
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw ApplyError(message: "socket: \(String(cString: strerror(errno)))") }
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var rc: Int32
+        if v6 {
+            var sa = sockaddr_in6()
+            sa.sin6_family = sa_family_t(AF_INET6)
+            sa.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: addr) }
+            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            var sa = sockaddr_in()
+            sa.sin_family = sa_family_t(AF_INET)
+            sa.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: addr) }
+            rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        if rc != 0 {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw ApplyError(message: "cannot hold UDP \(port) at \(IPAddress.format(addr)) on the shared uplink: \(e) (is the address on the kernel interface, and the port free?)")
+        }
+        return fd
     }
 
     /// What an interface leaves on the machine that a crash would orphan.

@@ -219,6 +219,10 @@ public enum Validator {
         }
         if let u = itf.underlay {
             for m in validate(underlay: u) { out.append(ValidationIssue(path: [.key("underlay")] + m.path, message: m.message)) }
+            if u.kernelShared && ![.afPacket, .afXDP, .kernel].contains(itf.type) {
+                out.append(ValidationIssue(path: [.key("underlay"), .key("kernel_shared")],
+                                           message: "only a kernel netdev uplink (af_packet, af_xdp, kernel) can be shared with the kernel"))
+            }
         }
         if let mac = itf.mac, parseMAC(mac) == nil { issue("mac", "'\(mac)' is not a MAC address (xx:xx:xx:xx:xx:xx)") }
         if let q = itf.rxQueues, !(1...8).contains(q) { issue("rx_queues", "must be 1..8") }

@@ -164,6 +164,12 @@ final class ConfigTests: XCTestCase {
         assertError(up + "  - {name: v, type: vlan, uplink: up, vlan_id: 3, underlay: {ipv4: 10.0.1.1/24}}\n", line: 4, path: "interfaces[2].underlay", contains: "does not apply to vlan")
     }
 
+    func testKernelSharedNeedsAKernelNetdev() {
+        assertError("interfaces:\n  - {name: m, type: memif, underlay: {ipv4: 10.0.0.1/24, kernel_shared: true}}\n", line: 2,
+                    path: "interfaces[0].underlay.kernel_shared", contains: "only a kernel netdev uplink")
+        XCTAssertNoThrow(try ConfigLoader.parse("interfaces:\n  - {name: k, type: af_packet, iface: eth0, underlay: {ipv4: 10.0.0.1/24, kernel_shared: true}}\n", file: "t.yaml"))
+    }
+
     func testNSMEnvironmentOverridesTheFile() throws {
         var c = try ConfigLoader.parse("interfaces:\n  - {name: up, type: af_packet, iface: eth1, underlay: {ipv4: 10.0.0.1/24, ipv6: \"fd00::1/64\"}}\n", file: "t.yaml")
         ConfigLoader.applyEnvironment(&c, ["NSM_VXLAN_PORT": "8472", "NSM_TUNNEL_IP": "10.9.9.9", "NSM_DEVICE_SELECTOR_FILE": "/etc/sel.yaml"])

@@ -232,3 +232,84 @@ final class VXLANRobustnessSystemTests: SystemTestCase {
         XCTAssertEqual(w.stop(), 0)
     }
 }
+
+/// An uplink shared with the kernel: the host keeps its address (ARP, echo,
+/// everything not a tunnel's), Weft takes only its VXLAN.
+final class SharedUplinkSystemTests: SystemTestCase {
+    func snmp(_ ns: String?, _ proto: String, _ field: String) -> Int {
+        let text = sh((ns.map { "ip netns exec \($0) " } ?? "") + "cat /proc/net/snmp").out
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("\(proto):") }
+        guard lines.count == 2 else { return -1 }
+        let names = lines[0].split(separator: " "), values = lines[1].split(separator: " ")
+        guard let i = names.firstIndex(where: { $0 == field }) else { return -1 }
+        return Int(values[i]) ?? -1
+    }
+
+    func testKernelKeepsItsAddressWeftTakesItsVXLAN() throws {
+        let tag = uniqueTag()
+        let pod1 = PodNamespace(tag: tag, index: 1, address: "10.98.0.1")
+        let k = "wt\(tag)k", upHost = "wt\(tag)s"
+        defer { sh("ip netns del \(k) 2>/dev/null; ip link del \(upHost) 2>/dev/null") }
+        let setup = sh("""
+        set -e
+        ip netns add \(k)
+        ip link add \(upHost) type veth peer name eth0 netns \(k)
+        sysctl -qw net.ipv6.conf.\(upHost).disable_ipv6=1
+        ip addr add 10.97.0.1/24 dev \(upHost)
+        ip link set \(upHost) up
+        ip -n \(k) link set eth0 up
+        ip -n \(k) addr add 10.97.0.2/24 dev eth0
+        ip -n \(k) link add vx4 type vxlan id 100 dstport 4789 local 10.97.0.2 remote 10.97.0.1 dev eth0
+        ip -n \(k) addr add 10.98.0.2/24 dev vx4
+        ip -n \(k) link set vx4 up
+        """)
+        XCTAssertEqual(setup.status, 0, setup.err)
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: up, type: af_packet, iface: \(upHost), underlay: {ipv4: 10.97.0.1/24, kernel_shared: true}}
+          - {name: pod1, type: af_packet, iface: \(pod1.hostEnd)}
+          - {name: t4, type: vxlan, uplink: up, vni: 100, remote: 10.97.0.2}
+        cross_connects:
+          - {name: x4, a: pod1, b: t4}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        XCTAssertTrue(w.waitLinksUp(), w.log)
+
+        // The host answers for its own address, once: Weft stays silent.
+        var r = sh("ip netns exec \(k) ping -n -c 3 -i 0.2 -W 2 10.97.0.1")
+        XCTAssertEqual(pingCounts(r.out)?.received, 3, r.out + r.err)
+        XCTAssertFalse(r.out.contains("DUP") || r.out.contains("duplicates"), r.out)
+
+        // Weft carries its tunnel, and the kernel never answers it with port-unreachable.
+        let unreachBefore = snmp(k, "Icmp", "InDestUnreachs")
+        r = pod1.ping("10.98.0.2", count: 5)
+        XCTAssertEqual(pingCounts(r.out)?.received, 5, r.out + r.err + w.log)
+        r = sh("ip netns exec \(k) ping -n -q -c 3 -i 0.2 -W 2 10.98.0.1")
+        XCTAssertEqual(pingCounts(r.out)?.received, 3, r.out + r.err)
+        XCTAssertEqual(snmp(k, "Icmp", "InDestUnreachs") - unreachBefore, 0, "the kernel answered VXLAN with ICMP")
+
+        let up = try XCTUnwrap(w.interfaces().first { $0.name == "up" })
+        XCTAssertGreaterThan(up.counters.drops["left-to-kernel"] ?? 0, 0, "\(up.counters)")
+        XCTAssertNil(up.counters.drops["not-for-tunnel"], "\(up.counters)")
+        let nb = try XCTUnwrap(w.request(.init(command: .showNeighbours)).neighbours)
+        XCTAssertEqual(nb.first { $0.ip == "10.97.0.2" }?.state, "reachable")
+
+        // A VXLAN port the kernel already holds is refused clearly, nothing applied.
+        let holder = try XCTUnwrap(try? Realizer.holdVXLANPorts(UnderlayConfig(ipv4: "10.97.0.1/24"), ports: [9999]))
+        defer { holder.forEach { close($0) } }
+        w.write("""
+        interfaces:
+          - {name: up, type: af_packet, iface: \(upHost), underlay: {ipv4: 10.97.0.1/24, kernel_shared: true, vxlan_ports: [9999]}}
+          - {name: pod1, type: af_packet, iface: \(pod1.hostEnd)}
+          - {name: t4, type: vxlan, uplink: up, vni: 100, remote: 10.97.0.2}
+        cross_connects:
+          - {name: x4, a: pod1, b: t4}
+        """)
+        let reload = w.ctl(["reload"])
+        XCTAssertEqual(reload.status, 1)
+        XCTAssertTrue(reload.err.contains("cannot hold UDP 9999 at 10.97.0.1"), reload.err)
+        XCTAssertEqual(pingCounts(pod1.ping("10.98.0.2", count: 2).out)?.received, 2, "rolled back to the working state")
+        XCTAssertEqual(w.stop(), 0)
+    }
+}

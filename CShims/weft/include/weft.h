@@ -46,7 +46,8 @@ extern "C" {
 	X(MTU_EXCEEDED, "mtu-exceeded", "inner frame too large for the uplink MTU after encapsulation") \
 	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet") \
 	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
-	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full")
+	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
+	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)")
 
 enum wf_drop_reason {
 #define WF_X_ENUM(e, s, d) WF_DROP_##e,
@@ -191,6 +192,13 @@ struct wf_underlay_cfg {
 	uint16_t mtu;             /* L3 MTU of the underlay, e.g. 1500 */
 	uint16_t n_vxlan_ports;   /* UDP ports VXLAN is accepted on */
 	uint16_t vxlan_ports[4];
+	/*
+	 * 1: the kernel owns these addresses on the same netdev (AF_PACKET/AF_XDP
+	 * uplinks): it answers ARP/ND/echo and gets all that is not a tunnel's;
+	 * Weft only learns neighbours from what it sees and takes its VXLAN.
+	 */
+	uint8_t kernel_shared;
+	uint8_t pad[3];
 };
 /*
  * Give an uplink port underlay addresses: Weft then answers ARP, neighbour

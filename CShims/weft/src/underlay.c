@@ -395,7 +395,8 @@ handle_arp(struct wf_dataplane *dp, uint16_t port, const struct wf_underlay *u, 
 	memcpy(tip, &a->arp_data.arp_tip, 4);
 	memcpy(sha, &a->arp_data.arp_sha, 6);
 	learn(dp, port, 0, sip, sha);
-	if (a->arp_opcode == rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) && memcmp(tip, u->cfg.ip4, 4) == 0)
+	if (a->arp_opcode == rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) && memcmp(tip, u->cfg.ip4, 4) == 0 &&
+	    !u->cfg.kernel_shared) /* shared: the kernel answers for its address */
 		send_arp(dp, port, u, RTE_ARP_OP_REPLY, sha, sha, sip);
 }
 
@@ -456,12 +457,14 @@ handle_icmp6(struct wf_dataplane *dp, uint16_t port, const struct wf_underlay *u
 		for (uint32_t off = 24; off + 8 <= plen && ic[off + 1] != 0; off += ic[off + 1] * 8u)
 			if (ic[off] == 1)
 				learn(dp, port, 1, ip->src_addr, ic + off + 2);
-		send_nd(dp, port, u, 136, p + 6, ip->src_addr, u->cfg.ip6, 0x60 /* S, O */);
+		if (!u->cfg.kernel_shared)
+			send_nd(dp, port, u, 136, p + 6, ip->src_addr, u->cfg.ip6, 0x60 /* S, O */);
 	} else if (type == 136) { /* neighbour advertisement */
 		for (uint32_t off = 24; off + 8 <= plen && ic[off + 1] != 0; off += ic[off + 1] * 8u)
 			if (ic[off] == 2)
 				learn(dp, port, 1, ic + 8, ic + off + 2);
-	} else if (type == 128 && memcmp(ip->dst_addr, u->cfg.ip6, 16) == 0) { /* echo request */
+	} else if (type == 128 && memcmp(ip->dst_addr, u->cfg.ip6, 16) == 0 && !u->cfg.kernel_shared) {
+		/* echo request (on a shared uplink the kernel answers it) */
 		struct rte_mbuf *r = rte_pktmbuf_copy(m, dp->pool, 0, 14 + 40 + plen);
 		if (r == NULL)
 			return;

@@ -41,11 +41,16 @@ wf_underlay_classify(const struct wf_table *t, const struct wf_underlay *ul, str
 		if (memcmp(p + 14 + 16, ul->cfg.ip4, 4) != 0)
 			return NULL;
 		uint8_t proto = p[14 + 9];
-		if (proto == IPPROTO_ICMP)
+		if (proto == IPPROTO_ICMP) {
+			if (ul->cfg.kernel_shared) {
+				*why = WF_DROP_LEFT_TO_KERNEL; /* the kernel answers its own echo */
+				return NULL;
+			}
 			return WF_PUNT;
+		}
 		const struct wf_fwd *f = wf_vxlan_decap(t, ul, m, 14, false, why);
-		if (f == NULL && *why == WF_DROP_NO_PEER)
-			*why = WF_DROP_NOT_FOR_TUNNEL;
+		if (f == NULL && (*why == WF_DROP_NO_PEER || *why == WF_DROP_NOT_FOR_TUNNEL))
+			*why = ul->cfg.kernel_shared ? WF_DROP_LEFT_TO_KERNEL : WF_DROP_NOT_FOR_TUNNEL;
 		return f;
 	}
 	if (type == RTE_ETHER_TYPE_IPV6 && ul->cfg.has_ip6) {
@@ -62,7 +67,10 @@ wf_underlay_classify(const struct wf_table *t, const struct wf_underlay *ul, str
 			return WF_PUNT; /* ND, echo; RAs are consumed there, never forwarded */
 		if (!mine)
 			return NULL;
-		return wf_vxlan_decap(t, ul, m, 14, true, why);
+		const struct wf_fwd *f = wf_vxlan_decap(t, ul, m, 14, true, why);
+		if (f == NULL && *why == WF_DROP_NOT_FOR_TUNNEL && ul->cfg.kernel_shared)
+			*why = WF_DROP_LEFT_TO_KERNEL;
+		return f;
 	}
 	return NULL;
 }
@@ -107,11 +115,15 @@ wf_classify(const struct wf_table *t, const struct wf_fwd *vlan, const struct wf
 	}
 	if (unlikely(vlan == NULL)) {
 		/* Underlay addresses but no tunnels: nothing else lives here. */
-		*why = WF_DROP_NOT_FOR_TUNNEL;
+		*why = ul != NULL && ul->cfg.kernel_shared ? WF_DROP_LEFT_TO_KERNEL : WF_DROP_NOT_FOR_TUNNEL;
 		return NULL;
 	}
 	const struct wf_fwd *f = &vlan[vid];
 	if (unlikely(f->out_port == WF_PORT_NONE)) {
+		if (ul != NULL && ul->cfg.kernel_shared && vid == WF_VLAN_RAW) {
+			*why = WF_DROP_LEFT_TO_KERNEL; /* the host's own untagged traffic */
+			return NULL;
+		}
 		*why = WF_DROP_UNKNOWN_VLAN;
 		return NULL;
 	}
