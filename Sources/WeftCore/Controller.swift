@@ -19,6 +19,8 @@ public struct InterfaceStatus: Codable, Equatable, Sendable {
     public var rxWorkers: [UInt32]
     public var crossConnect: String?
     public var counters: InterfaceCounters
+    /// TX offloads in use (e.g. "ipv4-cksum" for VXLAN outer headers).
+    public var offloads: [String] = []
 }
 
 public struct CrossConnectStatus: Codable, Equatable, Sendable {
@@ -412,7 +414,8 @@ public final class Controller: @unchecked Sendable {
                 device: info?.deviceName ?? "", driver: info?.driver ?? "", mac: info?.mac ?? "",
                 link: info.map { $0.linkUp ? "up" : "down" } ?? "unknown", mtu: info?.mtu ?? 0,
                 rxQueues: r.port == nil ? 0 : info?.rxQueues ?? 0, rxWorkers: r.port == nil ? [] : info?.rxWorkers ?? [],
-                crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? InterfaceCounters())
+                crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? InterfaceCounters(),
+                offloads: r.port != nil && info?.txIPv4ChecksumOffload == true ? ["ipv4-cksum"] : [])
         }
     }
 

@@ -124,6 +124,7 @@ public struct PortInfo: Equatable, Sendable {
     public var txQueues: UInt16
     public var mtu: UInt16
     public var rxWorkers: [UInt32]
+    public var txIPv4ChecksumOffload: Bool
 }
 
 /// Typed wrapper over the C core. Not thread-safe: one control thread (the
@@ -207,7 +208,8 @@ public final class Dataplane {
         let workers = withUnsafeBytes(of: i.rx_worker) { Array($0.bindMemory(to: UInt32.self).prefix(Int(i.rx_queues))) }
         return PortInfo(deviceName: cString(i.name), driver: cString(i.driver), mac: mac,
                         linkUp: i.link_up != 0, speedMbps: i.link_speed_mbps,
-                        rxQueues: i.rx_queues, txQueues: i.tx_queues, mtu: i.mtu, rxWorkers: workers)
+                        rxQueues: i.rx_queues, txQueues: i.tx_queues, mtu: i.mtu, rxWorkers: workers,
+                        txIPv4ChecksumOffload: i.tx_ip4_cksum_offload != 0)
     }
 
     @discardableResult

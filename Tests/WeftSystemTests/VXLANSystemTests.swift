@@ -313,3 +313,41 @@ final class SharedUplinkSystemTests: SystemTestCase {
         XCTAssertEqual(w.stop(), 0)
     }
 }
+
+/// A port that offers IPv4 checksum TX offload gets the VXLAN outer checksum
+/// done there: DPDK's tap PMD has it (computed in the PMD), and the kernel on
+/// the tap's far side drops IPv4 with a wrong header checksum.
+final class ChecksumOffloadSystemTests: SystemTestCase {
+    func testVXLANOverTapUsesIPv4ChecksumOffload() throws {
+        let tag = uniqueTag()
+        let pod1 = PodNamespace(tag: tag, index: 1, address: "10.99.1.1")
+        let tap = "wt\(tag)t", vx = "wt\(tag)x"
+        defer { sh("ip link del \(vx) 2>/dev/null") }
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: up, type: tap, iface: \(tap), underlay: {ipv4: 10.99.0.1/24}}
+          - {name: pod1, type: af_packet, iface: \(pod1.hostEnd)}
+          - {name: t, type: vxlan, uplink: up, vni: 77, remote: 10.99.0.2}
+        cross_connects:
+          - {name: x, a: pod1, b: t}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        let setup = sh("""
+        set -e
+        sysctl -qw net.ipv6.conf.\(tap).disable_ipv6=1
+        ip addr add 10.99.0.2/24 dev \(tap)
+        ip link set \(tap) up
+        ip link add \(vx) type vxlan id 77 dstport 4789 local 10.99.0.2 remote 10.99.0.1 dev \(tap)
+        ip addr add 10.99.1.2/24 dev \(vx)
+        ip link set \(vx) up
+        """)
+        XCTAssertEqual(setup.status, 0, setup.err)
+        XCTAssertTrue(w.waitLinksUp(), w.log)
+        let up = try XCTUnwrap(w.interfaces().first { $0.name == "up" })
+        XCTAssertEqual(up.offloads, ["ipv4-cksum"], "the tap PMD offers IPv4 checksum offload")
+        let r = pod1.ping("10.99.1.2", count: 4)
+        XCTAssertEqual(pingCounts(r.out)?.received, 4, r.out + r.err + w.log)
+        XCTAssertEqual(w.stop(), 0)
+    }
+}

@@ -152,7 +152,8 @@ struct wf_port_info {
 	uint16_t rx_queues;
 	uint16_t tx_queues;
 	uint16_t mtu;
-	uint16_t pad;
+	uint8_t tx_ip4_cksum_offload; /* VXLAN outer IPv4 checksums done by the port */
+	uint8_t pad;
 	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
 };
 int wf_port_info(const wf_dataplane_t *dp, uint16_t port_id,

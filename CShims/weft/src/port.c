@@ -74,6 +74,10 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_IP & info.flow_type_rss_offloads;
 	}
+	/* Outer IPv4 checksums of VXLAN go to the NIC where it can do them. */
+	const bool ip4_ck = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
+	if (ip4_ck)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
 	rc = rte_eth_dev_configure(port, nb_rxq, nb_txq, &conf);
 	if (rc != 0) {
 		wf_set_error("%s: configure failed: %s", devname, rte_strerror(-rc));
@@ -120,6 +124,7 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 	__atomic_store_n(&dp->link_up[port], link.link_status ? 1 : 0, __ATOMIC_RELAXED);
 
 	struct wf_port_ctl *pc = &dp->ports[port];
+	pc->tx_ip4_cksum = ip4_ck;
 	pc->nb_rxq = nb_rxq;
 	pc->nb_txq = nb_txq;
 	pc->xc_slot = UINT32_MAX;
@@ -242,6 +247,7 @@ wf_port_info(const wf_dataplane_t *dp, uint16_t port, struct wf_port_info *info)
 	info->link_speed_mbps = link.link_speed;
 	info->attached = 1;
 	info->rx_queues = pc->nb_rxq;
+	info->tx_ip4_cksum_offload = pc->tx_ip4_cksum;
 	info->tx_queues = pc->nb_txq;
 	rte_eth_dev_get_mtu(port, &info->mtu);
 	for (uint16_t q = 0; q < pc->nb_rxq; q++)

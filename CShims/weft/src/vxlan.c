@@ -120,6 +120,7 @@ wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, s
 	memset(x, 0, sizeof(*x));
 	x->is_v6 = tc->vx.is_v6;
 	x->out_port = tc->uplink;
+	x->ip4_cksum_offload = dp->ports[tc->uplink].tx_ip4_cksum;
 	x->nbr = tc->nbr;
 	uint8_t *h = x->hdr;
 	memcpy(h + 6, ul->mac, 6); /* destination MAC comes from the neighbour */

@@ -48,7 +48,14 @@ wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, stru
 		struct rte_udp_hdr *udp = (struct rte_udp_hdr *)(ip + 1);
 		ip->total_length = rte_cpu_to_be_16((uint16_t)(inner + 36));
 		ip->hdr_checksum = 0;
-		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		if (x->ip4_cksum_offload) {
+			m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_TX_OFFLOAD_MASK) | RTE_MBUF_F_TX_IPV4 |
+				      RTE_MBUF_F_TX_IP_CKSUM;
+			m->l2_len = 14;
+			m->l3_len = sizeof(*ip);
+		} else {
+			ip->hdr_checksum = rte_ipv4_cksum(ip);
+		}
 		udp->src_port = rte_cpu_to_be_16(sport);
 		udp->dgram_len = rte_cpu_to_be_16((uint16_t)(inner + 16));
 		udp->dgram_cksum = 0; /* optional over IPv4 (RFC 7348 5) */

@@ -56,6 +56,7 @@ struct wf_vxtpl {
 	uint16_t out_port;
 	uint32_t nbr;       /* neighbour whose MAC is the outer destination */
 	uint32_t max_inner; /* largest inner frame that fits the underlay MTU */
+	uint8_t ip4_cksum_offload; /* the uplink computes the outer IPv4 checksum */
 };
 
 /* Decap lookup key; src all 0xff marks "some tunnel has this VNI". */
@@ -142,6 +143,7 @@ struct wf_port_ctl {
 	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
 	char devname[RTE_DEV_NAME_MAX_LEN];
 	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
+	bool tx_ip4_cksum; /* IPv4 header checksum TX offload enabled */
 	struct rte_ring *test_rx, *test_tx;
 };
 
