@@ -324,6 +324,86 @@ public final class Dataplane {
         return n
     }
 
+    // MARK: point-to-multipoint
+
+    public struct P2MPID: Hashable, Codable, Sendable { public let raw: UInt32 }
+
+    public func addReplication(ingress: SideID, members: [SideID], cloneMinBytes: UInt32 = 256) throws -> (P2MPID, [XCSlot]) {
+        var ms = members.map { wf_p2mp_member(side: $0.raw, shg: 0, pad: 0) }
+        var slots = [UInt32](repeating: 0, count: max(members.count, 1))
+        var id: UInt32 = 0
+        try check(wf_replicate_add(dp, ingress.raw, &ms, UInt32(ms.count), cloneMinBytes, &id, &slots),
+                  "add replication group", "of \(members.count) members")
+        return (P2MPID(raw: id), slots.prefix(members.count).map(XCSlot.init))
+    }
+
+    public struct BridgeSettings: Sendable {
+        public var macLimit: UInt32 = 4096
+        public var ageMs: UInt32 = 300_000
+        public var statics: [(mac: [UInt8], member: Int)] = []
+        public init() {}
+    }
+
+    public func addBridge(members: [(side: SideID, shg: UInt16)], settings: BridgeSettings) throws -> (P2MPID, [XCSlot]) {
+        var ms = members.map { wf_p2mp_member(side: $0.side.raw, shg: $0.shg, pad: 0) }
+        var c = wf_bridge_cfg()
+        c.mac_limit = settings.macLimit
+        c.age_ms = settings.ageMs
+        c.n_static = UInt32(settings.statics.count)
+        withUnsafeMutableBytes(of: &c.static_mac) { raw in
+            for (i, s) in settings.statics.prefix(16).enumerated() {
+                for (b, v) in s.mac.prefix(6).enumerated() { raw[i * 6 + b] = v }
+            }
+        }
+        withUnsafeMutableBytes(of: &c.static_member) { raw in
+            for (i, s) in settings.statics.prefix(16).enumerated() { raw.storeBytes(of: UInt16(s.member), toByteOffset: i * 2, as: UInt16.self) }
+        }
+        var slots = [UInt32](repeating: 0, count: max(members.count, 1))
+        var id: UInt32 = 0
+        try check(wf_bridge_add(dp, &c, &ms, UInt32(ms.count), &id, &slots), "add bridge domain", "of \(members.count) members")
+        return (P2MPID(raw: id), slots.prefix(members.count).map(XCSlot.init))
+    }
+
+    public func deleteP2MP(_ id: P2MPID) throws {
+        try check(wf_p2mp_del(dp, id.raw), "remove group/domain", "\(id.raw)")
+    }
+
+    public struct MACEntry: Codable, Equatable, Sendable {
+        public var mac: String
+        public var member: Int
+        public var worker: Int
+        public var isStatic: Bool
+        public var ageMs: UInt64
+    }
+
+    public func bridgeMACs(_ id: P2MPID) -> [MACEntry] {
+        let n = Int(wf_bridge_macs(dp, id.raw, nil, 0))
+        guard n > 0 else { return [] }
+        var buf = [wf_mac_entry](repeating: wf_mac_entry(), count: n)
+        let got = Int(wf_bridge_macs(dp, id.raw, &buf, UInt32(n)))
+        return buf.prefix(min(n, got)).map { e in
+            MACEntry(mac: withUnsafeBytes(of: e.mac) { $0.map { String(format: "%02x", $0) }.joined(separator: ":") },
+                     member: Int(e.member), worker: Int(e.worker), isStatic: e.is_static != 0, ageMs: e.age_ms)
+        }
+    }
+
+    public struct BridgeStats: Codable, Equatable, Sendable {
+        public var learned: UInt64, moves: UInt64, flooded: UInt64, limitDrops: UInt64
+    }
+
+    public func bridgeStats(_ id: P2MPID) -> BridgeStats {
+        var s = wf_bridge_stats()
+        _ = wf_bridge_stats(dp, id.raw, &s)
+        return BridgeStats(learned: s.learned, moves: s.moves, flooded: s.flooded, limitDrops: s.limit_drops)
+    }
+
+    public func injectMany(_ port: PortID, frame: [UInt8], count: Int) -> Int {
+        Int(frame.withUnsafeBufferPointer { wf_testport_inject_n(dp, port.raw, $0.baseAddress, UInt32($0.count), UInt32(count)) })
+    }
+
+    @discardableResult
+    public func discard(_ port: PortID) -> Int { Int(wf_testport_discard(dp, port.raw)) }
+
     public func deleteTunnel(_ side: SideID) throws {
         try check(wf_tunnel_del(dp, side.raw), "remove tunnel", "side \(side.raw)")
     }

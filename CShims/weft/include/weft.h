@@ -47,7 +47,10 @@ extern "C" {
 	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet") \
 	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
 	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
-	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)")
+	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)") \
+	X(REPLICA_ALLOC, "replica-alloc", "no mbuf for a replica (pool exhausted)")  \
+	X(MAC_LIMIT, "mac-limit", "bridge frame from a new MAC past the domain's MAC limit") \
+	X(BRIDGE_FILTER, "bridge-filter", "bridge frame for its own ingress member or its split-horizon group")
 
 enum wf_drop_reason {
 #define WF_X_ENUM(e, s, d) WF_DROP_##e,
@@ -266,6 +269,56 @@ int wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot);
 /* Remove a cross-connect. Hitless: safe while workers run. */
 int wf_xc_del(wf_dataplane_t *dp, uint32_t slot);
 
+/* ---- Point-to-multipoint ---------------------------------------------------- */
+
+struct wf_p2mp_member {
+	uint32_t side;
+	uint16_t shg;  /* bridge: split-horizon group, 0 = none */
+	uint16_t pad;
+};
+
+/*
+ * Replication group: frames from `ingress` are copied to every member
+ * (exactly one copy each); frames from a member go to the ingress. Each
+ * member's counters are the cross-connect slot returned in slots[i]
+ * ([0] toward the member, [1] from it). Frames of at least
+ * clone_min_bytes go to plain (untunnelled) members as reference-counted
+ * clones, smaller ones as copies. Hitless.
+ */
+int wf_replicate_add(wf_dataplane_t *dp, uint32_t ingress, const struct wf_p2mp_member *members,
+		     uint32_t n, uint32_t clone_min_bytes, uint32_t *id, uint32_t *slots);
+
+struct wf_bridge_cfg {
+	uint32_t mac_limit;   /* learned MACs per worker; past it new MACs are dropped */
+	uint32_t age_ms;      /* learned entries expire after this */
+	uint32_t n_static;
+	uint8_t static_mac[16][6];
+	uint16_t static_member[16]; /* index into members */
+};
+/*
+ * L2 bridge domain over the member sides: MAC learning (per worker, lock
+ * free), aging, a MAC limit, moves, static entries; broadcast, multicast and
+ * unknown unicast flooded to every member but the ingress and, for shg != 0,
+ * its split-horizon group. Per-member counters in slots[i]. Hitless.
+ */
+int wf_bridge_add(wf_dataplane_t *dp, const struct wf_bridge_cfg *cfg,
+		  const struct wf_p2mp_member *members, uint32_t n, uint32_t *id, uint32_t *slots);
+/* Remove a replication group or bridge domain. Hitless. */
+int wf_p2mp_del(wf_dataplane_t *dp, uint32_t id);
+
+struct wf_mac_entry {
+	uint8_t mac[6];
+	uint16_t member;
+	uint32_t worker;
+	uint8_t is_static;
+	uint8_t pad[3];
+	uint64_t age_ms;
+};
+/* Learned and static MACs of a bridge domain; returns how many exist. */
+int wf_bridge_macs(wf_dataplane_t *dp, uint32_t id, struct wf_mac_entry *out, uint32_t cap);
+struct wf_bridge_stats { uint64_t learned, moves, flooded, limit_drops; };
+int wf_bridge_stats(const wf_dataplane_t *dp, uint32_t id, struct wf_bridge_stats *s);
+
 /* ---- Counters (summed over workers on read) ---------------------------- */
 
 struct wf_if_stats {
@@ -321,6 +374,12 @@ int wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t itera
 /* The io-forward limit on the same ports: RX burst, TX burst, nothing else. */
 int wf_bench_io_baseline(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
 			 uint64_t *cycles, uint64_t *packets);
+
+/* Inject `count` copies of a frame; returns how many fit in the RX ring. */
+int wf_testport_inject_n(wf_dataplane_t *dp, uint16_t port_id, const uint8_t *frame, uint32_t len,
+			 uint32_t count);
+/* Free every transmitted frame; returns how many there were. */
+int wf_testport_discard(wf_dataplane_t *dp, uint16_t port_id);
 
 /* ---- Kernel helpers (netlink via libmnl) -------------------------------- */
 

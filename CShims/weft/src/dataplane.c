@@ -163,8 +163,11 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	wf_dp_stop(dp);
 	if (dp->xcs != NULL)
 		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
-			if (dp->xcs[i].used)
+			if (dp->xcs[i].used && !dp->xcs[i].p2mp)
 				wf_xc_del(dp, i);
+	for (uint32_t i = 0; i < WF_MAX_P2MP; i++)
+		if (dp->p2mp[i].kind != 0)
+			wf_p2mp_del(dp, i);
 	if (dp->tunnels != NULL)
 		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
 			if (dp->tunnels[i].kind != 0)

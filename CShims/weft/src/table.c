@@ -19,6 +19,8 @@ wf_table_free(struct wf_table *t)
 		free(t->vlan[p]);
 		free(t->ul[p]);
 	}
+	for (uint32_t i = 0; i < WF_MAX_P2MP; i++)
+		free(t->p2mp[i]);
 	free(t->vx);
 	free(t->dec);
 	free(t);
@@ -57,7 +59,7 @@ wf_key_of(const struct wf_tunnel_ctl *tc, bool marker)
 }
 
 /* Where the table says what to do with frames coming from `side`. */
-static struct wf_fwd *
+struct wf_fwd *
 wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side)
 {
 	if (!(side & WF_SIDE_TUNNEL))
@@ -71,7 +73,7 @@ wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side)
 }
 
 /* How a frame reaches `side`: the port it leaves on and the header it gets. */
-static struct wf_fwd
+struct wf_fwd
 wf_way_to(const struct wf_dataplane *dp, const uint32_t *vx_index, uint32_t side, uint32_t slot,
 	  uint8_t dir)
 {
@@ -99,6 +101,8 @@ wf_has_vlan_map(const struct wf_dataplane *dp, uint32_t p)
 {
 	return dp->n_tunnels_on[p] > 0;
 }
+
+int wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index);
 
 int
 wf_table_publish(struct wf_dataplane *dp)
@@ -162,12 +166,17 @@ wf_table_publish(struct wf_dataplane *dp)
 
 	for (uint32_t s = 0; s < dp->cfg.max_xconnects; s++) {
 		const struct wf_xc_ctl *x = &dp->xcs[s];
-		if (!x->used)
+		if (!x->used || x->p2mp)
 			continue;
 		*wf_entry_from(dp, t, x->a) = wf_way_to(dp, vx_index, x->b, s, 0);
 		*wf_entry_from(dp, t, x->b) = wf_way_to(dp, vx_index, x->a, s, 1);
 	}
+	int rc = wf_p2mp_build(dp, t, vx_index);
 	free(vx_index);
+	if (rc != 0) {
+		wf_table_free(t);
+		return rc;
+	}
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
 		const struct wf_port_ctl *pc = &dp->ports[p];
 		if (!pc->attached)

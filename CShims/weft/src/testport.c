@@ -107,3 +107,27 @@ wf_testport_collect(wf_dataplane_t *dp, uint16_t port, uint8_t *buf, uint32_t ca
 	rte_pktmbuf_free(m);
 	return (int)len;
 }
+
+int
+wf_testport_inject_n(wf_dataplane_t *dp, uint16_t port, const uint8_t *frame, uint32_t len, uint32_t count)
+{
+	uint32_t done = 0;
+	for (; done < count; done++)
+		if (wf_testport_inject(dp, port, frame, len) != 0)
+			break;
+	return (int)done;
+}
+
+int
+wf_testport_discard(wf_dataplane_t *dp, uint16_t port)
+{
+	if (dp == NULL || port >= WF_MAX_PORTS || !dp->ports[port].is_testport)
+		return -EINVAL;
+	void *objs[64];
+	unsigned n, total = 0;
+	while ((n = rte_ring_dequeue_burst(dp->ports[port].test_tx, objs, 64, NULL)) > 0) {
+		rte_pktmbuf_free_bulk((struct rte_mbuf **)objs, n);
+		total += n;
+	}
+	return (int)total;
+}

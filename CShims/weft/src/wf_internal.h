@@ -26,6 +26,8 @@ enum wf_action {
 	WF_ACT_FWD = 0,     /* send as is */
 	WF_ACT_VLAN_PUSH,   /* push an 802.1Q tag (tci) */
 	WF_ACT_VXLAN_ENCAP, /* prepend the tunnel's outer headers (tun) */
+	WF_ACT_REPLICATE,   /* copy to every member of p2mp[tun] */
+	WF_ACT_BRIDGE,      /* L2 switch in p2mp[tun]; vlan_tci = ingress member index */
 };
 
 /* What a worker does with a frame from a side (after any tunnel header is removed). */
@@ -38,6 +40,43 @@ struct wf_fwd {
 	uint16_t pad;
 	uint32_t tun;      /* WF_ACT_VXLAN_ENCAP: index into wf_table.vx */
 };
+
+#define WF_MAX_P2MP 256
+#define WF_MAX_MEMBERS 128
+enum wf_p2mp_kind { WF_P2MP_REPLICATE = 1, WF_P2MP_BRIDGE = 2 };
+
+struct wf_member_way {
+	struct wf_fwd way; /* how a frame reaches the member (slot = its counters, dir 0) */
+	uint16_t shg;
+	uint8_t plain;     /* WF_ACT_FWD: clones may go there unmodified */
+	uint8_t pad;
+};
+
+/* A replication group or bridge domain as the workers see it. */
+struct wf_p2mp_tbl {
+	uint8_t kind;
+	uint32_t id;
+	uint32_t n;
+	uint32_t clone_min;
+	uint64_t age_tsc;
+	uint32_t mac_limit;
+	uint32_t n_static;
+	uint64_t static_key[16]; /* mac48 | member << 48 */
+	struct wf_member_way m[WF_MAX_MEMBERS];
+};
+
+/* A worker's MAC table for one bridge domain: 4-way buckets, aged, limited. */
+struct wf_mac_slot {
+	uint64_t key;  /* mac48 | member << 48; 0 = empty */
+	uint64_t seen; /* TSC */
+};
+struct wf_mac_tbl {
+	uint32_t mask;  /* buckets - 1 */
+	uint32_t count; /* non-empty slots */
+	uint64_t learned, moves, flooded, limit_drops;
+	struct wf_mac_slot s[]; /* (mask + 1) * 4 */
+};
+
 
 #define WF_MAX_NEIGHBOURS 1024
 #define WF_VX_HDR_MAX 72
@@ -103,6 +142,7 @@ struct wf_table {
 	uint32_t n_vx;
 	struct wf_vxdec *dec;                 /* open addressing, dec_mask + 1 slots */
 	uint32_t dec_mask;
+	struct wf_p2mp_tbl *p2mp[WF_MAX_P2MP];
 	uint32_t n_polls[WF_MAX_WORKERS];
 	struct wf_poll polls[WF_MAX_WORKERS][WF_MAX_POLLS];
 };
@@ -132,6 +172,7 @@ struct wf_worker {
 	uint64_t drops[WF_DROP_MAX];
 	struct wf_if_counters *ifc;  /* [WF_MAX_PORTS] */
 	struct wf_xc_counters *xcc;  /* [max_xconnects] */
+	struct wf_mac_tbl *mac[WF_MAX_P2MP]; /* bridge domains: this worker's MAC table */
 } __rte_cache_aligned;
 
 /* Control-side view of a port; read only by the control thread. */
@@ -149,7 +190,19 @@ struct wf_port_ctl {
 
 struct wf_xc_ctl {
 	bool used;
+	bool p2mp;     /* a member's counter slot, not a P2P cross-connect */
 	uint32_t a, b; /* sides */
+};
+
+struct wf_p2mp_ctl {
+	uint8_t kind; /* 0: free */
+	uint32_t ingress;      /* replication: the ingress side */
+	uint32_t ingress_slot;
+	uint32_t n;
+	struct wf_p2mp_member m[WF_MAX_MEMBERS];
+	uint32_t slot[WF_MAX_MEMBERS];
+	uint32_t clone_min;
+	struct wf_bridge_cfg bcfg;
 };
 
 enum wf_tunnel_kind { WF_TUN_VLAN = 1, WF_TUN_VXLAN = 2 };
@@ -176,6 +229,7 @@ struct wf_dataplane {
 	struct wf_port_ctl ports[WF_MAX_PORTS];
 	struct wf_xc_ctl *xcs; /* [max_xconnects] */
 	struct wf_tunnel_ctl *tunnels; /* [max_xconnects] */
+	struct wf_p2mp_ctl p2mp[WF_MAX_P2MP];
 	uint32_t n_tunnels_on[WF_MAX_PORTS]; /* tunnels carried per uplink port */
 
 	/* Underlay: addresses per uplink, neighbours, the punt path (underlay.c). */
@@ -201,6 +255,12 @@ void wf_table_free(struct wf_table *t);
 
 /* xconnect.c */
 uint32_t *wf_side_slot(struct wf_dataplane *dp, uint32_t side, const char **what);
+int wf_slot_alloc(struct wf_dataplane *dp, uint32_t *slot);
+
+/* table.c: side entries, shared with the P2MP builder */
+struct wf_fwd *wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side);
+struct wf_fwd wf_way_to(const struct wf_dataplane *dp, const uint32_t *vx_index, uint32_t side,
+			uint32_t slot, uint8_t dir);
 
 /* xconnect_node.c: the per-burst stage */
 void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
@@ -231,6 +291,10 @@ void wf_underlay_stop(struct wf_dataplane *dp);
 int wf_nbr_track(struct wf_dataplane *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip, uint32_t *idx);
 void wf_nbr_release(struct wf_dataplane *dp, uint32_t idx);
 uint32_t wf_vx_hash(const struct wf_vxkey *k);
+
+/* p2mp_node.c */
+void wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
+		struct rte_mbuf **pkts, uint16_t n);
 
 /* vlan_node.c */
 int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);

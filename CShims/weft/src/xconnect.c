@@ -54,6 +54,27 @@ wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot)
 		}
 	}
 	uint32_t s;
+	int rc = wf_slot_alloc(dp, &s);
+	if (rc)
+		return rc;
+	dp->xcs[s] = (struct wf_xc_ctl){ .used = true, .a = a, .b = b };
+	*sa = s;
+	*sb = s;
+	rc = wf_table_publish(dp);
+	if (rc != 0) {
+		dp->xcs[s].used = false;
+		*sa = *sb = UINT32_MAX;
+		return rc;
+	}
+	*slot = s;
+	return 0;
+}
+
+/* A free counter slot, zeroed (no published table names it). Marked used by the caller. */
+int
+wf_slot_alloc(struct wf_dataplane *dp, uint32_t *slot)
+{
+	uint32_t s;
 	for (s = 0; s < dp->cfg.max_xconnects; s++)
 		if (!dp->xcs[s].used)
 			break;
@@ -61,18 +82,8 @@ wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot)
 		wf_set_error("all %u cross-connect slots are in use", dp->cfg.max_xconnects);
 		return -ENOSPC;
 	}
-	/* The slot is unused and no published table names it: safe to zero. */
 	for (uint32_t w = 0; w < dp->n_pollers; w++)
 		memset(&dp->workers[w].xcc[s], 0, sizeof(struct wf_xc_counters));
-	dp->xcs[s] = (struct wf_xc_ctl){ .used = true, .a = a, .b = b };
-	*sa = s;
-	*sb = s;
-	int rc = wf_table_publish(dp);
-	if (rc != 0) {
-		dp->xcs[s].used = false;
-		*sa = *sb = UINT32_MAX;
-		return rc;
-	}
 	*slot = s;
 	return 0;
 }
@@ -83,7 +94,7 @@ wf_xc_del(wf_dataplane_t *dp, uint32_t slot)
 	if (dp == NULL || slot >= dp->cfg.max_xconnects)
 		return -EINVAL;
 	struct wf_xc_ctl *x = &dp->xcs[slot];
-	if (!x->used)
+	if (!x->used || x->p2mp)
 		return -ENOENT;
 	x->used = false;
 	int rc = wf_table_publish(dp);

@@ -98,5 +98,5 @@ wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_por
 		rte_pktmbuf_free_bulk(pkts, n);
 		return;
 	}
-	wf_send(w, f, pkts, n);
+	wf_deliver(w, t, f, pkts, n);
 }
