@@ -364,6 +364,14 @@ public final class Dataplane {
         return (P2MPID(raw: id), slots.prefix(members.count).map(XCSlot.init))
     }
 
+    /// New member list in one publish (members that stay are untouched).
+    public func updateP2MP(_ id: P2MPID, members: [(side: SideID, shg: UInt16)]) throws -> [XCSlot] {
+        var ms = members.map { wf_p2mp_member(side: $0.side.raw, shg: $0.shg, pad: 0) }
+        var slots = [UInt32](repeating: 0, count: max(members.count, 1))
+        try check(wf_p2mp_update(dp, id.raw, &ms, UInt32(ms.count), &slots), "update group/domain", "\(id.raw)")
+        return slots.prefix(members.count).map(XCSlot.init)
+    }
+
     public func deleteP2MP(_ id: P2MPID) throws {
         try check(wf_p2mp_del(dp, id.raw), "remove group/domain", "\(id.raw)")
     }

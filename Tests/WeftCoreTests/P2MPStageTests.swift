@@ -168,4 +168,30 @@ final class P2MPStageTests: XCTestCase {
         XCTAssertThrowsError(try dp.addReplication(ingress: SideID(x), members: [SideID(y), SideID(x)])) { XCTAssertEqual(($0 as? DataplaneError)?.errno, EINVAL) }
         XCTAssertThrowsError(try dp.addCrossConnect(a, x)) { XCTAssertEqual(($0 as? DataplaneError)?.errno, EBUSY) }
     }
+
+    func testMembershipChangesAreHitlessForTheOthers() throws {
+        let ing = try dp.createTestPort(name: "hing")
+        let ms = try (0..<4).map { try dp.createTestPort(name: "hm\($0)") }
+        let (id, _) = try dp.addReplication(ingress: SideID(ing), members: [SideID(ms[0]), SideID(ms[1])])
+        var expected0 = 0
+        for round in 0..<200 {
+            // Frames in flight while the membership changes every round.
+            expected0 += dp.injectMany(ing, frame: testFrame(src: 1, dst: 2, seq: UInt16(round)), count: 8)
+            let extra = round % 2 == 0 ? [SideID(ms[2])] : [SideID(ms[3])]
+            _ = try dp.updateP2MP(id, members: [(SideID(ms[0]), 0), (SideID(ms[1]), 0)] + extra.map { ($0, UInt16(0)) })
+            dp.pollOnce()
+            XCTAssertEqual(dp.discard(ms[0]), 8)
+            XCTAssertEqual(dp.discard(ms[1]), 8)
+            dp.discard(ms[2]); dp.discard(ms[3])
+        }
+        XCTAssertEqual(expected0, 1600)
+        // Removing members keeps the rest; a member that left gets nothing.
+        _ = try dp.updateP2MP(id, members: [(SideID(ms[1]), 0)])
+        try dp.inject(ing, frame: testFrame(src: 1, dst: 2, seq: 1))
+        dp.pollOnce()
+        XCTAssertEqual(dp.discard(ms[1]), 1)
+        XCTAssertEqual(dp.discard(ms[0]) + dp.discard(ms[2]) + dp.discard(ms[3]), 0)
+        // The freed sides can join other connections.
+        _ = try dp.addCrossConnect(ms[0], ms[2])
+    }
 }

@@ -303,6 +303,13 @@ struct wf_bridge_cfg {
  */
 int wf_bridge_add(wf_dataplane_t *dp, const struct wf_bridge_cfg *cfg,
 		  const struct wf_p2mp_member *members, uint32_t n, uint32_t *id, uint32_t *slots);
+/*
+ * Change the members in one publish: members that stay keep their index,
+ * counters and learned MACs, and lose nothing; slots[i] answers members[i].
+ * Hitless.
+ */
+int wf_p2mp_update(wf_dataplane_t *dp, uint32_t id, const struct wf_p2mp_member *members, uint32_t n,
+		   uint32_t *slots);
 /* Remove a replication group or bridge domain. Hitless. */
 int wf_p2mp_del(wf_dataplane_t *dp, uint32_t id);
 

@@ -55,10 +55,23 @@ wf_p2mp_claim(struct wf_dataplane *dp, struct wf_p2mp_ctl *g, uint32_t n_claim, 
 	return rc;
 }
 
+#define WF_HOLE UINT32_MAX /* a removed member's index, free for reuse */
+
+static bool
+wf_taken(const uint32_t *idx, uint32_t n, uint32_t h)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (idx[i] == h)
+			return true;
+	return false;
+}
+
 static void
 wf_p2mp_release(struct wf_dataplane *dp, const struct wf_p2mp_ctl *g)
 {
 	for (uint32_t i = 0; i < g->n; i++) {
+		if (g->m[i].side == WF_HOLE)
+			continue;
 		dp->xcs[g->slot[i]].used = false;
 		uint32_t *ss = wf_side_slot(dp, g->m[i].side, NULL);
 		if (ss)
@@ -229,6 +242,92 @@ wf_p2mp_del(wf_dataplane_t *dp, uint32_t id)
 	return 0;
 }
 
+/*
+ * Change the members of a group or domain in one publish: members that stay
+ * keep their index, slot and learned MACs; removed ones leave a hole; new
+ * ones are appended. Traffic of the members that stay is not disturbed.
+ */
+int
+wf_p2mp_update(wf_dataplane_t *dp, uint32_t id, const struct wf_p2mp_member *members, uint32_t n,
+	       uint32_t *slots)
+{
+	if (dp == NULL || id >= WF_MAX_P2MP || dp->p2mp[id].kind == 0 || slots == NULL)
+		return -ENOENT;
+	struct wf_p2mp_ctl *g = &dp->p2mp[id];
+	int rc = wf_check_members(members, n, g->kind == WF_P2MP_BRIDGE ? 2 : 1);
+	if (rc)
+		return rc;
+	struct wf_p2mp_ctl next = *g;
+	uint32_t added_side[WF_MAX_MEMBERS], added_idx[WF_MAX_MEMBERS], n_added = 0;
+	bool keep[WF_MAX_MEMBERS] = { false };
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t j = 0; j < g->n; j++)
+			if (g->m[j].side == members[i].side && members[i].side != WF_HOLE)
+				keep[j] = true;
+	for (uint32_t j = 0; j < g->n; j++)
+		if (!keep[j])
+			next.m[j].side = WF_HOLE;
+	for (uint32_t i = 0; i < n; i++) {
+		if (g->kind == WF_P2MP_REPLICATE && members[i].side == g->ingress) {
+			wf_set_error("a replication group cannot include its own ingress");
+			return -EINVAL;
+		}
+		uint32_t j;
+		for (j = 0; j < g->n && g->m[j].side != members[i].side; j++)
+			;
+		if (j < g->n) {
+			next.m[j].shg = members[i].shg;
+			continue;
+		}
+		/* Reuse a hole (with a new generation, so no learned MAC of the
+		 * member that left can match), else append. */
+		uint32_t h;
+		for (h = 0; h < next.n; h++)
+			if (next.m[h].side == WF_HOLE && !(h < g->n && keep[h]) && !wf_taken(added_idx, n_added, h))
+				break;
+		if (h == next.n) {
+			if (next.n >= WF_MAX_MEMBERS) {
+				wf_set_error("at most %d members", WF_MAX_MEMBERS);
+				return -ENOSPC;
+			}
+			next.n++;
+		} else {
+			next.gen[h] = (uint16_t)((next.gen[h] + 1) & 0x1ff);
+		}
+		added_idx[n_added] = h;
+		added_side[n_added++] = members[i].side;
+		next.m[h] = members[i];
+	}
+	uint32_t new_slots[WF_MAX_MEMBERS];
+	if ((rc = wf_p2mp_claim(dp, &next, n_added, added_side, new_slots)) != 0)
+		return rc;
+	for (uint32_t a = 0; a < n_added; a++)
+		next.slot[added_idx[a]] = new_slots[a];
+	struct wf_p2mp_ctl old = *g;
+	*g = next;
+	if ((rc = wf_table_publish(dp)) != 0) {
+		*g = old;
+		for (uint32_t a = 0; a < n_added; a++) {
+			dp->xcs[new_slots[a]].used = false;
+			*wf_side_slot(dp, added_side[a], NULL) = UINT32_MAX;
+		}
+		return rc;
+	}
+	/* Published: release the members that left. */
+	for (uint32_t j = 0; j < old.n; j++)
+		if (!keep[j] && old.m[j].side != WF_HOLE) {
+			dp->xcs[old.slot[j]].used = false;
+			uint32_t *ss = wf_side_slot(dp, old.m[j].side, NULL);
+			if (ss)
+				*ss = UINT32_MAX;
+		}
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t j = 0; j < g->n; j++)
+			if (g->m[j].side == members[i].side)
+				slots[i] = g->slot[j];
+	return 0;
+}
+
 /* Table build: side entries and the workers' view of each group / domain. */
 int
 wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index)
@@ -246,15 +345,26 @@ wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t 
 		pt->n = g->n;
 		pt->clone_min = g->clone_min ? g->clone_min : UINT32_MAX;
 		for (uint32_t i = 0; i < g->n; i++) {
+			if (g->m[i].side == WF_HOLE) {
+				pt->m[i].way = (struct wf_fwd){ .out_port = WF_PORT_NONE };
+				continue;
+			}
 			pt->m[i].way = wf_way_to(dp, vx_index, g->m[i].side, g->slot[i], 0);
 			pt->m[i].shg = g->m[i].shg;
+			pt->m[i].gen = g->gen[i];
 			pt->m[i].plain = pt->m[i].way.action == WF_ACT_FWD;
 		}
+		/* The last live member, which may take the original frame. */
+		pt->last = 0;
+		for (uint32_t i = 0; i < g->n; i++)
+			if (g->m[i].side != WF_HOLE)
+				pt->last = i;
 		if (g->kind == WF_P2MP_REPLICATE) {
 			*wf_entry_from(dp, t, g->ingress) = (struct wf_fwd){
 				.out_port = 0, .dir = 1, .action = WF_ACT_REPLICATE, .xc_slot = g->ingress_slot, .tun = id };
 			for (uint32_t i = 0; i < g->n; i++)
-				*wf_entry_from(dp, t, g->m[i].side) = wf_way_to(dp, vx_index, g->ingress, g->slot[i], 1);
+				if (g->m[i].side != WF_HOLE)
+					*wf_entry_from(dp, t, g->m[i].side) = wf_way_to(dp, vx_index, g->ingress, g->slot[i], 1);
 		} else {
 			pt->age_tsc = (uint64_t)g->bcfg.age_ms * rte_get_tsc_hz() / 1000;
 			pt->mac_limit = g->bcfg.mac_limit;
@@ -266,9 +376,10 @@ wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t 
 				pt->static_key[i] = k | (uint64_t)g->bcfg.static_member[i] << 48;
 			}
 			for (uint32_t i = 0; i < g->n; i++)
-				*wf_entry_from(dp, t, g->m[i].side) = (struct wf_fwd){
-					.out_port = 0, .dir = 1, .action = WF_ACT_BRIDGE, .xc_slot = g->slot[i],
-					.vlan_tci = (uint16_t)i, .tun = id };
+				if (g->m[i].side != WF_HOLE)
+					*wf_entry_from(dp, t, g->m[i].side) = (struct wf_fwd){
+						.out_port = 0, .dir = 1, .action = WF_ACT_BRIDGE, .xc_slot = g->slot[i],
+						.vlan_tci = (uint16_t)i, .tun = id };
 		}
 	}
 	return 0;
@@ -297,13 +408,14 @@ wf_bridge_macs(wf_dataplane_t *dp, uint32_t id, struct wf_mac_entry *out, uint32
 		for (uint32_t i = 0; i < (m->mask + 1) * 4; i++) {
 			uint64_t k = __atomic_load_n(&m->s[i].key, __ATOMIC_RELAXED);
 			uint64_t seen = __atomic_load_n(&m->s[i].seen, __ATOMIC_RELAXED);
-			if (k == 0 || now - seen > age)
+			if (k == 0 || now - seen > age || WF_MAC_GEN(k) != g->gen[WF_MAC_MEMBER(k)] ||
+			    g->m[WF_MAC_MEMBER(k)].side == WF_HOLE)
 				continue;
 			if (out && n < cap) {
 				memset(&out[n], 0, sizeof(out[n]));
 				for (int b = 0; b < 6; b++)
 					out[n].mac[b] = (uint8_t)(k >> (8 * b));
-				out[n].member = (uint16_t)(k >> 48);
+				out[n].member = (uint16_t)WF_MAC_MEMBER(k);
 				out[n].worker = w;
 				out[n].age_ms = (now - seen) * 1000 / hz;
 			}

@@ -45,12 +45,14 @@ wf_replicate(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd 
 	     struct rte_mbuf **pkts, uint16_t n)
 {
 	const struct wf_p2mp_tbl *g = t->p2mp[f->tun];
-	const uint32_t last = g->n - 1;
-	const bool give_original = g->m[last].plain;
+	const uint32_t last = g->last;
+	const bool give_original = g->m[last].plain && g->m[last].way.out_port != WF_PORT_NONE;
 	struct rte_mbuf *out[WF_MAX_BURST];
 
 	for (uint32_t j = 0; j < g->n; j++) {
 		const struct wf_member_way *mw = &g->m[j];
+		if (mw->way.out_port == WF_PORT_NONE)
+			continue; /* a member that left */
 		uint16_t k = 0;
 		if (j == last && give_original) {
 			memcpy(out, pkts, n * sizeof(*pkts));
@@ -80,7 +82,7 @@ wf_learn(struct wf_mac_tbl *tb, const struct wf_p2mp_tbl *g, uint64_t mac, uint1
 		if ((g->static_key[s] & MAC48) == mac)
 			return true; /* static entries never move */
 	struct wf_mac_slot *b = &tb->s[(rte_hash_crc_8byte(mac, 0) & tb->mask) * 4];
-	const uint64_t key = mac | (uint64_t)mbr << 48;
+	const uint64_t key = mac | WF_MAC_TAG(mbr, g->m[mbr].gen);
 	int free_i = -1, expired_i = -1;
 	for (int i = 0; i < 4; i++) {
 		uint64_t k = b[i].key;
@@ -122,9 +124,14 @@ wf_lookup(const struct wf_mac_tbl *tb, const struct wf_p2mp_tbl *g, uint64_t mac
 		if ((g->static_key[s] & MAC48) == mac)
 			return (int)(g->static_key[s] >> 48);
 	const struct wf_mac_slot *b = &tb->s[(rte_hash_crc_8byte(mac, 0) & tb->mask) * 4];
-	for (int i = 0; i < 4; i++)
-		if (b[i].key != 0 && (b[i].key & MAC48) == mac && now - b[i].seen <= g->age_tsc)
-			return (int)(b[i].key >> 48);
+	for (int i = 0; i < 4; i++) {
+		uint64_t k = b[i].key;
+		if (k != 0 && (k & MAC48) == mac && now - b[i].seen <= g->age_tsc) {
+			uint32_t m = WF_MAC_MEMBER(k);
+			/* A generation mismatch: learned on a member that has left since. */
+			return WF_MAC_GEN(k) == g->m[m].gen ? (int)m : -1;
+		}
+	}
 	return -1;
 }
 
@@ -134,7 +141,7 @@ wf_flood(struct wf_worker *w, const struct wf_p2mp_tbl *g, uint32_t in_m, struct
 	const uint16_t shg = g->m[in_m].shg;
 	for (uint32_t j = 0; j < g->n; j++) {
 		const struct wf_member_way *mw = &g->m[j];
-		if (j == in_m || (shg != 0 && mw->shg == shg))
+		if (j == in_m || (shg != 0 && mw->shg == shg) || mw->way.out_port == WF_PORT_NONE)
 			continue; /* split horizon: never back where it came from */
 		struct rte_mbuf *c = wf_replica(w->dp->pool, m, mw, g->clone_min);
 		if (unlikely(c == NULL)) {
@@ -178,6 +185,8 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 			continue;
 		}
 		int k = (e[0] & 1) ? -1 : wf_lookup(tb, g, wf_mac48(e), now);
+		if (k >= 0 && g->m[k].way.out_port == WF_PORT_NONE)
+			k = -1; /* learned on a member that left: unknown again */
 		if (k < 0) {
 			tb->flooded++;
 			wf_flood(w, g, in_m, m);

@@ -50,13 +50,20 @@ struct wf_member_way {
 	uint16_t shg;
 	uint8_t plain;     /* WF_ACT_FWD: clones may go there unmodified */
 	uint8_t pad;
+	uint16_t gen;      /* bumped when a member index is reused */
 };
+
+/* Learned MAC keys: mac48 | (member index (7 bits) | generation (9 bits) << 7) << 48. */
+#define WF_MAC_MEMBER(k) ((uint32_t)((k) >> 48) & 0x7f)
+#define WF_MAC_GEN(k) ((uint32_t)((k) >> 55))
+#define WF_MAC_TAG(idx, gen) ((uint64_t)((idx) | ((gen) & 0x1ff) << 7) << 48)
 
 /* A replication group or bridge domain as the workers see it. */
 struct wf_p2mp_tbl {
 	uint8_t kind;
 	uint32_t id;
-	uint32_t n;
+	uint32_t n;        /* member indices in use, holes included */
+	uint32_t last;     /* the last live member */
 	uint32_t clone_min;
 	uint64_t age_tsc;
 	uint32_t mac_limit;
@@ -201,6 +208,7 @@ struct wf_p2mp_ctl {
 	uint32_t n;
 	struct wf_p2mp_member m[WF_MAX_MEMBERS];
 	uint32_t slot[WF_MAX_MEMBERS];
+	uint16_t gen[WF_MAX_MEMBERS];
 	uint32_t clone_min;
 	struct wf_bridge_cfg bcfg;
 };
