@@ -9,6 +9,9 @@ public struct AdminRequest: Codable, Equatable, Sendable {
         case showDrops = "show-drops"
         case showWorkers = "show-workers"
         case showNeighbours = "show-neighbours"
+        case showGroups = "show-groups"
+        case connect
+        case disconnect
         case addInterface = "add-interface"
         case deleteInterface = "delete-interface"
         case addCrossConnect = "add-cross-connect"
@@ -19,8 +22,13 @@ public struct AdminRequest: Codable, Equatable, Sendable {
     public var interface: InterfaceConfig?
     public var crossConnect: CrossConnectConfig?
     public var name: String?
-    public init(command: Command, interface: InterfaceConfig? = nil, crossConnect: CrossConnectConfig? = nil, name: String? = nil) {
+    /// connect: the members and the hint labels that pick the mode.
+    public var members: [String]?
+    public var labels: [String: String]?
+    public init(command: Command, interface: InterfaceConfig? = nil, crossConnect: CrossConnectConfig? = nil, name: String? = nil,
+                members: [String]? = nil, labels: [String: String]? = nil) {
         self.command = command; self.interface = interface; self.crossConnect = crossConnect; self.name = name
+        self.members = members; self.labels = labels
     }
 }
 
@@ -33,6 +41,8 @@ public struct AdminResponse: Codable, Equatable, Sendable {
     public var drops: [DropStatus]?
     public var workers: [WorkerStats]?
     public var neighbours: [Dataplane.Neighbour]?
+    public var groups: [P2MPStatus]?
+    public var labels: [String: String]?
     public var tscHz: UInt64?
     public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
     public static func failure(_ message: String) -> AdminResponse { AdminResponse(ok: false, error: message) }

@@ -16,12 +16,19 @@ public struct WeftConfig: Codable, Equatable, Sendable {
     public var deviceSelectorFile: String?
     /// The node's VXLAN UDP port (NSM_VXLAN_PORT overrides), default 4789.
     public var vxlanPort: Int = 4789
+    public var replicationGroups: [ReplicationGroupConfig] = []
+    public var bridgeDomains: [BridgeDomainConfig] = []
+    /// Capability labels this node advertises (NSM_LABELS "k=v,k2=v2" adds and overrides).
+    public var labels: [String: String] = Capabilities.defaultLabels
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case eal, dataplane, admin, interfaces
         case crossConnects = "cross_connects"
         case deviceSelectorFile = "device_selector_file"
         case vxlanPort = "vxlan_port"
+        case replicationGroups = "replication_groups"
+        case bridgeDomains = "bridge_domains"
+        case labels
     }
 
     public init(eal: EALConfig = .init(), dataplane: DataplaneConfig = .init(), admin: AdminConfig = .init(),
@@ -39,6 +46,9 @@ public struct WeftConfig: Codable, Equatable, Sendable {
         crossConnects = try c.decodeIfPresent([CrossConnectConfig].self, forKey: .crossConnects) ?? []
         deviceSelectorFile = try c.decodeIfPresent(String.self, forKey: .deviceSelectorFile)
         vxlanPort = try c.decodeIfPresent(Int.self, forKey: .vxlanPort) ?? 4789
+        replicationGroups = try c.decodeIfPresent([ReplicationGroupConfig].self, forKey: .replicationGroups) ?? []
+        bridgeDomains = try c.decodeIfPresent([BridgeDomainConfig].self, forKey: .bridgeDomains) ?? []
+        labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? Capabilities.defaultLabels
     }
 }
 
@@ -276,6 +286,115 @@ public struct NeighbourConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// One ingress, N members: every member gets one copy of each frame from the
+/// ingress; what a member sends goes to the ingress.
+public struct ReplicationGroupConfig: Codable, Equatable, Sendable {
+    public var name: String
+    public var ingress: String
+    public var members: [String]
+    /// Frames of at least this size go to plain members as reference-counted clones; smaller are copied.
+    public var cloneMinBytes: Int = 256
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, ingress, members, cloneMinBytes = "clone_min_bytes" }
+    public init(name: String, ingress: String, members: [String], cloneMinBytes: Int = 256) {
+        self.name = name; self.ingress = ingress; self.members = members; self.cloneMinBytes = cloneMinBytes
+    }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        ingress = try c.decode(String.self, forKey: .ingress)
+        members = try c.decode([String].self, forKey: .members)
+        cloneMinBytes = try c.decodeIfPresent(Int.self, forKey: .cloneMinBytes) ?? 256
+    }
+}
+
+public struct BridgeMemberConfig: Codable, Equatable, Sendable {
+    public var interface: String
+    /// Members sharing a non-zero group never exchange frames (e.g. tunnels to the same fabric).
+    public var splitHorizonGroup: Int = 0
+    enum CodingKeys: String, CodingKey, CaseIterable { case interface, splitHorizonGroup = "split_horizon_group" }
+    public init(interface: String, splitHorizonGroup: Int = 0) { self.interface = interface; self.splitHorizonGroup = splitHorizonGroup }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        interface = try c.decode(String.self, forKey: .interface)
+        splitHorizonGroup = try c.decodeIfPresent(Int.self, forKey: .splitHorizonGroup) ?? 0
+    }
+}
+
+public struct StaticMACConfig: Codable, Equatable, Sendable {
+    public var mac: String
+    public var interface: String
+    enum CodingKeys: String, CodingKey, CaseIterable { case mac, interface }
+    public init(mac: String, interface: String) { self.mac = mac; self.interface = interface }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        mac = try c.decode(String.self, forKey: .mac)
+        interface = try c.decode(String.self, forKey: .interface)
+    }
+}
+
+/// An L2 bridge domain: MAC learning with aging and a limit, flooding with split horizon.
+public struct BridgeDomainConfig: Codable, Equatable, Sendable {
+    public var name: String
+    public var members: [BridgeMemberConfig]
+    public var macLimit: Int = 4096
+    public var macAgeSeconds: Int = 300
+    public var staticMACs: [StaticMACConfig] = []
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, members, macLimit = "mac_limit", macAgeSeconds = "mac_age_seconds", staticMACs = "static_macs"
+    }
+    public init(name: String, members: [BridgeMemberConfig], macLimit: Int = 4096, macAgeSeconds: Int = 300, staticMACs: [StaticMACConfig] = []) {
+        self.name = name; self.members = members; self.macLimit = macLimit; self.macAgeSeconds = macAgeSeconds; self.staticMACs = staticMACs
+    }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        members = try c.decode([BridgeMemberConfig].self, forKey: .members)
+        macLimit = try c.decodeIfPresent(Int.self, forKey: .macLimit) ?? 4096
+        macAgeSeconds = try c.decodeIfPresent(Int.self, forKey: .macAgeSeconds) ?? 300
+        staticMACs = try c.decodeIfPresent([StaticMACConfig].self, forKey: .staticMACs) ?? []
+    }
+}
+
+/// What this node can do, as NSM-style labels, and how request hints pick a mode.
+public enum Capabilities {
+    public static let p2p = "p2p", replicate = "p2mp-replicate", bridge = "p2mp-bridge"
+    public static let defaultLabels: [String: String] = [p2p: "true", replicate: "true", bridge: "true"]
+
+    public enum Mode: String, Codable, Sendable { case p2p, replicate, bridge }
+
+    /// A request's hint labels -> the mode. `p2mp: replicate|bridge` picks a
+    /// P2MP mode; no hint (or `p2mp: "false"`) means P2P.
+    public static func mode(hints: [String: String], offered: [String: String]) throws -> Mode {
+        let mode: Mode
+        switch hints["p2mp"] {
+        case nil, "false": mode = .p2p
+        case "replicate": mode = .replicate
+        case "bridge": mode = .bridge
+        case let other?:
+            throw ApplyError(message: "no mode matches label p2mp=\(other); this node offers: \(describe(offered))")
+        }
+        let label = mode == .p2p ? p2p : mode == .replicate ? replicate : bridge
+        guard offered[label] == "true" else {
+            throw ApplyError(message: "this node does not offer \(label) (labels: \(describe(offered)))")
+        }
+        return mode
+    }
+
+    public static func describe(_ l: [String: String]) -> String {
+        l.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+    }
+
+    /// NSM_LABELS: "key=value,key2=value2".
+    public static func parse(_ s: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for kv in s.split(separator: ",") {
+            let p = kv.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if p.count == 2, !p[0].isEmpty { out[p[0]] = p[1] }
+        }
+        return out
+    }
+}
+
 public struct CrossConnectConfig: Codable, Equatable, Sendable {
     public var name: String
     public var a: String
@@ -432,6 +551,7 @@ public enum ConfigLoader {
             c.interfaces[i].underlay = u
         }
         if let f = env["NSM_DEVICE_SELECTOR_FILE"], !f.isEmpty { c.deviceSelectorFile = f }
+        if let l = env["NSM_LABELS"] { c.labels.merge(Capabilities.parse(l)) { _, new in new } }
     }
 
     static func yamlError(_ e: YamlError, file: String) -> ConfigError {

@@ -30,6 +30,22 @@ public struct CrossConnectStatus: Codable, Equatable, Sendable {
     public var counters: CrossConnectCounters
 }
 
+public struct P2MPStatus: Codable, Equatable, Sendable {
+    public struct Member: Codable, Equatable, Sendable {
+        public var interface: String
+        public var splitHorizonGroup: Int
+        /// toMember: frames sent to it; fromMember: frames it sent in.
+        public var toMember: CrossConnectCounters.Direction
+        public var fromMember: CrossConnectCounters.Direction
+    }
+    public var name: String
+    public var mode: String
+    public var ingress: String?
+    public var members: [Member]
+    public var macs: [Dataplane.MACEntry]?
+    public var stats: Dataplane.BridgeStats?
+}
+
 public struct DropStatus: Codable, Equatable, Sendable {
     public var reason: String
     public var description: String
@@ -43,9 +59,14 @@ public struct ApplySummary: Codable, Equatable, Sendable, CustomStringConvertibl
     public var removedInterfaces: [String] = []
     public var addedCrossConnects: [String] = []
     public var removedCrossConnects: [String] = []
+    /// Replication groups and bridge domains.
+    public var addedGroups: [String] = []
+    public var removedGroups: [String] = []
+    public var changedGroups: [String] = []
     public var unchanged: Int = 0
     public var description: String {
-        if addedInterfaces.isEmpty && removedInterfaces.isEmpty && addedCrossConnects.isEmpty && removedCrossConnects.isEmpty {
+        if addedInterfaces.isEmpty && removedInterfaces.isEmpty && addedCrossConnects.isEmpty && removedCrossConnects.isEmpty
+            && addedGroups.isEmpty && removedGroups.isEmpty && changedGroups.isEmpty {
             return "no changes (\(unchanged) objects unchanged)"
         }
         var parts: [String] = []
@@ -53,6 +74,9 @@ public struct ApplySummary: Codable, Equatable, Sendable, CustomStringConvertibl
         if !removedInterfaces.isEmpty { parts.append("removed interfaces: \(removedInterfaces.joined(separator: ", "))") }
         if !addedInterfaces.isEmpty { parts.append("added interfaces: \(addedInterfaces.joined(separator: ", "))") }
         if !addedCrossConnects.isEmpty { parts.append("added cross-connects: \(addedCrossConnects.joined(separator: ", "))") }
+        if !removedGroups.isEmpty { parts.append("removed groups/domains: \(removedGroups.joined(separator: ", "))") }
+        if !addedGroups.isEmpty { parts.append("added groups/domains: \(addedGroups.joined(separator: ", "))") }
+        if !changedGroups.isEmpty { parts.append("members changed: \(changedGroups.joined(separator: ", "))") }
         parts.append("\(unchanged) unchanged")
         return parts.joined(separator: "; ")
     }
@@ -80,6 +104,32 @@ public final class Controller: @unchecked Sendable {
         var config: CrossConnectConfig
         var slot: XCSlot
     }
+    enum P2MPConfig: Equatable {
+        case replicate(ReplicationGroupConfig)
+        case bridge(BridgeDomainConfig)
+        var name: String { switch self { case .replicate(let g): return g.name; case .bridge(let d): return d.name } }
+        var interfaces: [String] {
+            switch self {
+            case .replicate(let g): return [g.ingress] + g.members
+            case .bridge(let d): return d.members.map(\.interface)
+            }
+        }
+        /// Same connection apart from its member list: changeable in place.
+        func sameShape(_ o: P2MPConfig) -> Bool {
+            switch (self, o) {
+            case (.replicate(let a), .replicate(let b)): return a.ingress == b.ingress && a.cloneMinBytes == b.cloneMinBytes
+            case (.bridge(let a), .bridge(let b)):
+                return a.macLimit == b.macLimit && a.macAgeSeconds == b.macAgeSeconds && a.staticMACs.isEmpty && b.staticMACs.isEmpty
+            default: return false
+            }
+        }
+    }
+    struct RunningP2MP {
+        var config: P2MPConfig
+        var id: Dataplane.P2MPID
+        var slots: [String: XCSlot] // member interface -> its counters
+    }
+    var p2mps: [String: RunningP2MP] = [:]
 
     public let dataplane: Dataplane
     let logger: Logger
@@ -123,6 +173,9 @@ public final class Controller: @unchecked Sendable {
         if let xc = running.crossConnects.first(where: { $0.a == name || $0.b == name }) {
             throw ApplyError(message: "interface '\(name)' is used by cross-connect '\(xc.name)'; delete the cross-connect first")
         }
+        if let g = Self.p2mpConfigs(running).first(where: { $0.interfaces.contains(name) }) {
+            throw ApplyError(message: "interface '\(name)' is a member of '\(g.name)'; change or delete it first")
+        }
         var d = running
         d.interfaces.removeAll { $0.name == name }
         return try applyLocked(d, validate: true)
@@ -150,6 +203,8 @@ public final class Controller: @unchecked Sendable {
         var d = running
         d.interfaces = []
         d.crossConnects = []
+        d.replicationGroups = []
+        d.bridgeDomains = []
         do { _ = try applyLocked(d) } catch { logger.error("teardown: \(error)") }
     }
 
@@ -160,6 +215,13 @@ public final class Controller: @unchecked Sendable {
         case removeInterface(String)
         case addCrossConnect(CrossConnectConfig)
         case removeCrossConnect(String)
+        case addP2MP(P2MPConfig)
+        case removeP2MP(String)
+        case updateP2MP(P2MPConfig)
+    }
+
+    static func p2mpConfigs(_ c: WeftConfig) -> [P2MPConfig] {
+        c.replicationGroups.map { .replicate($0) } + c.bridgeDomains.map { .bridge($0) }
     }
 
     private func applyLocked(_ desired: WeftConfig, validate: Bool = false) throws -> ApplySummary {
@@ -195,6 +257,23 @@ public final class Controller: @unchecked Sendable {
         let removeXCSet = Set(removeXC)
         let addXC = desired.crossConnects.filter { crossConnects[$0.name] == nil || removeXCSet.contains($0.name) }
 
+        // Groups and domains: a member list change is made in place (the other
+        // members lose nothing); any other change, or a member interface being
+        // re-created, re-creates the connection.
+        let wantP2MP = Dictionary(uniqueKeysWithValues: Self.p2mpConfigs(desired).map { ($0.name, $0) })
+        var removeP2MP: [String] = [], addP2MP: [P2MPConfig] = [], updateP2MP: [P2MPConfig] = []
+        for (name, r) in p2mps.sorted(by: { $0.key < $1.key }) {
+            guard let w = wantP2MP[name] else { removeP2MP.append(name); continue }
+            if w == r.config { if r.config.interfaces.contains(where: removeIf.contains) { removeP2MP.append(name); addP2MP.append(w) }; continue }
+            let keptTouched = Set(r.config.interfaces).intersection(w.interfaces).contains(where: removeIf.contains)
+            if w.sameShape(r.config) && !keptTouched {
+                updateP2MP.append(w)
+            } else {
+                removeP2MP.append(name); addP2MP.append(w)
+            }
+        }
+        for w in Self.p2mpConfigs(desired) where p2mps[w.name] == nil { addP2MP.append(w) }
+
         // Check the machine before touching anything.
         var releasing = Set<String>()
         for n in removeIf {
@@ -212,10 +291,14 @@ public final class Controller: @unchecked Sendable {
         if !problems.isEmpty { throw ApplyError(message: problems.joined(separator: "\n") + "\nNothing was applied.") }
 
         let steps: [Step] = removeXC.map { .removeCrossConnect($0) }
+            + removeP2MP.map { .removeP2MP($0) }
+            // Members leaving in place must be released before their interfaces go.
+            + updateP2MP.map { .updateP2MP($0) }
             + running.interfaces.filter { removeIf.contains($0.name) }
                 .sorted { !$0.type.isPort && $1.type.isPort }.map { .removeInterface($0.name) }
             + addIf.map { .addInterface($0) }
             + addXC.map { .addCrossConnect($0) }
+            + addP2MP.map { .addP2MP($0) }
 
         var undo: [Step] = []
         for step in steps {
@@ -234,12 +317,19 @@ public final class Controller: @unchecked Sendable {
         running.interfaces = desired.interfaces
         running.crossConnects = desired.crossConnects
         running.deviceSelectorFile = desired.deviceSelectorFile
+        running.replicationGroups = desired.replicationGroups
+        running.bridgeDomains = desired.bridgeDomains
+        running.labels = desired.labels
         saveState()
         let changed = Set(addIf.map(\.name)).union(removeIf)
         let unchanged = desired.interfaces.filter { !changed.contains($0.name) }.count
             + desired.crossConnects.filter { !removeXCSet.contains($0.name) && !addXC.contains($0) }.count
+        let touched = Set(removeP2MP + addP2MP.map(\.name) + updateP2MP.map(\.name))
+        let unchangedGroups = Self.p2mpConfigs(desired).filter { !touched.contains($0.name) }.count
         return ApplySummary(addedInterfaces: addIf.map(\.name), removedInterfaces: removeIf.sorted(),
-                            addedCrossConnects: addXC.map(\.name), removedCrossConnects: removeXC, unchanged: unchanged)
+                            addedCrossConnects: addXC.map(\.name), removedCrossConnects: removeXC,
+                            addedGroups: addP2MP.map(\.name), removedGroups: removeP2MP, changedGroups: updateP2MP.map(\.name),
+                            unchanged: unchanged + unchangedGroups)
     }
 
     /// Uplink names of the desired vlan interfaces, with `via` labels mapped
@@ -270,6 +360,9 @@ public final class Controller: @unchecked Sendable {
         case .removeInterface(let n): return "removing interface '\(n)'"
         case .addCrossConnect(let x): return "adding cross-connect '\(x.name)'"
         case .removeCrossConnect(let n): return "removing cross-connect '\(n)'"
+        case .addP2MP(let c): return "adding '\(c.name)'"
+        case .removeP2MP(let n): return "removing '\(n)'"
+        case .updateP2MP(let c): return "changing the members of '\(c.name)'"
         }
     }
 
@@ -350,6 +443,46 @@ public final class Controller: @unchecked Sendable {
             crossConnects[name] = nil
             logger.info("cross-connect \(name) removed")
             return .addCrossConnect(r.config)
+        case .addP2MP(let c):
+            func side(_ n: String) throws -> SideID {
+                try interfaces[n].orThrow("'\(c.name)' names interface '\(n)', which is not running").side
+            }
+            switch c {
+            case .replicate(let g):
+                let (id, slots) = try dataplane.addReplication(ingress: try side(g.ingress), members: try g.members.map(side),
+                                                               cloneMinBytes: UInt32(g.cloneMinBytes))
+                p2mps[g.name] = RunningP2MP(config: c, id: id, slots: Dictionary(uniqueKeysWithValues: zip(g.members, slots)))
+                logger.info("replication group \(g.name): \(g.ingress) -> \(g.members.joined(separator: ", "))")
+            case .bridge(let d):
+                var st = Dataplane.BridgeSettings()
+                st.macLimit = UInt32(d.macLimit)
+                st.ageMs = UInt32(d.macAgeSeconds * 1000)
+                st.statics = d.staticMACs.map { s in (parseMAC(s.mac)!, d.members.firstIndex { $0.interface == s.interface }!) }
+                let (id, slots) = try dataplane.addBridge(members: try d.members.map { (try side($0.interface), UInt16($0.splitHorizonGroup)) },
+                                                          settings: st)
+                p2mps[d.name] = RunningP2MP(config: c, id: id, slots: Dictionary(uniqueKeysWithValues: zip(d.members.map(\.interface), slots)))
+                logger.info("bridge domain \(d.name): \(d.members.map(\.interface).joined(separator: ", "))")
+            }
+            return .removeP2MP(c.name)
+        case .removeP2MP(let name):
+            guard let r = p2mps[name] else { throw ApplyError(message: "no group or domain '\(name)'") }
+            try dataplane.deleteP2MP(r.id)
+            p2mps[name] = nil
+            logger.info("\(name) removed")
+            return .addP2MP(r.config)
+        case .updateP2MP(let c):
+            guard let r = p2mps[c.name] else { throw ApplyError(message: "no group or domain '\(c.name)'") }
+            let members: [(String, UInt16)]
+            switch c {
+            case .replicate(let g): members = g.members.map { ($0, 0) }
+            case .bridge(let d): members = d.members.map { ($0.interface, UInt16($0.splitHorizonGroup)) }
+            }
+            // Joining members may be interfaces added in this same change: resolved now.
+            let sides = try members.map { (try interfaces[$0.0].orThrow("'\(c.name)' names interface '\($0.0)', which is not running").side, $0.1) }
+            let slots = try dataplane.updateP2MP(r.id, members: sides)
+            p2mps[c.name] = RunningP2MP(config: c, id: r.id, slots: Dictionary(uniqueKeysWithValues: zip(members.map(\.0), slots)))
+            logger.info("\(c.name): members now \(members.map(\.0).joined(separator: ", "))")
+            return .updateP2MP(r.config)
         }
     }
 
@@ -452,6 +585,63 @@ public final class Controller: @unchecked Sendable {
             let total = workers.reduce(0) { $0 + ($1.drops[reason.name] ?? 0) }
             return DropStatus(reason: reason.name, description: reason.description, count: total, byInterface: by)
         }
+    }
+
+    public func p2mpStatus() -> [P2MPStatus] {
+        lock.lock(); defer { lock.unlock() }
+        return Self.p2mpConfigs(running).compactMap { c in
+            guard let r = p2mps[c.name] else { return nil }
+            func member(_ n: String, _ shg: Int) -> P2MPStatus.Member {
+                let k = r.slots[n].map { dataplane.counters($0) } ?? CrossConnectCounters()
+                return .init(interface: n, splitHorizonGroup: shg, toMember: k.aToB, fromMember: k.bToA)
+            }
+            switch c {
+            case .replicate(let g):
+                return P2MPStatus(name: g.name, mode: "replicate", ingress: g.ingress, members: g.members.map { member($0, 0) })
+            case .bridge(let d):
+                let macs = dataplane.bridgeMACs(r.id)
+                // Member indices can have holes after changes: map them through the running slots.
+                return P2MPStatus(name: d.name, mode: "bridge", ingress: nil,
+                                  members: d.members.map { member($0.interface, $0.splitHorizonGroup) },
+                                  macs: macs, stats: dataplane.bridgeStats(r.id))
+            }
+        }
+    }
+
+    /// A connection chosen by hint labels (NSM style): p2p, p2mp=replicate
+    /// (the first member is the ingress) or p2mp=bridge. A repeated request
+    /// for an existing name changes its members in place.
+    public func connect(name: String, members: [String], hints: [String: String]) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        let mode = try Capabilities.mode(hints: hints, offered: running.labels)
+        var d = running
+        d.crossConnects.removeAll { $0.name == name }
+        d.replicationGroups.removeAll { $0.name == name }
+        d.bridgeDomains.removeAll { $0.name == name }
+        switch mode {
+        case .p2p:
+            guard members.count == 2 else { throw ApplyError(message: "p2p needs exactly 2 members, got \(members.count)") }
+            d.crossConnects.append(.init(name: name, a: members[0], b: members[1]))
+        case .replicate:
+            guard let ingress = members.first, members.count >= 2 else { throw ApplyError(message: "p2mp=replicate needs an ingress and at least one member") }
+            d.replicationGroups.append(.init(name: name, ingress: ingress, members: Array(members.dropFirst())))
+        case .bridge:
+            d.bridgeDomains.append(.init(name: name, members: members.map { .init(interface: $0) }))
+        }
+        return try applyLocked(d, validate: true)
+    }
+
+    public func disconnect(name: String) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        var d = running
+        let before = d.crossConnects.count + d.replicationGroups.count + d.bridgeDomains.count
+        d.crossConnects.removeAll { $0.name == name }
+        d.replicationGroups.removeAll { $0.name == name }
+        d.bridgeDomains.removeAll { $0.name == name }
+        guard d.crossConnects.count + d.replicationGroups.count + d.bridgeDomains.count < before else {
+            throw ApplyError(message: "no connection named '\(name)'")
+        }
+        return try applyLocked(d, validate: true)
     }
 
     public func neighbourStatus() -> [Dataplane.Neighbour] {

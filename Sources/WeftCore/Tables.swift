@@ -63,6 +63,31 @@ public enum Render {
         return t.render()
     }
 
+    public static func groups(_ list: [P2MPStatus], labels: [String: String]) -> String {
+        var out = "labels: \(Capabilities.describe(labels))"
+        for g in list {
+            out += "\n\n\(g.name) (\(g.mode)\(g.ingress.map { ", ingress \($0)" } ?? ""))"
+            var t = TextTable(["MEMBER", "SHG", "TO-PKTS", "TO-BYTES", "TO-DROPS", "FROM-PKTS", "FROM-BYTES", "FROM-DROPS"])
+            for m in g.members {
+                t.add([m.interface, String(m.splitHorizonGroup), String(m.toMember.packets), String(m.toMember.bytes),
+                       String(m.toMember.drops), String(m.fromMember.packets), String(m.fromMember.bytes), String(m.fromMember.drops)])
+            }
+            out += "\n" + t.render()
+            if let s = g.stats {
+                out += "\nlearned \(s.learned), moves \(s.moves), flooded \(s.flooded), limit drops \(s.limitDrops)"
+            }
+            if let macs = g.macs, !macs.isEmpty {
+                var mt = TextTable(["MAC", "MEMBER", "AGE-S", "WORKER"])
+                for e in macs {
+                    let who = e.member < g.members.count ? g.members[e.member].interface : "#\(e.member)"
+                    mt.add([e.mac, who, e.isStatic ? "static" : String(format: "%.1f", Double(e.ageMs) / 1000), String(e.worker)])
+                }
+                out += "\n" + mt.render()
+            }
+        }
+        return out
+    }
+
     public static func workers(_ list: [WorkerStats], tscHz: UInt64) -> String {
         var t = TextTable(["WORKER", "LCORE", "QUEUES", "RX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "BUSY%", "CYCLES/PKT"])
         for w in list {

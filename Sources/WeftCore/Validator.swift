@@ -122,6 +122,17 @@ public enum Validator {
         // An interface with underlay addresses is an uplink even before it carries a tunnel.
         for itf in c.interfaces where itf.underlay != nil { uplinks.insert(itf.name) }
 
+        // Capabilities: each kind of connection needs its label on.
+        if !c.crossConnects.isEmpty && c.labels[Capabilities.p2p] != "true" {
+            issue([.key("cross_connects")], "this node's labels do not offer p2p")
+        }
+        if !c.replicationGroups.isEmpty && c.labels[Capabilities.replicate] != "true" {
+            issue([.key("replication_groups")], "this node's labels do not offer p2mp-replicate")
+        }
+        if !c.bridgeDomains.isEmpty && c.labels[Capabilities.bridge] != "true" {
+            issue([.key("bridge_domains")], "this node's labels do not offer p2mp-bridge")
+        }
+
         // cross-connects
         var xcNames: [String: Int] = [:]
         var used: [String: (Int, String)] = [:]
@@ -141,6 +152,44 @@ public enum Validator {
                 } else if let (j, other) = used[ifname], j != i {
                     issue(p + [.key(side)], "interface '\(ifname)' is already in cross-connect '\(other)'")
                 } else { used[ifname] = (i, x.name) }
+            }
+        }
+        // Point-to-multipoint: members exist, one connection per interface, names unique across kinds.
+        func member(_ p: [PathElement], _ name: String, of conn: String) {
+            if seen[name] == nil { issue(p, "no interface named '\(name)'"); return }
+            if uplinks.contains(name) { issue(p, "interface '\(name)' is an uplink; use one of its vlan or vxlan interfaces"); return }
+            if let (_, other) = used[name] { issue(p, "interface '\(name)' is already in '\(other)'"); return }
+            used[name] = (-1, conn)
+        }
+        for (i, g) in c.replicationGroups.enumerated() {
+            let p: [PathElement] = [.key("replication_groups"), .index(i)]
+            if !isSimpleName(g.name, max: 64, allowDot: true) { issue(p + [.key("name")], "'\(g.name)' must be 1-64 characters of A-Z a-z 0-9 _ - .") }
+            else if xcNames[g.name] != nil { issue(p + [.key("name")], "duplicate connection name '\(g.name)'") }
+            else { xcNames[g.name] = -1 }
+            if g.members.isEmpty || g.members.count > 128 { issue(p + [.key("members")], "needs 1..128 members") }
+            if g.members.contains(g.ingress) { issue(p + [.key("members")], "a replication group cannot include its own ingress '\(g.ingress)'") }
+            if !(64...65535).contains(g.cloneMinBytes) { issue(p + [.key("clone_min_bytes")], "must be 64..65535") }
+            member(p + [.key("ingress")], g.ingress, of: g.name)
+            for (j, m) in g.members.enumerated() where m != g.ingress { member(p + [.key("members"), .index(j)], m, of: g.name) }
+        }
+        for (i, d) in c.bridgeDomains.enumerated() {
+            let p: [PathElement] = [.key("bridge_domains"), .index(i)]
+            if !isSimpleName(d.name, max: 64, allowDot: true) { issue(p + [.key("name")], "'\(d.name)' must be 1-64 characters of A-Z a-z 0-9 _ - .") }
+            else if xcNames[d.name] != nil { issue(p + [.key("name")], "duplicate connection name '\(d.name)'") }
+            else { xcNames[d.name] = -1 }
+            if d.members.count < 2 || d.members.count > 128 { issue(p + [.key("members")], "a bridge domain needs 2..128 members") }
+            if !(1...1_048_576).contains(d.macLimit) { issue(p + [.key("mac_limit")], "must be 1..1048576") }
+            if !(1...86_400).contains(d.macAgeSeconds) { issue(p + [.key("mac_age_seconds")], "must be 1..86400") }
+            if d.staticMACs.count > 16 { issue(p + [.key("static_macs")], "at most 16") }
+            for (j, m) in d.members.enumerated() {
+                member(p + [.key("members"), .index(j), .key("interface")], m.interface, of: d.name)
+                if !(0...65535).contains(m.splitHorizonGroup) { issue(p + [.key("members"), .index(j), .key("split_horizon_group")], "must be 0..65535") }
+            }
+            for (j, s) in d.staticMACs.enumerated() {
+                if parseMAC(s.mac) == nil { issue(p + [.key("static_macs"), .index(j), .key("mac")], "'\(s.mac)' is not a MAC address") }
+                if !d.members.contains(where: { $0.interface == s.interface }) {
+                    issue(p + [.key("static_macs"), .index(j), .key("interface")], "'\(s.interface)' is not a member of '\(d.name)'")
+                }
             }
         }
         return out

@@ -7,7 +7,7 @@ struct Weftctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "weftctl",
         abstract: "Inspect and change a running weftd over its admin socket.",
-        subcommands: [Show.self, InterfaceCommand.self, CrossConnectCommand.self, Reload.self]
+        subcommands: [Show.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
     )
 }
 
@@ -39,9 +39,9 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show interfaces, cross-connects, drops or workers.")
 
     enum What: String, ExpressibleByArgument, CaseIterable {
-        case interfaces, xconnects, drops, workers, counters, neighbours
+        case interfaces, xconnects, drops, workers, counters, neighbours, groups
     }
-    @Argument(help: "interfaces | xconnects | drops | workers | neighbours | counters (interfaces + xconnects + drops)")
+    @Argument(help: "interfaces | xconnects | groups | drops | workers | neighbours | counters (interfaces + xconnects + drops)")
     var what: What
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -61,6 +61,9 @@ struct Show: ParsableCommand {
         case .workers:
             let r = try conn.send(.init(command: .showWorkers))
             json ? try printJSON(r.workers ?? []) : print(Render.workers(r.workers ?? [], tscHz: r.tscHz ?? 0))
+        case .groups:
+            let r = try conn.send(.init(command: .showGroups))
+            json ? try printJSON(r.groups ?? []) : print(Render.groups(r.groups ?? [], labels: r.labels ?? [:]))
         case .neighbours:
             let r = try conn.send(.init(command: .showNeighbours))
             if json { try printJSON(r.neighbours ?? []) } else {
@@ -159,6 +162,36 @@ struct CrossConnectCommand: ParsableCommand {
             let resp = try conn.send(.init(command: .deleteCrossConnect, name: name))
             print(resp.summary.map(\.description) ?? "ok")
         }
+    }
+}
+
+struct Connect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect interfaces; hint labels pick the mode (NSM style).",
+        discussion: "No label: p2p (two members). --label p2mp=replicate: the first member is the ingress. --label p2mp=bridge: an L2 bridge domain. Repeating it with other members changes them in place.")
+    @Argument var name: String
+    @Argument(help: "Member interfaces.") var members: [String]
+    @Option(name: .customLong("label"), help: "A hint label key=value, e.g. p2mp=bridge.") var labels: [String] = []
+    @OptionGroup var conn: Connection
+    func run() throws {
+        var hints: [String: String] = [:]
+        for l in labels {
+            let p = l.split(separator: "=", maxSplits: 1)
+            guard p.count == 2 else { throw ValidationError("label '\(l)' is not key=value") }
+            hints[String(p[0])] = String(p[1])
+        }
+        let resp = try conn.send(.init(command: .connect, name: name, members: members, labels: hints))
+        print(resp.summary.map(\.description) ?? "ok")
+    }
+}
+
+struct Disconnect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Remove a cross-connect, replication group or bridge domain.")
+    @Argument var name: String
+    @OptionGroup var conn: Connection
+    func run() throws {
+        let resp = try conn.send(.init(command: .disconnect, name: name))
+        print(resp.summary.map(\.description) ?? "ok")
     }
 }
 

@@ -20,6 +20,15 @@ enum AdminHandler {
         case .showCrossConnects: r.crossConnects = controller.crossConnectStatus()
         case .showDrops: r.drops = controller.dropStatus()
         case .showNeighbours: r.neighbours = controller.neighbourStatus()
+        case .showGroups:
+            r.groups = controller.p2mpStatus()
+            r.labels = controller.running.labels
+        case .connect:
+            guard let n = req.name, let m = req.members else { return .failure("connect needs 'name' and 'members'") }
+            return applying { try controller.connect(name: n, members: m, hints: req.labels ?? [:]) }
+        case .disconnect:
+            guard let n = req.name else { return .failure("disconnect needs 'name'") }
+            return applying { try controller.disconnect(name: n) }
         case .showWorkers:
             r.workers = controller.workerStatus()
             r.tscHz = EAL.tscHz

@@ -170,6 +170,42 @@ final class ConfigTests: XCTestCase {
         XCTAssertNoThrow(try ConfigLoader.parse("interfaces:\n  - {name: k, type: af_packet, iface: eth0, underlay: {ipv4: 10.0.0.1/24, kernel_shared: true}}\n", file: "t.yaml"))
     }
 
+    func testP2MPRules() {
+        let its = "interfaces:\n" + (1...5).map { "  - {name: i\($0), type: null}\n" }.joined()
+        assertError(its + "replication_groups:\n  - {name: g, ingress: i1, members: [i2, i1]}\n", line: 8,
+                    path: "replication_groups[0].members", contains: "cannot include its own ingress 'i1'")
+        assertError(its + "bridge_domains:\n  - {name: d, members: [{interface: i1}]}\n", line: 8,
+                    path: "bridge_domains[0].members", contains: "needs 2..128 members")
+        assertError(its + "replication_groups:\n  - {name: g, ingress: i1, members: [i2, i3]}\n  - {name: h, ingress: i4, members: [i3]}\n", line: 9,
+                    path: "replication_groups[1].members[0]", contains: "interface 'i3' is already in 'g'")
+        assertError(its + "cross_connects:\n  - {name: x, a: i1, b: i2}\nbridge_domains:\n  - {name: d, members: [{interface: i2}, {interface: i3}]}\n", line: 10,
+                    path: "bridge_domains[0].members[0].interface", contains: "interface 'i2' is already in 'x'")
+        assertError(its + "bridge_domains:\n  - {name: d, members: [{interface: i1}, {interface: i9}]}\n", line: 8,
+                    path: "bridge_domains[0].members[1].interface", contains: "no interface named 'i9'")
+        assertError(its + "bridge_domains:\n  - {name: d, members: [{interface: i1}, {interface: i2}], static_macs: [{mac: '02:00:00:00:00:01', interface: i3}]}\n", line: 8,
+                    path: "bridge_domains[0].static_macs[0].interface", contains: "not a member of 'd'")
+        assertError(its + "labels: {p2p: 'true', p2mp-bridge: 'false'}\nbridge_domains:\n  - {name: d, members: [{interface: i1}, {interface: i2}]}\n", line: 8,
+                    path: "bridge_domains", contains: "do not offer p2mp-bridge")
+        assertError(its + "cross_connects:\n  - {name: d, a: i1, b: i2}\nbridge_domains:\n  - {name: d, members: [{interface: i3}, {interface: i4}]}\n", line: 10,
+                    path: "bridge_domains[0].name", contains: "duplicate connection name 'd'")
+    }
+
+    func testLabelsPickTheMode() throws {
+        let offered = Capabilities.defaultLabels
+        XCTAssertEqual(try Capabilities.mode(hints: [:], offered: offered), .p2p)
+        XCTAssertEqual(try Capabilities.mode(hints: ["p2mp": "replicate"], offered: offered), .replicate)
+        XCTAssertEqual(try Capabilities.mode(hints: ["p2mp": "bridge"], offered: offered), .bridge)
+        XCTAssertThrowsError(try Capabilities.mode(hints: ["p2mp": "mesh"], offered: offered)) {
+            XCTAssertTrue("\($0)".contains("no mode matches label p2mp=mesh; this node offers: p2mp-bridge=true, p2mp-replicate=true, p2p=true"), "\($0)")
+        }
+        XCTAssertThrowsError(try Capabilities.mode(hints: ["p2mp": "bridge"], offered: ["p2p": "true"])) {
+            XCTAssertTrue("\($0)".contains("this node does not offer p2mp-bridge"), "\($0)")
+        }
+        var c = WeftConfig()
+        ConfigLoader.applyEnvironment(&c, ["NSM_LABELS": "zone=a, p2mp-bridge=false"])
+        XCTAssertEqual(c.labels, ["p2p": "true", "p2mp-replicate": "true", "p2mp-bridge": "false", "zone": "a"])
+    }
+
     func testNSMEnvironmentOverridesTheFile() throws {
         var c = try ConfigLoader.parse("interfaces:\n  - {name: up, type: af_packet, iface: eth1, underlay: {ipv4: 10.0.0.1/24, ipv6: \"fd00::1/64\"}}\n", file: "t.yaml")
         ConfigLoader.applyEnvironment(&c, ["NSM_VXLAN_PORT": "8472", "NSM_TUNNEL_IP": "10.9.9.9", "NSM_DEVICE_SELECTOR_FILE": "/etc/sel.yaml"])

@@ -197,4 +197,38 @@ final class ControllerTests: XCTestCase {
         XCTAssertThrowsError(try ctl.apply(unknown)) { XCTAssertTrue("\($0)".contains("via 'gw7' matches no interface"), "\($0)") }
         XCTAssertEqual(ctl.running, v)
     }
+
+    func testConnectByLabelsAndInPlaceMemberChanges() throws {
+        _ = try ctl.apply(config(["s", "a", "b", "c", "d"], []))
+        let p = ports()
+        // Replication chosen by its label; the first member is the ingress.
+        var sum = try ctl.connect(name: "feed", members: ["s", "a", "b"], hints: ["p2mp": "replicate"])
+        XCTAssertEqual(sum.addedGroups, ["feed"])
+        try dp.inject(PortID(p["s"]!), frame: testFrame(src: 1, dst: 2, seq: 1))
+        dp.pollOnce()
+        XCTAssertEqual(dp.discard(PortID(p["a"]!)) + dp.discard(PortID(p["b"]!)), 2)
+        // Same name, other members: changed in place; a keeps its counters.
+        sum = try ctl.connect(name: "feed", members: ["s", "a", "c"], hints: ["p2mp": "replicate"])
+        XCTAssertEqual(sum.changedGroups, ["feed"])
+        XCTAssertEqual(sum.addedGroups, [])
+        try dp.inject(PortID(p["s"]!), frame: testFrame(src: 1, dst: 2, seq: 2))
+        dp.pollOnce()
+        XCTAssertEqual(dp.discard(PortID(p["c"]!)), 1)
+        XCTAssertEqual(dp.discard(PortID(p["b"]!)), 0)
+        let g = try XCTUnwrap(ctl.p2mpStatus().first)
+        XCTAssertEqual(g.members.map(\.interface), ["a", "c"])
+        XCTAssertEqual(g.members.first?.toMember.packets, 2, "a's counters survive the change")
+        // A mode the node lacks, a label no mode matches, a member in two connections: clear errors, nothing applied.
+        XCTAssertThrowsError(try ctl.connect(name: "x", members: ["b", "d"], hints: ["p2mp": "mesh"])) { XCTAssertTrue("\($0)".contains("no mode matches")) }
+        XCTAssertThrowsError(try ctl.connect(name: "x", members: ["a", "d"], hints: ["p2mp": "bridge"])) { XCTAssertTrue("\($0)".contains("already in 'feed'"), "\($0)") }
+        XCTAssertThrowsError(try ctl.deleteInterface("a")) { XCTAssertTrue("\($0)".contains("member of 'feed'"), "\($0)") }
+        // A bridge between b and d, and P2P when no label is given.
+        _ = try ctl.connect(name: "bd", members: ["b", "d"], hints: ["p2mp": "bridge"])
+        XCTAssertEqual(ctl.p2mpStatus().map(\.mode), ["replicate", "bridge"])
+        _ = try ctl.disconnect(name: "bd")
+        _ = try ctl.connect(name: "pp", members: ["b", "d"], hints: [:])
+        XCTAssertEqual(ctl.crossConnectStatus().map(\.name), ["pp"])
+        _ = try ctl.disconnect(name: "feed")
+        XCTAssertEqual(ctl.p2mpStatus().count, 0)
+    }
 }
