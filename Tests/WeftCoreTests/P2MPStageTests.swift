@@ -194,4 +194,36 @@ final class P2MPStageTests: XCTestCase {
         // The freed sides can join other connections.
         _ = try dp.addCrossConnect(ms[0], ms[2])
     }
+
+    func testTunnelMembersGetTheirOwnHeaders() throws {
+        let pod = try dp.createTestPort(name: "tpod"), pod2 = try dp.createTestPort(name: "tpod2")
+        let trunk = try dp.createTestPort(name: "ttrunk")
+        var u = Dataplane.Underlay()
+        u.ipv4 = (IPAddress.parse("10.0.0.1")!, 24)
+        try dp.setUnderlay(trunk, u)
+        let peerMAC: [UInt8] = [2, 0, 0, 0, 0, 0x77]
+        try dp.addStaticNeighbour(trunk, ip: IPAddress.parse("10.0.0.2")!, mac: peerMAC)
+        let v5 = try dp.addVLAN(uplink: trunk, id: 5)
+        let vx = try dp.addVXLAN(uplink: trunk, vni: 55, remote: IPAddress.parse("10.0.0.2")!, dstPort: 4789, localPort: 4789)
+        let (id, _) = try dp.addBridge(members: [(SideID(pod), 0), (SideID(pod2), 0), (v5, 1), (vx, 1)], settings: .init())
+        let start = dp.mbufsAvailable
+        // A large broadcast: plain pod2 gets a clone, the tunnels get copies with their headers.
+        let f = frame(dst: bcast, src: mac(1), seq: 1, size: 1000)
+        try dp.inject(pod, frame: f)
+        dp.pollOnce()
+        XCTAssertEqual(try drain(pod2), [f])
+        let out = try drain(trunk)
+        XCTAssertEqual(out.count, 2)
+        XCTAssertTrue(out.contains(Array(f[0..<12]) + [0x81, 0, 0, 5] + Array(f[12...])), "VLAN copy")
+        let vxOut = try XCTUnwrap(out.first { $0.count == f.count + 50 })
+        XCTAssertEqual(Array(vxOut[0..<6]), peerMAC)
+        XCTAssertEqual(Array(vxOut[50...]), f, "the VXLAN copy carries the frame unchanged")
+        XCTAssertEqual(dp.mbufsAvailable, start)
+        // Split horizon between the two tunnels: a flood from VLAN 5 reaches the pods, not VXLAN.
+        let g = frame(dst: bcast, src: mac(2), seq: 2)
+        try dp.inject(trunk, frame: Array(g[0..<12]) + [0x81, 0, 0, 5] + Array(g[12...]))
+        dp.pollOnce()
+        XCTAssertEqual(try drain(pod), [g]); XCTAssertEqual(try drain(pod2), [g]); XCTAssertEqual(try drain(trunk), [])
+        XCTAssertEqual(dp.bridgeMACs(id).count, 2)
+    }
 }
