@@ -76,6 +76,12 @@ let package = Package(
             path: "perf/stagebench",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        .executableTarget(
+            name: "weft-replicatebench",
+            dependencies: ["WeftCore"],
+            path: "perf/replicatebench",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .testTarget(
             name: "WeftCoreTests",
             dependencies: ["WeftCore", "CWeft"],

@@ -293,6 +293,7 @@ public struct ReplicationGroupConfig: Codable, Equatable, Sendable {
     public var ingress: String
     public var members: [String]
     /// Frames of at least this size go to plain members as reference-counted clones; smaller are copied.
+    /// 256 from perf/replicate-bench.sh: clones win clearly from 256 B up; below, the two are within noise.
     public var cloneMinBytes: Int = 256
     enum CodingKeys: String, CodingKey, CaseIterable { case name, ingress, members, cloneMinBytes = "clone_min_bytes" }
     public init(name: String, ingress: String, members: [String], cloneMinBytes: Int = 256) {

@@ -465,6 +465,13 @@ public final class Dataplane {
         return (c, p)
     }
 
+    public func benchReplicate(ingress: PortID, members: [PortID], iterations: UInt32) throws -> (cycles: UInt64, frames: UInt64) {
+        var c: UInt64 = 0, f: UInt64 = 0
+        var ms = members.map(\.raw)
+        try check(wf_bench_replicate(dp, ingress.raw, &ms, UInt32(ms.count), iterations, &c, &f), "bench", "replication")
+        return (c, f)
+    }
+
     public func inject(_ port: PortID, frame: [UInt8]) throws {
         try check(frame.withUnsafeBufferPointer { wf_testport_inject(dp, port.raw, $0.baseAddress, UInt32($0.count)) },
                   "inject", "port \(port)")

@@ -388,6 +388,10 @@ int wf_testport_inject_n(wf_dataplane_t *dp, uint16_t port_id, const uint8_t *fr
 /* Free every transmitted frame; returns how many there were. */
 int wf_testport_discard(wf_dataplane_t *dp, uint16_t port_id);
 
+/* Replication to test-port members (perf/replicate-bench.sh). */
+int wf_bench_replicate(wf_dataplane_t *dp, uint16_t ingress, const uint16_t *members, uint32_t n,
+		       uint32_t iterations, uint64_t *cycles, uint64_t *frames);
+
 /* ---- Kernel helpers (netlink via libmnl) -------------------------------- */
 
 /* Delete a kernel link by name in the current netns. -ENODEV if absent. */

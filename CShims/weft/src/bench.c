@@ -90,3 +90,33 @@ wf_bench_io_baseline(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterat
 	*packets = p;
 	return 0;
 }
+
+/*
+ * Replication: frames injected into `ingress` are replicated to `members`;
+ * the last member's output (the original, when it is plain) goes back to the
+ * ingress and the replicas are freed outside the timed window.
+ */
+int
+wf_bench_replicate(wf_dataplane_t *dp, uint16_t ingress, const uint16_t *members, uint32_t n,
+		   uint32_t iterations, uint64_t *cycles, uint64_t *frames)
+{
+	if (dp == NULL || members == NULL || n == 0 || dp->started || !dp->ports[ingress].is_testport)
+		return -EINVAL;
+	struct wf_worker *w = &dp->workers[0];
+	uint64_t c = 0, f = 0;
+	rte_rcu_qsbr_thread_online(dp->qs, 0);
+	for (uint32_t i = 0; i < iterations; i++) {
+		uint64_t t0 = rte_rdtsc_precise();
+		uint16_t got = wf_worker_poll(w);
+		uint64_t t1 = rte_rdtsc_precise();
+		c += t1 - t0;
+		f += got;
+		for (uint32_t j = 0; j + 1 < n; j++)
+			wf_testport_discard(dp, members[j]);
+		wf_recycle(dp, members[n - 1], ingress);
+	}
+	rte_rcu_qsbr_thread_offline(dp->qs, 0);
+	*cycles = c;
+	*frames = f;
+	return 0;
+}
