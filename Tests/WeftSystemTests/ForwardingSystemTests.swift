@@ -30,10 +30,12 @@ final class ForwardingSystemTests: SystemTestCase {
         XCTAssertGreaterThanOrEqual(xc.counters.aToB.packets, 10)
         XCTAssertGreaterThanOrEqual(xc.counters.bToA.packets, 10)
         XCTAssertEqual(xc.counters.aToB.drops + xc.counters.bToA.drops, 0)
+        // Read after the cross-connect: a frame may have arrived in between, never fewer.
         let ifs = try w.interfaces()
         XCTAssertEqual(ifs.map(\.backend), ["af_packet", "af_packet"])
-        XCTAssertEqual(ifs[0].counters.rxPackets, xc.counters.aToB.packets)
-        XCTAssertEqual(ifs[1].counters.txPackets, xc.counters.aToB.packets)
+        XCTAssertGreaterThanOrEqual(ifs[0].counters.rxPackets, xc.counters.aToB.packets)
+        XCTAssertLessThanOrEqual(ifs[0].counters.rxPackets, xc.counters.aToB.packets + 4)
+        XCTAssertGreaterThanOrEqual(ifs[1].counters.txPackets, xc.counters.aToB.packets)
 
         // The table and JSON views agree.
         let table = w.ctl(["show", "xconnects"])

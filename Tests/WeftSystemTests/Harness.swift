@@ -77,8 +77,9 @@ final class PodNamespace {
         ip -n \(ns) addr add \(self.address)/24 dev eth0
         ip -n \(ns) link set eth0 up
         ip -n \(ns) link set lo up
-        # No IPv6 DAD/router chatter: the counters then show only the test's traffic.
+        # No IPv6 DAD/router chatter on either end: counters show the test's traffic.
         ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+        \(inNode)sysctl -qw net.ipv6.conf.\(hostEnd).disable_ipv6=1
         """)
         precondition(r.status == 0, "namespace setup failed: \(r.err)")
     }
