@@ -68,7 +68,7 @@ wf_replicate(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd 
 			}
 		}
 		if (k)
-			wf_send(w, &mw->way, out, k);
+			wf_send(w, t, &mw->way, out, k, 0);
 	}
 	if (!give_original)
 		rte_pktmbuf_free_bulk(pkts, n);
@@ -136,7 +136,8 @@ wf_lookup(const struct wf_mac_tbl *tb, const struct wf_p2mp_tbl *g, uint64_t mac
 }
 
 static void
-wf_flood(struct wf_worker *w, const struct wf_p2mp_tbl *g, uint32_t in_m, struct rte_mbuf *m)
+wf_flood(struct wf_worker *w, const struct wf_table *t, const struct wf_p2mp_tbl *g, uint32_t in_m,
+	 struct rte_mbuf *m)
 {
 	const uint16_t shg = g->m[in_m].shg;
 	for (uint32_t j = 0; j < g->n; j++) {
@@ -148,7 +149,7 @@ wf_flood(struct wf_worker *w, const struct wf_p2mp_tbl *g, uint32_t in_m, struct
 			wf_p2mp_drop(w, mw->way.xc_slot, 0, WF_DROP_REPLICA_ALLOC, 1);
 			continue;
 		}
-		wf_send(w, &mw->way, &c, 1);
+		wf_send(w, t, &mw->way, &c, 1, 0);
 	}
 	rte_pktmbuf_free(m);
 }
@@ -189,7 +190,7 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 			k = -1; /* learned on a member that left: unknown again */
 		if (k < 0) {
 			tb->flooded++;
-			wf_flood(w, g, in_m, m);
+			wf_flood(w, t, g, in_m, m);
 			continue;
 		}
 		if ((uint32_t)k == in_m || (shg != 0 && g->m[k].shg == shg)) {
@@ -202,7 +203,7 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 			;
 		if (x == nb) {
 			if (unlikely(nb == WF_BD_BATCHES)) {
-				wf_send(w, &g->m[b[0].member].way, b[0].pkts, b[0].n);
+				wf_send(w, t, &g->m[b[0].member].way, b[0].pkts, b[0].n, 0);
 				b[0] = b[--nb];
 				x = nb;
 			}
@@ -213,22 +214,24 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 		b[x].pkts[b[x].n++] = m;
 	}
 	for (uint32_t x = 0; x < nb; x++)
-		wf_send(w, &g->m[b[x].member].way, b[x].pkts, b[x].n);
+		wf_send(w, t, &g->m[b[x].member].way, b[x].pkts, b[x].n, 0);
 }
 
 void
 wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
-	   uint16_t n)
+	   uint16_t n, uint64_t bytes)
 {
 	if (likely(f->action < WF_ACT_REPLICATE)) {
-		wf_send(w, f, pkts, n);
+		wf_send(w, t, f, pkts, n, bytes);
 		return;
 	}
 	/* Into the group / domain from this side: counted on its slot, dir 1. */
 	struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
 	xc->packets[1] += n;
-	for (uint16_t i = 0; i < n; i++)
-		xc->bytes[1] += rte_pktmbuf_pkt_len(pkts[i]);
+	if (bytes == 0)
+		for (uint16_t i = 0; i < n; i++)
+			bytes += rte_pktmbuf_pkt_len(pkts[i]);
+	xc->bytes[1] += bytes;
 	if (f->action == WF_ACT_REPLICATE)
 		wf_replicate(w, t, f, pkts, n);
 	else

@@ -170,7 +170,7 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 		if (k == nb) {
 			if (unlikely(nb == WF_BATCHES)) {
 				/* More connections in one burst than batches: send the oldest. */
-				wf_deliver(w, t, b[0].f, b[0].pkts, b[0].n);
+				wf_deliver(w, t, b[0].f, b[0].pkts, b[0].n, 0);
 				b[0] = b[--nb];
 				k = nb;
 			}
@@ -181,5 +181,5 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 		b[k].pkts[b[k].n++] = m;
 	}
 	for (uint32_t k = 0; k < nb; k++)
-		wf_deliver(w, t, b[k].f, b[k].pkts, b[k].n);
+		wf_deliver(w, t, b[k].f, b[k].pkts, b[k].n, 0);
 }

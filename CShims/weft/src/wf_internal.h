@@ -278,7 +278,8 @@ void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
 void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
 		     uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
 
-void wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uint16_t n);
+void wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+	     uint16_t n, uint64_t bytes);
 
 /* vxlan_node.c */
 int wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, struct rte_mbuf *m,
@@ -302,7 +303,7 @@ uint32_t wf_vx_hash(const struct wf_vxkey *k);
 
 /* p2mp_node.c */
 void wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
-		struct rte_mbuf **pkts, uint16_t n);
+		struct rte_mbuf **pkts, uint16_t n, uint64_t bytes);
 
 /* vlan_node.c */
 int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);

@@ -31,10 +31,12 @@ wf_compact(struct rte_mbuf **pkts, const uint8_t *keep, uint16_t n)
 
 /*
  * Send a burst that all goes one way (f): apply the egress action, transmit,
- * count. Bytes are counted as they leave (after any pushed header).
+ * count. Bytes are counted as they leave (after any pushed header); `bytes`
+ * is the burst's size when the caller already summed it (0: not known).
  */
 void
-wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uint16_t n)
+wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+	uint16_t n, uint64_t bytes)
 {
 	struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
 	struct wf_if_counters *oc = &w->ifc[f->out_port];
@@ -49,7 +51,7 @@ wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uin
 	if (f->action != WF_ACT_FWD) {
 		uint8_t keep[WF_MAX_BURST];
 		uint16_t bad = 0;
-		const struct wf_table *t = __atomic_load_n(&w->dp->table, __ATOMIC_RELAXED);
+		bytes = 0; /* headers change the size */
 		for (uint16_t i = 0; i < n; i++) {
 			enum wf_drop_reason why = WF_DROP_NO_HEADROOM;
 			int rc = f->action == WF_ACT_VLAN_PUSH ? wf_vlan_push(pkts[i], f->vlan_tci)
@@ -67,7 +69,8 @@ wf_send(struct wf_worker *w, const struct wf_fwd *f, struct rte_mbuf **pkts, uin
 				return;
 		}
 	}
-	const uint64_t bytes = wf_burst_bytes(pkts, n);
+	if (bytes == 0)
+		bytes = wf_burst_bytes(pkts, n);
 	uint16_t sent = rte_eth_tx_burst(f->out_port, w->txq, pkts, n);
 	uint64_t sent_bytes = bytes;
 	if (unlikely(sent < n)) {
@@ -90,13 +93,15 @@ wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_por
 	const struct wf_fwd *f = &t->fwd[in_port];
 	struct wf_if_counters *ic = &w->ifc[in_port];
 
+	const uint64_t bytes = wf_burst_bytes(pkts, n);
 	ic->rx_packets += n;
-	ic->rx_bytes += wf_burst_bytes(pkts, n);
+	ic->rx_bytes += bytes;
 
 	if (unlikely(f->out_port == WF_PORT_NONE)) {
 		wf_count_drop(w, ic, WF_DROP_NO_PEER, n);
 		rte_pktmbuf_free_bulk(pkts, n);
 		return;
 	}
-	wf_deliver(w, t, f, pkts, n);
+	/* Forwarded as is, the burst leaves with the bytes it came with. */
+	wf_deliver(w, t, f, pkts, n, bytes);
 }
