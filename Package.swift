@@ -24,6 +24,7 @@ let package = Package(
     products: [
         .executable(name: "weftd", targets: ["weftd"]),
         .executable(name: "weftctl", targets: ["weftctl"]),
+        .executable(name: "weft-pktgen", targets: ["weft-pktgen"]),
         .library(name: "WeftCore", targets: ["WeftCore"]),
     ],
     dependencies: [
@@ -63,6 +64,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "weftctl",
+            dependencies: [
+                "WeftCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "weft-pktgen",
             dependencies: [
                 "WeftCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

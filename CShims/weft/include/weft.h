@@ -392,6 +392,42 @@ int wf_testport_discard(wf_dataplane_t *dp, uint16_t port_id);
 int wf_bench_replicate(wf_dataplane_t *dp, uint16_t ingress, const uint16_t *members, uint32_t n,
 		       uint32_t iterations, uint64_t *cycles, uint64_t *frames);
 
+/* ---- weft-pktgen ------------------------------------------------------------ */
+
+struct wf_pktgen_cfg {
+	uint8_t src_mac[6], dst_mac[6];
+	uint8_t ipv6;
+	uint8_t pad;
+	uint16_t vlan_id;          /* 0: untagged */
+	uint8_t src_ip[16], dst_ip[16];
+	uint16_t src_port, dst_port;
+	uint32_t flows;            /* source address/port ranges */
+	uint32_t n_sizes;          /* 1: fixed size; up to 16: IMIX, cycled */
+	uint32_t sizes[16];
+	uint16_t burst;
+	uint16_t pad2;
+	double rate_pps;           /* 0: as fast as possible */
+	double duration_ms;
+};
+
+struct wf_pktgen_result {
+	uint64_t tx_attempted, tx_packets, tx_refused, tx_bytes;
+	uint64_t rx_packets, rx_bytes, rx_foreign;
+	uint64_t rx_max_seq, reordered, duplicates;
+	uint64_t latency_min, latency_max, latency_sum; /* TSC cycles */
+	uint64_t latency_log2[48];
+	uint64_t elapsed_tsc, tsc_hz;
+};
+
+/*
+ * Generate on tx_port and receive on rx_port (may be the same) for
+ * duration_ms at rate_pps, on the calling thread. Frames carry a sequence
+ * number and a TSC timestamp. Control-thread only (not while workers run on
+ * these ports).
+ */
+int wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const struct wf_pktgen_cfg *cfg,
+		  struct wf_pktgen_result *res);
+
 /* ---- Kernel helpers (netlink via libmnl) -------------------------------- */
 
 /* Delete a kernel link by name in the current netns. -ENODEV if absent. */

@@ -1,0 +1,205 @@
+/*
+ * pktgen.c: the traffic generator and sink of weft-pktgen, on the same C
+ * core as weftd (ports come from wf_port_attach). One thread transmits at a
+ * TSC-paced rate and receives: every frame carries a magic, a sequence number
+ * and the TSC at transmission in its UDP payload, so the receive side counts
+ * loss, reordering and duplicates and measures latency (log2 buckets of TSC
+ * cycles; Swift turns them into percentiles).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+
+#include "wf_internal.h"
+
+#define PG_MAGIC 0x57454654u /* "WEFT" */
+#define PG_WINDOW 65536      /* duplicate detection window (sequence numbers) */
+
+/* 20 bytes: with Ethernet/IPv4/UDP headers a 64-byte frame still holds it. */
+struct pg_payload {
+	uint32_t magic;
+	uint64_t seq;
+	uint64_t tsc;
+} __rte_packed;
+
+static uint32_t
+pg_l2_l4_len(const struct wf_pktgen_cfg *c)
+{
+	return 14 + (c->vlan_id ? 4 : 0) + (c->ipv6 ? 40 : 20) + 8;
+}
+
+/* Build one frame of `size` bytes; returns the payload offset. */
+static uint32_t
+pg_build(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size, uint32_t flow)
+{
+	memset(p, 0, size);
+	memcpy(p, c->dst_mac, 6);
+	memcpy(p + 6, c->src_mac, 6);
+	uint32_t off = 12;
+	if (c->vlan_id) {
+		p[12] = 0x81, p[13] = 0x00, p[14] = (uint8_t)(c->vlan_id >> 8), p[15] = (uint8_t)c->vlan_id;
+		off = 16;
+	}
+	const uint32_t l3 = off + 2;
+	uint16_t sport = (uint16_t)(c->src_port + (c->flows ? flow % c->flows : 0));
+	if (!c->ipv6) {
+		p[off] = 0x08, p[off + 1] = 0x00;
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(p + l3);
+		ip->version_ihl = 0x45;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(size - l3));
+		ip->time_to_live = 64;
+		ip->next_proto_id = IPPROTO_UDP;
+		uint32_t src = rte_be_to_cpu_32(*(const uint32_t *)c->src_ip) + (c->flows ? flow % c->flows : 0);
+		ip->src_addr = rte_cpu_to_be_32(src);
+		memcpy(&ip->dst_addr, c->dst_ip, 4);
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+		u->src_port = rte_cpu_to_be_16(sport);
+		u->dst_port = rte_cpu_to_be_16(c->dst_port);
+		u->dgram_len = rte_cpu_to_be_16((uint16_t)(size - l3 - 20));
+	} else {
+		p[off] = 0x86, p[off + 1] = 0xdd;
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(p + l3);
+		ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+		ip->payload_len = rte_cpu_to_be_16((uint16_t)(size - l3 - 40));
+		ip->proto = IPPROTO_UDP;
+		ip->hop_limits = 64;
+		memcpy(ip->src_addr, c->src_ip, 16);
+		memcpy(ip->dst_addr, c->dst_ip, 16);
+		ip->src_addr[15] = (uint8_t)(ip->src_addr[15] + (c->flows ? flow % c->flows : 0));
+		struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+		u->src_port = rte_cpu_to_be_16(sport);
+		u->dst_port = rte_cpu_to_be_16(c->dst_port);
+		u->dgram_len = ip->payload_len;
+	}
+	return pg_l2_l4_len(c);
+}
+
+static inline void
+pg_receive(struct wf_pktgen_result *r, struct rte_mbuf **pkts, uint16_t n, uint32_t poff,
+	   uint8_t *seen, uint64_t now)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		r->rx_bytes += rte_pktmbuf_pkt_len(m);
+		struct pg_payload pl;
+		const struct pg_payload *q = rte_pktmbuf_read(m, poff, sizeof(pl), &pl);
+		if (q == NULL || q->magic != PG_MAGIC) {
+			r->rx_foreign++;
+			continue;
+		}
+		/* Sequence: a window of PG_WINDOW bits tells duplicates from late frames. */
+		uint64_t seq = q->seq;
+#define PG_BIT(s) seen[((s) % PG_WINDOW) / 8], (uint8_t)(1u << ((s) % 8))
+		if (r->rx_packets == 0 || seq > r->rx_max_seq) {
+			uint64_t from = r->rx_packets == 0 ? seq : r->rx_max_seq + 1;
+			for (uint64_t s = from; s < seq && s - from < PG_WINDOW; s++)
+				seen[(s % PG_WINDOW) / 8] &= (uint8_t)~(1u << (s % 8));
+			seen[(seq % PG_WINDOW) / 8] |= (uint8_t)(1u << (seq % 8));
+			r->rx_max_seq = seq;
+		} else if (r->rx_max_seq - seq >= PG_WINDOW) {
+			r->reordered++; /* too late to tell a duplicate */
+		} else if (seen[(seq % PG_WINDOW) / 8] & (1u << (seq % 8))) {
+			r->duplicates++;
+			continue;
+		} else {
+			seen[(seq % PG_WINDOW) / 8] |= (uint8_t)(1u << (seq % 8));
+			r->reordered++;
+		}
+#undef PG_BIT
+		r->rx_packets++;
+		uint64_t lat = now > q->tsc ? now - q->tsc : 0;
+		uint32_t b = lat ? 63 - (uint32_t)__builtin_clzll(lat) : 0;
+		r->latency_log2[b < 48 ? b : 47]++;
+		if (lat > r->latency_max)
+			r->latency_max = lat;
+		if (r->latency_min == 0 || lat < r->latency_min)
+			r->latency_min = lat;
+		r->latency_sum += lat;
+	}
+	rte_pktmbuf_free_bulk(pkts, n);
+}
+
+int
+wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const struct wf_pktgen_cfg *c,
+	      struct wf_pktgen_result *r)
+{
+	if (dp == NULL || c == NULL || r == NULL || c->n_sizes == 0 || c->n_sizes > 16 || c->burst == 0 ||
+	    c->burst > WF_MAX_BURST)
+		return -EINVAL;
+	for (uint32_t i = 0; i < c->n_sizes; i++)
+		if (c->sizes[i] < pg_l2_l4_len(c) + sizeof(struct pg_payload) || c->sizes[i] > 9000) {
+			wf_set_error("frame size %u out of range for this template", c->sizes[i]);
+			return -EINVAL;
+		}
+	memset(r, 0, sizeof(*r));
+	static uint8_t seen[PG_WINDOW / 8];
+	memset(seen, 0, sizeof(seen));
+	/* Frame templates, one per size (IMIX cycles through them). */
+	static uint8_t tpl[16][9000];
+	uint32_t poff = 0;
+	for (uint32_t i = 0; i < c->n_sizes; i++)
+		poff = pg_build(c, tpl[i], c->sizes[i], 0);
+
+	const uint64_t hz = rte_get_tsc_hz();
+	const uint64_t start = rte_rdtsc();
+	const uint64_t end = start + (uint64_t)(c->duration_ms * (double)hz / 1000.0);
+	const uint64_t drain_end = end + hz / 5; /* 200 ms for frames in flight */
+	const double gap = c->rate_pps > 0 ? (double)hz / c->rate_pps : 0; /* TSC per frame */
+	double next = (double)start;
+	uint64_t seq = 0;
+	struct rte_mbuf *tx[WF_MAX_BURST], *rx[WF_MAX_BURST];
+
+	for (;;) {
+		uint64_t now = rte_rdtsc();
+		if (now < end) {
+			/* How many frames are due: rate control from the TSC. */
+			uint32_t due = c->burst;
+			if (gap > 0) {
+				double ahead = ((double)now - next) / gap;
+				due = ahead <= 0 ? 0 : ahead >= c->burst ? c->burst : (uint32_t)ahead + 1;
+			}
+			if (due > 0 && rte_pktmbuf_alloc_bulk(dp->pool, tx, due) == 0) {
+				for (uint32_t i = 0; i < due; i++) {
+					uint32_t k = (uint32_t)((seq + i) % c->n_sizes);
+					uint32_t sz = c->sizes[k];
+					uint8_t *p = (uint8_t *)rte_pktmbuf_append(tx[i], (uint16_t)sz);
+					memcpy(p, tpl[k], sz);
+					if (c->flows > 1) {
+						/* Vary the UDP source port per flow. */
+						uint32_t l4 = pg_l2_l4_len(c) - 8;
+						uint16_t sp = rte_cpu_to_be_16((uint16_t)(c->src_port + (seq + i) % c->flows));
+						memcpy(p + l4, &sp, 2);
+					}
+					struct pg_payload pl = { .magic = PG_MAGIC, .seq = seq + i, .tsc = rte_rdtsc() };
+					memcpy(p + poff, &pl, sizeof(pl));
+				}
+				uint16_t sent = rte_eth_tx_burst(tx_port, 0, tx, (uint16_t)due);
+				for (uint16_t i = 0; i < sent; i++)
+					r->tx_bytes += rte_pktmbuf_pkt_len(tx[i]);
+				if (sent < due) {
+					r->tx_refused += due - sent;
+					rte_pktmbuf_free_bulk(tx + sent, due - sent);
+				}
+				/* Refused frames keep their sequence numbers: they count as lost. */
+				seq += due;
+				r->tx_packets += sent;
+				r->tx_attempted += due;
+				if (gap > 0)
+					next += gap * due;
+			}
+		} else if (now >= drain_end) {
+			break;
+		}
+		uint16_t n = rte_eth_rx_burst(rx_port, 0, rx, c->burst);
+		if (n)
+			pg_receive(r, rx, n, poff, seen, rte_rdtsc());
+	}
+	r->elapsed_tsc = rte_rdtsc() - start;
+	r->tsc_hz = hz;
+	return 0;
+}
