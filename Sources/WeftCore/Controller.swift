@@ -492,6 +492,10 @@ public final class Controller: @unchecked Sendable {
         let workers = running.dataplane.workers.count
         let rxq = UInt16(itf.rxQueues ?? 1)
         let mtu = UInt16(itf.mtu ?? 0)
+        if itf.type == .memif, (itf.role ?? .server) == .server, itf.abstract != true {
+            let path = Realizer.memifSocket(itf, runtimeDir: running.admin.runtimeDir)
+            if try Realizer.clearStaleSocket(path) { logger.notice("removed stale memif socket \(path)") }
+        }
         switch itf.type {
         case .ring:
             return (try dataplane.createTestPort(name: device), "ring")

@@ -11,6 +11,8 @@ public enum Pktgen {
         public var srcMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 1]
         public var dstMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 2]
         public var burst = 32
+        /// RX queues to poll: as many as the peer transmits on (OVS: one per PMD + 1).
+        public var rxQueues = 1
         public init() {}
         /// IMIX 7:4:1 of 64, 570 and 1518 bytes (1514 without FCS).
         public static let imix = [64, 64, 64, 64, 64, 64, 64, 570, 570, 570, 570, 1514]
@@ -48,6 +50,7 @@ public enum Pktgen {
             for (i, s) in t.sizes.prefix(16).enumerated() { raw.storeBytes(of: UInt32(s), toByteOffset: i * 4, as: UInt32.self) }
         }
         c.burst = UInt16(t.burst)
+        c.rx_queues = UInt16(t.rxQueues)
         c.rate_pps = ratePps
         c.duration_ms = seconds * 1000
         var r = wf_pktgen_result()

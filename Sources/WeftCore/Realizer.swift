@@ -92,6 +92,30 @@ public enum Realizer {
         }
     }
 
+    /// Before a memif server binds its socket file: a socket file nobody
+    /// listens on (left by a crashed process, weftd or not) is removed; one
+    /// somebody answers on is in use, and that is an error.
+    public static func clearStaleSocket(_ path: String) throws -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: bytes); $0[bytes.count] = 0 }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc == 0 || errno == EAGAIN {
+            throw ApplyError(message: "memif socket \(path) is in use by another process")
+        }
+        unlink(path)
+        return true
+    }
+
     /// NSM's device-selector file (NSM_DEVICE_SELECTOR_FILE): `via` label -> host NIC name.
     ///   interfaces: [{name: eth1, matches: [{labelSelector: [{via: gw0}]}]}]
     public static func deviceSelector(path: String) throws -> [String: String] {

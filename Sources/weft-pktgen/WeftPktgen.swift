@@ -25,6 +25,10 @@ struct WeftPktgen: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
     @Option(help: "EAL lcore to run on.") var lcore = 0
     @Option(help: "Seconds to wait for links to come up (memif peers).") var linkWait: Double = 15
+    @Option(help: "RX queues on the receive port: as many as the peer sends on (memif: the server adopts the client's ring counts; OVS-DPDK sends on one queue per PMD thread plus one).")
+    var rxQueues = 1
+    @Option(help: "Seconds to keep the ports open after printing the result (a DUT that loses its counters when a memif peer leaves can be read meanwhile).")
+    var hold: Double = 0
 
     func validate() throws {
         if !(60...9000).contains(size) { throw ValidationError("--size must be 60..9000") }
@@ -32,6 +36,7 @@ struct WeftPktgen: ParsableCommand {
         if rate < 0 { throw ValidationError("--rate must be >= 0") }
         if !(0...4094).contains(vlan) { throw ValidationError("--vlan must be 0..4094") }
         if !(1...65535).contains(flows) { throw ValidationError("--flows must be 1..65535") }
+        if !(1...8).contains(rxQueues) { throw ValidationError("--rx-queues must be 1..8") }
     }
 
     func run() throws {
@@ -43,7 +48,7 @@ struct WeftPktgen: ParsableCommand {
         let dp = try Dataplane(s)
         defer { dp.destroy(); EAL.cleanup() }
         let txPort = try dp.attach(devargs: tx)
-        let rxPort = try rx.map { try dp.attach(devargs: $0) } ?? txPort
+        let rxPort = try rx.map { try dp.attach(devargs: $0, rxQueues: UInt16(rxQueues)) } ?? txPort
         let deadline = Date().addingTimeInterval(linkWait)
         while Date() < deadline {
             if (try? dp.info(txPort).linkUp) == true && (try? dp.info(rxPort).linkUp) == true { break }
@@ -57,6 +62,7 @@ struct WeftPktgen: ParsableCommand {
         t.ipv6 = ipv6
         t.vlanID = vlan
         t.flows = flows
+        t.rxQueues = rxQueues
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         if ndr {
@@ -75,6 +81,10 @@ struct WeftPktgen: ParsableCommand {
                          String(format: "%.3f", r.rxPps / 1e6), f(r.latencyP50us), f(r.latencyP99us), f(r.latencyMaxUs)])
                 print(tab.render())
             }
+        }
+        if hold > 0 {
+            fflush(stdout)
+            usleep(UInt32(min(hold, 600) * 1_000_000))
         }
     }
 }

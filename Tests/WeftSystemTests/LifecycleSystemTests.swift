@@ -144,3 +144,27 @@ final class LifecycleSystemTests: SystemTestCase {
         }
     }
 }
+
+final class StaleSocketSystemTests: SystemTestCase {
+    func testStaleMemifSocketIsReplacedAndALiveOneRefused() throws {
+        let tag = uniqueTag()
+        let w = Weftd(tag: tag)
+        // A socket file nobody listens on (as a crashed DPDK process leaves it).
+        let stale = "\(w.dir)/stale.sock"
+        let s = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0)
+        var addr = sockaddr_un(); addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { $0.copyBytes(from: Array(stale.utf8)) }
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        close(s)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: stale))
+        w.write("interfaces:\n  - {name: m, type: memif, socket: \(stale)}\n")
+        XCTAssertTrue(w.start(), w.log)
+        XCTAssertTrue(w.log.contains("removed stale memif socket \(stale)"), w.log)
+        // A second weftd (other runtime dir) may not take a socket that is live.
+        let w2 = Weftd(tag: tag + "b")
+        w2.write("interfaces:\n  - {name: m, type: memif, socket: \(stale)}\n")
+        XCTAssertFalse(w2.start(), "took a live socket")
+        XCTAssertTrue(w2.log.contains("memif socket \(stale) is in use by another process"), w2.log)
+        XCTAssertEqual(w.stop(), 0)
+    }
+}

@@ -405,7 +405,7 @@ struct wf_pktgen_cfg {
 	uint32_t n_sizes;          /* 1: fixed size; up to 16: IMIX, cycled */
 	uint32_t sizes[16];
 	uint16_t burst;
-	uint16_t pad2;
+	uint16_t rx_queues;        /* RX queues polled on rx_port (0 -> 1) */
 	double rate_pps;           /* 0: as fast as possible */
 	double duration_ms;
 };

@@ -195,9 +195,11 @@ wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const stru
 		} else if (now >= drain_end) {
 			break;
 		}
-		uint16_t n = rte_eth_rx_burst(rx_port, 0, rx, c->burst);
-		if (n)
-			pg_receive(r, rx, n, poff, seen, rte_rdtsc());
+		for (uint16_t q = 0; q < (c->rx_queues ? c->rx_queues : 1); q++) {
+			uint16_t n = rte_eth_rx_burst(rx_port, q, rx, c->burst);
+			if (n)
+				pg_receive(r, rx, n, poff, seen, rte_rdtsc());
+		}
 	}
 	r->elapsed_tsc = rte_rdtsc() - start;
 	r->tsc_hz = hz;

@@ -133,10 +133,14 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 		pc->rx_worker[q] = 0;
 	for (uint16_t q = 0; q < nb_rxq; q++)
 		pc->rx_worker[q] = wf_least_loaded_worker(dp);
+	pthread_mutex_lock(&dp->ul_lock); /* the link poller reads `attached` */
 	pc->attached = true;
+	pthread_mutex_unlock(&dp->ul_lock);
 	rc = wf_table_publish(dp);
 	if (rc != 0) {
+		pthread_mutex_lock(&dp->ul_lock);
 		pc->attached = false;
+		pthread_mutex_unlock(&dp->ul_lock);
 		rte_eth_dev_stop(port);
 	}
 	return rc;
@@ -206,10 +210,14 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 		wf_set_error("%s carries tunnels or underlay addresses; remove them first", pc->devname);
 		return -EBUSY;
 	}
+	pthread_mutex_lock(&dp->ul_lock);
 	pc->attached = false;
+	pthread_mutex_unlock(&dp->ul_lock);
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {
+		pthread_mutex_lock(&dp->ul_lock);
 		pc->attached = true;
+		pthread_mutex_unlock(&dp->ul_lock);
 		return rc;
 	}
 	/* No worker polls or transmits on it any more. */

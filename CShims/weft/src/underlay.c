@@ -530,13 +530,40 @@ wf_underlay_service(wf_dataplane_t *dp)
 	return dp ? (int)ul_service(dp) : -EINVAL;
 }
 
+/*
+ * Link state for the workers, every 5 ms: memif raises no link events, and a
+ * peer that just connected must not lose its first frames to a stale
+ * link-down. Ports flip `attached` under ul_lock, so none goes away here.
+ */
+static void
+ul_links(struct wf_dataplane *dp)
+{
+	pthread_mutex_lock(&dp->ul_lock);
+	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
+		if (!dp->ports[p].attached)
+			continue;
+		struct rte_eth_link link;
+		memset(&link, 0, sizeof(link));
+		if (rte_eth_link_get_nowait(p, &link) == 0)
+			__atomic_store_n(&dp->link_up[p], link.link_status ? 1 : 0, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&dp->ul_lock);
+}
+
 static void *
 ul_main(void *arg)
 {
 	struct wf_dataplane *dp = arg;
+	uint64_t next_links = 0;
+	const uint64_t link_period = rte_get_tsc_hz() / 200;
 	while (!__atomic_load_n(&dp->ul_stop, __ATOMIC_ACQUIRE)) {
+		uint64_t now = rte_rdtsc();
+		if (now >= next_links) {
+			ul_links(dp);
+			next_links = now + link_period;
+		}
 		if (ul_service(dp) == 0)
-			usleep(500);
+			usleep(1000); /* idle: 1 ms adds at most that to an ARP/ND/echo reply */
 	}
 	return NULL;
 }

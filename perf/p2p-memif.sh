@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# P2P memif<->memif: Weft against testpmd io-forward (the limit) and OVS-DPDK
+# (the peer), same generator (weft-pktgen, memif clients), same pinning
+# (generator and each DUT's main thread on core 0, the DUT's forwarding
+# thread on core 1), contenders alternating round by round.
+# Per run: received rate and loss at a fixed offered rate, and the DUT's own
+# busy cycles per packet (Weft: weftctl show workers; testpmd:
+# --record-core-cycles; OVS: pmd-stats-show "processing cycles per packet").
+#   perf/p2p-memif.sh [ROUNDS] [RATE_PPS] [SECONDS] [SIZE]
+# Needs root, hugepages (scripts/install.sh) and openvswitch-switch-dpdk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
+ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}
+./scripts/install.sh >/dev/null
+dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
+swift build -c release --product weftd >/dev/null
+swift build -c release --product weftctl >/dev/null
+swift build -c release --product weft-pktgen >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+D=/run/weft/perf-p2p; OUT=$(mktemp -d /tmp/weft-perf.XXXXXX)
+mkdir -p "$D"
+A="net_memif0,role=client,socket=$D/a.sock,socket-abstract=no"
+B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
+
+pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
+  taskset -c 0 "$BIN/weft-pktgen" --tx "$A" --rx "$B" --rx-queues "$1" --size "$SIZE" --rate "$RATE" --duration "$SECS" \
+    --hold "${2:-0}" --json
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+run_weft() {
+  cat > "$OUT/weft.yaml" <<YAML
+eal: {hugepages: true, memory_mb: 512, file_prefix: perf-weft}
+dataplane: {workers: [1], mbufs: 16383}
+admin: {socket: $D/weftd.sock, runtime_dir: $D/state}
+interfaces:
+  - {name: a, type: memif, socket: $D/a.sock}
+  - {name: b, type: memif, socket: $D/b.sock}
+cross_connects:
+  - {name: ab, a: a, b: b}
+YAML
+  "$BIN/weftd" run --config "$OUT/weft.yaml" > "$OUT/weftd.log" 2>&1 & local pid=$!
+  for _ in $(seq 100); do "$BIN/weftctl" show workers --socket "$D/weftd.sock" >/dev/null 2>&1 && break; sleep 0.1; done
+  local w0; w0=$("$BIN/weftctl" show workers --json --socket "$D/weftd.sock")
+  local t; t=$(pktgen 1)
+  local w1; w1=$("$BIN/weftctl" show workers --json --socket "$D/weftd.sock")
+  kill -TERM $pid; wait $pid || true
+  local cpp; cpp=$(python3 - "$w0" "$w1" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1])[0], json.loads(sys.argv[2])[0]
+p = b["rxPackets"] - a["rxPackets"]
+print(f'{(b["busyCycles"] - a["busyCycles"]) / p:.1f}' if p else "nan")
+PY
+)
+  echo "$t" > "$OUT/weft.json"; echo "$cpp"
+}
+
+run_testpmd() {
+  dpdk-testpmd -l 0,1 --main-lcore 0 -m 512 --file-prefix perf-tp --no-pci \
+    --vdev "net_memif0,role=server,socket=$D/a.sock,socket-abstract=no" \
+    --vdev "net_memif1,role=server,socket=$D/b.sock,socket-abstract=no" \
+    -- --forward-mode=io --auto-start --record-core-cycles --nb-cores=1 --stats-period=3600 \
+    --total-num-mbufs=16384 < /dev/null > "$OUT/testpmd.log" 2>&1 & local pid=$!
+  for _ in $(seq 100); do [ -S "$D/b.sock" ] && break; sleep 0.1; done
+  # memif counters vanish when the client leaves: stop testpmd while the
+  # generator holds its ports open after printing its result.
+  pktgen 1 5 > "$OUT/testpmd.json" & local gen=$!
+  for _ in $(seq 600); do python3 -c "import json; json.load(open('$OUT/testpmd.json'))" 2>/dev/null && break; sleep 0.1; done
+  kill -INT $pid; wait $pid || true
+  wait $gen || true
+  # testpmd prints the forwarding totals, cycles per packet included, when it stops.
+  grep -o 'CPU cycles/packet=[0-9.]*' "$OUT/testpmd.log" | tail -1 | cut -d= -f2 || echo nan
+}
+
+run_ovs() {
+  export OVS_RUNDIR=$OUT/ovs OVS_DBDIR=$OUT/ovs OVS_LOGDIR=$OUT/ovs
+  rm -rf "$OUT/ovs"; mkdir -p "$OUT/ovs"
+  local db=unix:$OUT/ovs/db.sock
+  ovsdb-tool create "$OUT/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-server --remote=punix:$OUT/ovs/db.sock --pidfile=$OUT/ovs/ovsdb.pid --detach --log-file=$OUT/ovs/ovsdb.log "$OUT/ovs/conf.db"
+  ovs-vsctl --db=$db --no-wait init
+  ovs-vsctl --db=$db --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
+    other_config:pmd-cpu-mask=0x2 other_config:dpdk-socket-mem=512 "other_config:dpdk-extra=--no-pci --file-prefix=perf-ovs"
+  /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk $db --pidfile=$OUT/ovs/vswitchd.pid --detach --log-file=$OUT/ovs/vswitchd.log
+  ovs-vsctl --db=$db add-br br0 -- set bridge br0 datapath_type=netdev
+  ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
+  ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
+  ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
+  ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:b"
+  ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
+  local ctl; ctl=$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl
+  sleep 1
+  ovs-appctl -t "$ctl" dpif-netdev/pmd-stats-clear >/dev/null
+  # OVS sends on one TX queue per PMD thread plus one: the client needs as many RX queues.
+  local t; t=$(pktgen 2)
+  local cpp; cpp=$(ovs-appctl -t "$ctl" dpif-netdev/pmd-stats-show | grep -o 'avg processing cycles per packet: [0-9.]*' | head -1 | awk '{print $NF}')
+  kill $(cat $OUT/ovs/vswitchd.pid) $(cat $OUT/ovs/ovsdb.pid) 2>/dev/null || true
+  sleep 1
+  echo "$t" > "$OUT/ovs.json"; echo "$cpp"
+}
+
+echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), TSC-based; DPDK $(dpkg-query -W -f='${Version}' libdpdk-dev); $(ovs-vswitchd --version | head -1)"
+echo "== P2P memif<->memif, ${SIZE} B frames offered at $RATE pps for ${SECS} s, burst 32, $ROUNDS rounds"
+printf "%-6s %-8s %10s %10s %12s\n" round dut rx_mpps loss_pct cycles/pkt
+: > "$OUT/rows"
+for r in $(seq "$ROUNDS"); do
+  case $((r % 3)) in 1) order="weft testpmd ovs";; 2) order="testpmd ovs weft";; 0) order="ovs weft testpmd";; esac
+  for dut in $order; do
+    rm -f "$D/a.sock" "$D/b.sock" # testpmd and OVS leave theirs behind
+    cpp=$(run_$dut)
+    rx=$(field rxPps < "$OUT/$dut.json"); loss=$(field lossRatio < "$OUT/$dut.json")
+    python3 -c "print(f'{\"$r\":<6} {\"$dut\":<8} {$rx/1e6:10.3f} {$loss*100:10.3f} {\"$cpp\":>12}')"
+    echo "$r $dut $rx $loss $cpp" >> "$OUT/rows"
+  done
+done
+python3 - "$OUT/rows" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+by = {}
+for r, dut, rx, loss, cpp in rows:
+    by.setdefault(r, {})[dut] = float(cpp)
+for peer in ("testpmd", "ovs"):
+    ratios = [v["weft"] / v[peer] for v in by.values() if peer in v and "weft" in v and v[peer] > 0]
+    if ratios:
+        print(f"weft/{peer} cycles per packet: median {st.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}) over {len(ratios)} rounds")
+PY
+echo "logs: $OUT"
