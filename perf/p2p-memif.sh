@@ -6,12 +6,18 @@
 # Per run: received rate and loss at a fixed offered rate, and the DUT's own
 # busy cycles per packet (Weft: weftctl show workers; testpmd:
 # --record-core-cycles; OVS: pmd-stats-show "processing cycles per packet").
-#   perf/p2p-memif.sh [ROUNDS] [RATE_PPS] [SECONDS] [SIZE]
+#   perf/p2p-memif.sh [ROUNDS] [RATE_PPS] [SECONDS] [SIZE] [SCENARIO]
+# SCENARIO p2p (default) or vlan: the generator sends 802.1Q id 100 into A,
+# the DUT pops it toward B and pushes it back toward A (testpmd io-forward
+# cannot express that on memif, so it runs Weft and OVS only).
 # Needs root, hugepages (scripts/install.sh) and openvswitch-switch-dpdk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}
+ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}; SCENARIO=${5:-p2p}
+case $SCENARIO in p2p) VLAN=0; DUTS="weft testpmd ovs";;
+  vlan) VLAN=100; DUTS="weft ovs"; [ "$SIZE" -lt 68 ] && SIZE=68;; # 64 bytes + the tag
+  *) echo "unknown scenario $SCENARIO (p2p, vlan)" >&2; exit 2;; esac
 ./scripts/install.sh >/dev/null
 dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
@@ -26,7 +32,7 @@ B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
 
 pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
   taskset -c 0 "$BIN/weft-pktgen" --tx "$A" --rx "$B" --rx-queues "$1" --size "$SIZE" --rate "$RATE" --duration "$SECS" \
-    --hold "${2:-0}" --json
+    --vlan "$VLAN" --hold "${2:-0}" --json
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
@@ -38,9 +44,12 @@ admin: {socket: $D/weftd.sock, runtime_dir: $D/state}
 interfaces:
   - {name: a, type: memif, socket: $D/a.sock}
   - {name: b, type: memif, socket: $D/b.sock}
-cross_connects:
-  - {name: ab, a: a, b: b}
 YAML
+  if [ "$SCENARIO" = vlan ]; then
+    printf '  - {name: v100, type: vlan, uplink: a, vlan_id: 100}\ncross_connects:\n  - {name: vb, a: v100, b: b}\n' >> "$OUT/weft.yaml"
+  else
+    printf 'cross_connects:\n  - {name: ab, a: a, b: b}\n' >> "$OUT/weft.yaml"
+  fi
   "$BIN/weftd" run --config "$OUT/weft.yaml" > "$OUT/weftd.log" 2>&1 & local pid=$!
   for _ in $(seq 100); do "$BIN/weftctl" show workers --socket "$D/weftd.sock" >/dev/null 2>&1 && break; sleep 0.1; done
   local w0; w0=$("$BIN/weftctl" show workers --json --socket "$D/weftd.sock")
@@ -88,8 +97,13 @@ run_ovs() {
   ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
   ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
   ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
-  ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:b"
-  ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
+  if [ "$SCENARIO" = vlan ]; then
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,dl_vlan=100,actions=strip_vlan,output:b"
+    ovs-ofctl -O OpenFlow13 add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:a"
+  else
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:b"
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
+  fi
   local ctl; ctl=$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl
   sleep 1
   ovs-appctl -t "$ctl" dpif-netdev/pmd-stats-clear >/dev/null
@@ -102,11 +116,12 @@ run_ovs() {
 }
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), TSC-based; DPDK $(dpkg-query -W -f='${Version}' libdpdk-dev); $(ovs-vswitchd --version | head -1)"
-echo "== P2P memif<->memif, ${SIZE} B frames offered at $RATE pps for ${SECS} s, burst 32, $ROUNDS rounds"
+echo "== $SCENARIO memif<->memif, ${SIZE} B frames offered at $RATE pps for ${SECS} s, burst 32, $ROUNDS rounds"
 printf "%-6s %-8s %10s %10s %12s\n" round dut rx_mpps loss_pct cycles/pkt
 : > "$OUT/rows"
 for r in $(seq "$ROUNDS"); do
-  case $((r % 3)) in 1) order="weft testpmd ovs";; 2) order="testpmd ovs weft";; 0) order="ovs weft testpmd";; esac
+  # Rotate who goes first.
+  order=$(python3 -c "d='$DUTS'.split(); k=$r % len(d); print(' '.join(d[k:] + d[:k]))")
   for dut in $order; do
     rm -f "$D/a.sock" "$D/b.sock" # testpmd and OVS leave theirs behind
     cpp=$(run_$dut)

@@ -79,15 +79,35 @@ pg_build(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size, uint32_t flow
 	return pg_l2_l4_len(c);
 }
 
+/* Where the payload starts in a received frame: tags may have been pushed or
+ * popped on the way, so parse rather than assume the sent layout. */
+static inline uint32_t
+pg_payload_offset(const struct rte_mbuf *m)
+{
+	uint8_t hdr[18];
+	const uint8_t *p = rte_pktmbuf_read(m, 0, sizeof(hdr), hdr);
+	if (p == NULL)
+		return UINT32_MAX;
+	uint32_t off = 12;
+	uint16_t type = (uint16_t)(p[12] << 8 | p[13]);
+	if (type == RTE_ETHER_TYPE_VLAN) {
+		off = 16;
+		type = (uint16_t)(p[16] << 8 | p[17]);
+	}
+	return off + 2 + (type == RTE_ETHER_TYPE_IPV6 ? 40 : 20) + 8;
+}
+
 static inline void
 pg_receive(struct wf_pktgen_result *r, struct rte_mbuf **pkts, uint16_t n, uint32_t poff,
 	   uint8_t *seen, uint64_t now)
 {
+	(void)poff;
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		r->rx_bytes += rte_pktmbuf_pkt_len(m);
 		struct pg_payload pl;
-		const struct pg_payload *q = rte_pktmbuf_read(m, poff, sizeof(pl), &pl);
+		uint32_t at = pg_payload_offset(m);
+		const struct pg_payload *q = at == UINT32_MAX ? NULL : rte_pktmbuf_read(m, at, sizeof(pl), &pl);
 		if (q == NULL || q->magic != PG_MAGIC) {
 			r->rx_foreign++;
 			continue;
