@@ -7,9 +7,11 @@
 # busy cycles per packet (Weft: weftctl show workers; testpmd:
 # --record-core-cycles; OVS: pmd-stats-show "processing cycles per packet").
 #   perf/p2p-memif.sh [ROUNDS] [RATE_PPS] [SECONDS] [SIZE] [SCENARIO]
-# SCENARIO p2p (default) or vlan: the generator sends 802.1Q id 100 into A,
-# the DUT pops it toward B and pushes it back toward A (testpmd io-forward
-# cannot express that on memif, so it runs Weft and OVS only).
+# SCENARIO p2p (default), vlan or replicate:
+#   vlan: the generator sends 802.1Q id 100 into A, the DUT pops it toward B
+#         (testpmd io-forward cannot express that: Weft and OVS only);
+#   replicate: every frame from A goes to 4 members: B back to the generator
+#         and 3 null sinks (Weft replication group; OVS output to 4 ports).
 # Needs root, hugepages (scripts/install.sh) and openvswitch-switch-dpdk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}; SCENARIO=${5:-p2p}
 case $SCENARIO in p2p) VLAN=0; DUTS="weft testpmd ovs";;
   vlan) VLAN=100; DUTS="weft ovs"; [ "$SIZE" -lt 68 ] && SIZE=68;; # 64 bytes + the tag
-  *) echo "unknown scenario $SCENARIO (p2p, vlan)" >&2; exit 2;; esac
+  replicate) VLAN=0; DUTS="weft ovs";;
+  *) echo "unknown scenario $SCENARIO (p2p, vlan, replicate)" >&2; exit 2;; esac
 ./scripts/install.sh >/dev/null
 dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
@@ -47,6 +50,9 @@ interfaces:
 YAML
   if [ "$SCENARIO" = vlan ]; then
     printf '  - {name: v100, type: vlan, uplink: a, vlan_id: 100}\ncross_connects:\n  - {name: vb, a: v100, b: b}\n' >> "$OUT/weft.yaml"
+  elif [ "$SCENARIO" = replicate ]; then
+    printf '  - {name: n1, type: null}\n  - {name: n2, type: null}\n  - {name: n3, type: null}\n' >> "$OUT/weft.yaml"
+    printf 'replication_groups:\n  - {name: feed, ingress: a, members: [n1, n2, n3, b]}\n' >> "$OUT/weft.yaml"
   else
     printf 'cross_connects:\n  - {name: ab, a: a, b: b}\n' >> "$OUT/weft.yaml"
   fi
@@ -97,7 +103,13 @@ run_ovs() {
   ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
   ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
   ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
-  if [ "$SCENARIO" = vlan ]; then
+  if [ "$SCENARIO" = replicate ]; then
+    for n in 1 2 3; do
+      ovs-vsctl --db=$db add-port br0 n$n -- set Interface n$n type=dpdk "options:dpdk-devargs=net_null_p$n,no-rx=1"
+    done
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:n1,output:n2,output:n3,output:b"
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
+  elif [ "$SCENARIO" = vlan ]; then
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,dl_vlan=100,actions=strip_vlan,output:b"
     ovs-ofctl -O OpenFlow13 add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:a"
   else
