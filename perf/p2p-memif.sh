@@ -11,7 +11,10 @@
 #   vlan: the generator sends 802.1Q id 100 into A, the DUT pops it toward B
 #         (testpmd io-forward cannot express that: Weft and OVS only);
 #   replicate: every frame from A goes to 4 members: B back to the generator
-#         and 3 null sinks (Weft replication group; OVS output to 4 ports).
+#         and 3 null sinks (Weft replication group; OVS output to 4 ports);
+#   bridge: a bridge domain of A, B and 2 null sinks; the generator sends from
+#         1,000 source MACs (all learned) to a MAC that is static on B (Weft
+#         static_macs; OVS NORMAL with `fdb/add`), so frames are unicast to B.
 # Needs root, hugepages (scripts/install.sh) and openvswitch-switch-dpdk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +23,10 @@ ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}; SCENARIO=${5:-p
 case $SCENARIO in p2p) VLAN=0; DUTS="weft testpmd ovs";;
   vlan) VLAN=100; DUTS="weft ovs"; [ "$SIZE" -lt 68 ] && SIZE=68;; # 64 bytes + the tag
   replicate) VLAN=0; DUTS="weft ovs";;
-  *) echo "unknown scenario $SCENARIO (p2p, vlan, replicate)" >&2; exit 2;; esac
+  bridge) VLAN=0; DUTS="weft ovs"; MACS=1000;;
+  *) echo "unknown scenario $SCENARIO (p2p, vlan, replicate, bridge)" >&2; exit 2;; esac
+MACS=${MACS:-1}
+DST=02:77:70:00:00:02
 ./scripts/install.sh >/dev/null
 dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
@@ -35,7 +41,7 @@ B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
 
 pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
   taskset -c 0 "$BIN/weft-pktgen" --tx "$A" --rx "$B" --rx-queues "$1" --size "$SIZE" --rate "$RATE" --duration "$SECS" \
-    --vlan "$VLAN" --hold "${2:-0}" --json
+    --vlan "$VLAN" --mac-flows "$MACS" --dst-mac "$DST" --hold "${2:-0}" --json
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
@@ -50,6 +56,10 @@ interfaces:
 YAML
   if [ "$SCENARIO" = vlan ]; then
     printf '  - {name: v100, type: vlan, uplink: a, vlan_id: 100}\ncross_connects:\n  - {name: vb, a: v100, b: b}\n' >> "$OUT/weft.yaml"
+  elif [ "$SCENARIO" = bridge ]; then
+    printf '  - {name: n1, type: null}\n  - {name: n2, type: null}\n' >> "$OUT/weft.yaml"
+    printf 'bridge_domains:\n  - name: lan\n    members: [{interface: a}, {interface: b}, {interface: n1}, {interface: n2}]\n' >> "$OUT/weft.yaml"
+    printf '    mac_limit: 4096\n    static_macs: [{mac: "%s", interface: b}]\n' "$DST" >> "$OUT/weft.yaml"
   elif [ "$SCENARIO" = replicate ]; then
     printf '  - {name: n1, type: null}\n  - {name: n2, type: null}\n  - {name: n3, type: null}\n' >> "$OUT/weft.yaml"
     printf 'replication_groups:\n  - {name: feed, ingress: a, members: [n1, n2, n3, b]}\n' >> "$OUT/weft.yaml"
@@ -103,7 +113,14 @@ run_ovs() {
   ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
   ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
   ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
-  if [ "$SCENARIO" = replicate ]; then
+  if [ "$SCENARIO" = bridge ]; then
+    for n in 1 2; do
+      ovs-vsctl --db=$db add-port br0 n$n -- set Interface n$n type=dpdk "options:dpdk-devargs=net_null_p$n,no-rx=1"
+    done
+    ovs-vsctl --db=$db set bridge br0 other_config:mac-table-size=4096
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "actions=NORMAL"
+    ovs-appctl -t "$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl" fdb/add br0 b 0 "$DST" >/dev/null
+  elif [ "$SCENARIO" = replicate ]; then
     for n in 1 2 3; do
       ovs-vsctl --db=$db add-port br0 n$n -- set Interface n$n type=dpdk "options:dpdk-devargs=net_null_p$n,no-rx=1"
     done

@@ -8,6 +8,8 @@ public enum Pktgen {
         public var ipv6 = false
         public var vlanID = 0
         public var flows = 1
+        /// Source MACs varied over this many values (bridge learning).
+        public var macFlows = 1
         public var srcMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 1]
         public var dstMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 2]
         public var burst = 32
@@ -44,6 +46,7 @@ public enum Pktgen {
         c.src_port = 1024
         c.dst_port = 1234
         c.flows = UInt32(t.flows)
+        c.mac_flows = UInt32(t.macFlows)
         c.n_sizes = UInt32(min(t.sizes.count, 16))
         withUnsafeMutableBytes(of: &c.sizes) { raw in
             // IMIX lists longer than 8 are folded into its distinct sizes in order.

@@ -18,6 +18,8 @@ struct WeftPktgen: ParsableCommand {
     @Flag(help: "IPv6 instead of IPv4.") var ipv6 = false
     @Option(help: "802.1Q VLAN id (0: untagged).") var vlan = 0
     @Option(help: "Flows: source address and port ranges.") var flows = 1
+    @Option(help: "Source MACs: vary the last two bytes over this many values.") var macFlows = 1
+    @Option(help: "Destination MAC (default 02:77:70:00:00:02).") var dstMac: String?
     @Option(help: "Offered rate, packets per second (0: as fast as possible).") var rate: Double = 0
     @Option(help: "Trial length, seconds.") var duration: Double = 2
     @Flag(help: "Search the no-drop (NDR) and 0.5 % partial-drop (PDR) rates.") var ndr = false
@@ -36,6 +38,7 @@ struct WeftPktgen: ParsableCommand {
         if rate < 0 { throw ValidationError("--rate must be >= 0") }
         if !(0...4094).contains(vlan) { throw ValidationError("--vlan must be 0..4094") }
         if !(1...65535).contains(flows) { throw ValidationError("--flows must be 1..65535") }
+        if !(1...65535).contains(macFlows) { throw ValidationError("--mac-flows must be 1..65535") }
         if !(1...8).contains(rxQueues) { throw ValidationError("--rx-queues must be 1..8") }
     }
 
@@ -62,6 +65,12 @@ struct WeftPktgen: ParsableCommand {
         t.ipv6 = ipv6
         t.vlanID = vlan
         t.flows = flows
+        t.macFlows = macFlows
+        if let m = dstMac {
+            let b = m.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+            guard b.count == 6 else { throw ValidationError("--dst-mac '\(m)' is not a MAC address") }
+            t.dstMAC = b
+        }
         t.rxQueues = rxQueues
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]

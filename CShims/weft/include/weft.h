@@ -402,6 +402,7 @@ struct wf_pktgen_cfg {
 	uint8_t src_ip[16], dst_ip[16];
 	uint16_t src_port, dst_port;
 	uint32_t flows;            /* source address/port ranges */
+	uint32_t mac_flows;        /* source MAC range (bridge learning); 0/1: one MAC */
 	uint32_t n_sizes;          /* 1: fixed size; up to 16: IMIX, cycled */
 	uint32_t sizes[16];
 	uint16_t burst;

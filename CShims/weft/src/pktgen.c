@@ -189,6 +189,12 @@ wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const stru
 					uint32_t sz = c->sizes[k];
 					uint8_t *p = (uint8_t *)rte_pktmbuf_append(tx[i], (uint16_t)sz);
 					memcpy(p, tpl[k], sz);
+					if (c->mac_flows > 1) {
+						/* Source MACs 02:..:xx:yy over the range: a bridge learns each. */
+						uint32_t f = (uint32_t)((seq + i) % c->mac_flows);
+						p[10] = (uint8_t)(f >> 8);
+						p[11] = (uint8_t)f;
+					}
 					if (c->flows > 1) {
 						/* Vary the UDP source port per flow. */
 						uint32_t l4 = pg_l2_l4_len(c) - 8;
