@@ -145,16 +145,10 @@ final class ForwardingSystemTests: SystemTestCase {
         XCTAssertEqual(pingCounts(n1.ping(n2.address, count: 2).out)?.received, 2) // warm ARP
 
         // 1500 echo requests at 2 ms intervals while the control plane churns.
-        final class Box: @unchecked Sendable { var result: CommandResult? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        DispatchQueue(label: "pinger").async {
-            box.result = n1.ping(n2.address, count: 1500, interval: "0.002", deadline: 60)
-            done.signal()
-        }
+        let ping = BackgroundPing(from: n1, to: n2.address, count: 1500, interval: "0.002")
         var churns = 0
         var i = 0
-        while done.wait(timeout: .now()) == .timedOut {
+        while !ping.finished {
             i += 1
             let name = "tmp\(i % 8)"
             _ = try w.request(.init(command: .addInterface, interface: InterfaceConfig(name: name, type: .null)))
@@ -163,8 +157,7 @@ final class ForwardingSystemTests: SystemTestCase {
             _ = try w.request(.init(command: .deleteInterface, name: name))
             churns += 4
         }
-        let r = try XCTUnwrap(box.result)
-        let counts = try XCTUnwrap(pingCounts(r.out), r.out + r.err)
+        let counts = try XCTUnwrap(ping.counts())
         XCTAssertGreaterThanOrEqual(churns, 200, "the control plane changed too little to prove anything")
         XCTAssertEqual(counts.sent, 1500)
         XCTAssertEqual(counts.received, counts.sent, "echo replies lost during \(churns) changes")

@@ -269,3 +269,30 @@ class SystemTestCase: XCTestCase {
         continueAfterFailure = false
     }
 }
+
+/// Echo requests from a pod in the background, so that a test can change the
+/// control plane while traffic flows and then count what was lost.
+final class BackgroundPing: @unchecked Sendable {
+    private var result: CommandResult?
+    private let done = DispatchSemaphore(value: 0)
+    private var ended = false
+
+    init(from pod: PodNamespace, to target: String, count: Int, interval: String) {
+        DispatchQueue(label: "pinger").async {
+            self.result = pod.ping(target, count: count, interval: interval, deadline: 60)
+            self.done.signal()
+        }
+    }
+
+    /// Non-blocking: has ping finished?
+    var finished: Bool {
+        if !ended && done.wait(timeout: .now()) == .success { ended = true }
+        return ended
+    }
+
+    /// Block until ping finishes; its "transmitted / received" counts.
+    func counts() -> (sent: Int, received: Int)? {
+        if !ended { done.wait(); ended = true }
+        return result.flatMap { pingCounts($0.out) }
+    }
+}

@@ -92,19 +92,14 @@ final class P2MPSystemTests: SystemTestCase {
         XCTAssertTrue(w.start(), w.log)
         XCTAssertTrue(w.waitLinksUp(), w.log)
         XCTAssertEqual(pingCounts(p1.ping(p2.address, count: 2).out)?.received, 2)
-        final class Box: @unchecked Sendable { var result: CommandResult? }
-        let box = Box(), done = DispatchSemaphore(value: 0)
-        DispatchQueue(label: "pinger").async {
-            box.result = p1.ping(p2.address, count: 800, interval: "0.005", deadline: 60)
-            done.signal()
-        }
+        let ping = BackgroundPing(from: p1, to: p2.address, count: 800, interval: "0.005")
         var changes = 0
-        while done.wait(timeout: .now()) == .timedOut {
+        while !ping.finished {
             let extra = changes % 3 == 0 ? [] : changes % 3 == 1 ? ["s1"] : ["s1", "s2"]
             _ = try w.request(.init(command: .connect, name: "bd", members: ["pod1", "pod2"] + extra, labels: ["p2mp": "bridge"]))
             changes += 1
         }
-        let c = try XCTUnwrap(box.result.flatMap { pingCounts($0.out) })
+        let c = try XCTUnwrap(ping.counts())
         XCTAssertGreaterThanOrEqual(changes, 100)
         XCTAssertEqual(c.sent, 800)
         XCTAssertEqual(c.received, c.sent, "pings lost during \(changes) membership changes")

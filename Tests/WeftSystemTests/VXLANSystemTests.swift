@@ -185,27 +185,16 @@ final class VXLANRobustnessSystemTests: SystemTestCase {
         XCTAssertTrue(w.waitLinksUp(), w.log)
         XCTAssertEqual(pingCounts(pod1.ping("10.91.0.2", count: 2).out)?.received, 2, w.log)
 
-        final class Box: @unchecked Sendable { var result: CommandResult? }
-        func pingInBackground(_ count: Int) -> (Box, DispatchSemaphore) {
-            let box = Box(), done = DispatchSemaphore(value: 0)
-            DispatchQueue(label: "pinger").async {
-                box.result = pod1.ping("10.91.0.2", count: count, interval: "0.005", deadline: 60)
-                done.signal()
-            }
-            return (box, done)
-        }
-
         // 1. Crafted bad VXLAN from the kernel side while pings cross the tunnel.
         let upMAC = try XCTUnwrap(w.interfaces().first { $0.name == "up" }).mac
         let before = try XCTUnwrap(w.interfaces().first { $0.name == "up" }).counters.drops
-        var (box, done) = pingInBackground(400)
+        var ping = BackgroundPing(from: pod1, to: "10.91.0.2", count: 400, interval: "0.005")
         let peers = Paths.root.appendingPathComponent("Tests/peers").path
         for _ in 0..<3 {
             let r = sh(["ip", "netns", "exec", k, "/usr/bin/python3", "\(peers)/vxlan_probe.py", "eth0", "10.90.0.2", "10.90.0.1", upMAC, "100", "10.90.0.66"])
             XCTAssertEqual(r.out.trimmingCharacters(in: .whitespacesAndNewlines), "sent 5", r.err)
         }
-        done.wait()
-        var counts = try XCTUnwrap(box.result.flatMap { pingCounts($0.out) })
+        var counts = try XCTUnwrap(ping.counts())
         XCTAssertEqual(counts.received, counts.sent, "legitimate traffic lost during bad input")
         let after = try XCTUnwrap(w.interfaces().first { $0.name == "up" }).counters.drops
         for reason in ["vxlan-truncated", "vxlan-bad-flags", "vxlan-unknown-vni", "vxlan-unknown-source", "runt"] {
@@ -213,9 +202,9 @@ final class VXLANRobustnessSystemTests: SystemTestCase {
         }
 
         // 2. Tunnels added and removed hundreds of times while the steady one carries pings.
-        (box, done) = pingInBackground(1000)
+        ping = BackgroundPing(from: pod1, to: "10.91.0.2", count: 1000, interval: "0.005")
         var churns = 0, i = 0
-        while done.wait(timeout: .now()) == .timedOut {
+        while !ping.finished {
             i += 1
             let t = InterfaceConfig(name: "churn\(i % 4)", type: .vxlan, uplink: "up", vni: 5000 + i, remote: "10.90.0.2")
             _ = try w.request(.init(command: .addInterface, interface: t))
@@ -224,7 +213,7 @@ final class VXLANRobustnessSystemTests: SystemTestCase {
             _ = try w.request(.init(command: .deleteInterface, name: t.name))
             churns += 4
         }
-        counts = try XCTUnwrap(box.result.flatMap { pingCounts($0.out) })
+        counts = try XCTUnwrap(ping.counts())
         XCTAssertGreaterThanOrEqual(churns, 200)
         XCTAssertEqual(counts.sent, 1000)
         XCTAssertEqual(counts.received, counts.sent, "pings lost during \(churns) tunnel changes")
