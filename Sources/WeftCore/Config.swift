@@ -20,8 +20,11 @@ public struct WeftConfig: Codable, Equatable, Sendable {
     public var bridgeDomains: [BridgeDomainConfig] = []
     /// Capability labels this node advertises (NSM_LABELS "k=v,k2=v2" adds and overrides).
     public var labels: [String: String] = Capabilities.defaultLabels
+    /// Weft as an NSM forwarder (served when this section is present or NSM_LISTEN_ON is set).
+    public var nsm: NSMFileConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case nsm
         case eal, dataplane, admin, interfaces
         case crossConnects = "cross_connects"
         case deviceSelectorFile = "device_selector_file"
@@ -49,6 +52,40 @@ public struct WeftConfig: Codable, Equatable, Sendable {
         replicationGroups = try c.decodeIfPresent([ReplicationGroupConfig].self, forKey: .replicationGroups) ?? []
         bridgeDomains = try c.decodeIfPresent([BridgeDomainConfig].self, forKey: .bridgeDomains) ?? []
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? Capabilities.defaultLabels
+        nsm = try c.decodeIfPresent(NSMFileConfig.self, forKey: .nsm)
+    }
+}
+
+/// The `nsm:` section. NSM's variables (NSM_NAME, NSM_NSNAME, NSM_LISTEN_ON, NSM_CONNECT_TO,
+/// NSM_DIAL_TIMEOUT, NSM_MAX_TOKEN_LIFETIME, NSM_LOG_LEVEL, NSM_MECHANISM_PRIORITY) override it.
+public struct NSMFileConfig: Codable, Equatable, Sendable {
+    public var name: String?
+    public var nsname: String?
+    public var listenOn: [String]?
+    public var connectTo: String?
+    public var dialTimeout: String?
+    public var maxTokenLifetime: String?
+    public var logLevel: String?
+    public var mechanismPriority: [String]?
+    /// Register with the NSMgr (default true).
+    public var register: Bool?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, nsname, listenOn = "listen_on", connectTo = "connect_to", dialTimeout = "dial_timeout"
+        case maxTokenLifetime = "max_token_lifetime", logLevel = "log_level", mechanismPriority = "mechanism_priority", register
+    }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name)
+        nsname = try c.decodeIfPresent(String.self, forKey: .nsname)
+        listenOn = try c.decodeIfPresent([String].self, forKey: .listenOn)
+        connectTo = try c.decodeIfPresent(String.self, forKey: .connectTo)
+        dialTimeout = try c.decodeIfPresent(String.self, forKey: .dialTimeout)
+        maxTokenLifetime = try c.decodeIfPresent(String.self, forKey: .maxTokenLifetime)
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
+        mechanismPriority = try c.decodeIfPresent([String].self, forKey: .mechanismPriority)
+        register = try c.decodeIfPresent(Bool.self, forKey: .register)
     }
 }
 
@@ -189,23 +226,28 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var localPort: Int?
     /// Port types: this interface's own addresses on the underlay (it is then an uplink).
     public var underlay: UnderlayConfig?
+    /// Port types: the network namespace (a path such as /proc/<pid>/ns/net or
+    /// /var/run/netns/<name>) the device is opened in: a memif abstract socket inside a
+    /// pod, or a pod's own kernel interface.
+    public var netns: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, type, iface, role, socket, abstract, id, secret, pci, devargs, mac
         case rxQueues = "rx_queues", mtu, uplink, via, vlanID = "vlan_id"
-        case vni, remote, port, localPort = "local_port", underlay
+        case vni, remote, port, localPort = "local_port", underlay, netns
     }
 
     public init(name: String, type: InterfaceType, iface: String? = nil, role: MemifRole? = nil,
                 socket: String? = nil, abstract: Bool? = nil, id: Int? = nil, secret: String? = nil,
                 pci: String? = nil, devargs: String? = nil, mac: String? = nil, rxQueues: Int? = nil, mtu: Int? = nil,
                 uplink: String? = nil, via: String? = nil, vlanID: Int? = nil,
-                vni: Int? = nil, remote: String? = nil, port: Int? = nil, localPort: Int? = nil, underlay: UnderlayConfig? = nil) {
+                vni: Int? = nil, remote: String? = nil, port: Int? = nil, localPort: Int? = nil, underlay: UnderlayConfig? = nil,
+                netns: String? = nil) {
         self.name = name; self.type = type; self.iface = iface; self.role = role; self.socket = socket
         self.abstract = abstract; self.id = id; self.secret = secret; self.pci = pci; self.devargs = devargs
         self.mac = mac; self.rxQueues = rxQueues; self.mtu = mtu
         self.uplink = uplink; self.via = via; self.vlanID = vlanID
-        self.vni = vni; self.remote = remote; self.port = port; self.localPort = localPort; self.underlay = underlay
+        self.vni = vni; self.remote = remote; self.port = port; self.localPort = localPort; self.underlay = underlay; self.netns = netns
     }
 
     public init(from decoder: Decoder) throws {
@@ -231,6 +273,7 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
         port = try c.decodeIfPresent(Int.self, forKey: .port)
         localPort = try c.decodeIfPresent(Int.self, forKey: .localPort)
         underlay = try c.decodeIfPresent(UnderlayConfig.self, forKey: .underlay)
+        netns = try c.decodeIfPresent(String.self, forKey: .netns)
     }
 }
 
@@ -385,11 +428,12 @@ public enum Capabilities {
         l.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
     }
 
-    /// NSM_LABELS: "key=value,key2=value2".
+    /// NSM_LABELS: "key:value,key2:value2" as NSM writes it ("key=value" is accepted too).
     public static func parse(_ s: String) -> [String: String] {
         var out: [String: String] = [:]
         for kv in s.split(separator: ",") {
-            let p = kv.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let sep: Character = kv.contains(":") ? ":" : "="
+            let p = kv.split(separator: sep, maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             if p.count == 2, !p[0].isEmpty { out[p[0]] = p[1] }
         }
         return out

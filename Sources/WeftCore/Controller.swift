@@ -156,7 +156,30 @@ public final class Controller: @unchecked Sendable {
 
     public func apply(_ desired: WeftConfig) throws -> ApplySummary {
         lock.lock(); defer { lock.unlock() }
-        return try applyLocked(desired)
+        // Connections made through the NSM API are not the file's: a reload keeps them.
+        var d = desired
+        d.interfaces += running.interfaces.filter { dynamicNames.contains($0.name) }
+        d.crossConnects += running.crossConnects.filter { dynamicNames.contains($0.name) }
+        return try applyLocked(d, validate: !dynamicNames.isEmpty)
+    }
+
+    /// Names of the objects the NSM API made (kept across file reloads).
+    var dynamicNames = Set<String>()
+
+    /// One all-or-nothing change on behalf of an API (NSM): remove the named objects
+    /// (cross-connects before interfaces), add the given ones. On any failure nothing changes.
+    public func applyDynamic(adding interfaces: [InterfaceConfig], crossConnects: [CrossConnectConfig],
+                             removing names: Set<String>) throws -> ApplySummary {
+        lock.lock(); defer { lock.unlock() }
+        var d = running
+        d.crossConnects.removeAll { names.contains($0.name) }
+        d.interfaces.removeAll { names.contains($0.name) }
+        d.interfaces += interfaces
+        d.crossConnects += crossConnects
+        let summary = try applyLocked(d, validate: true)
+        dynamicNames.subtract(names)
+        dynamicNames.formUnion(interfaces.map(\.name) + crossConnects.map(\.name))
+        return summary
     }
 
     public func addInterface(_ itf: InterfaceConfig) throws -> ApplySummary {
@@ -503,16 +526,16 @@ public final class Controller: @unchecked Sendable {
             // AF_XDP where the kernel and driver allow it; otherwise AF_PACKET, and say so.
             let xdp = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers, kernelBackend: .afXDP)
             do {
-                return (try dataplane.attach(devargs: xdp, rxQueues: rxq, mtu: mtu), "af_xdp")
+                return (try dataplane.attach(devargs: xdp, rxQueues: rxq, mtu: mtu, netns: itf.netns), "af_xdp")
             } catch {
                 logger.warning("interface \(itf.name): AF_XDP unavailable on \(itf.iface ?? "?") (\(error)); falling back to AF_PACKET")
                 deviceSeq += 1
                 let pkt = Realizer.devargs(itf, device: "w\(deviceSeq)", runtimeDir: running.admin.runtimeDir, workers: workers, kernelBackend: .afPacket)
-                return (try dataplane.attach(devargs: pkt, rxQueues: rxq, mtu: mtu), "af_packet (af_xdp unavailable)")
+                return (try dataplane.attach(devargs: pkt, rxQueues: rxq, mtu: mtu, netns: itf.netns), "af_packet (af_xdp unavailable)")
             }
         default:
             let args = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers)
-            return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu), itf.type.rawValue)
+            return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu, netns: itf.netns), itf.type.rawValue)
         }
     }
 

@@ -181,11 +181,15 @@ public final class Dataplane {
         started = false
     }
 
-    public func attach(devargs: String, rxQueues: UInt16 = 1, mtu: UInt16 = 0, promiscuous: Bool = true) throws -> PortID {
+    public func attach(devargs: String, rxQueues: UInt16 = 1, mtu: UInt16 = 0, promiscuous: Bool = true,
+                       netns: String? = nil) throws -> PortID {
         var port: UInt16 = 0
         let rc = devargs.withCString { cs -> Int32 in
-            var req = wf_port_attach(devargs: cs, rx_queues: rxQueues, promiscuous: promiscuous ? 1 : 0, pad: 0, mtu: mtu)
-            return wf_port_attach(dp, &req, &port)
+            withOptionalCString(netns) { ns in
+                var req = wf_port_attach(devargs: cs, rx_queues: rxQueues, promiscuous: promiscuous ? 1 : 0, pad: 0,
+                                         mtu: mtu, netns: ns)
+                return wf_port_attach(dp, &req, &port)
+            }
         }
         try check(rc, "attach", devargs)
         return PortID(port)
@@ -499,4 +503,9 @@ private func cString<T>(_ tuple: T) -> String {
     withUnsafeBytes(of: tuple) { raw in
         String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
     }
+}
+
+func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let s else { return body(nil) }
+    return s.withCString { body($0) }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import CWeft
 
 /// How an interface of the configuration becomes a DPDK port: devargs, the
 /// checks against the machine made before anything is applied, and what it
@@ -21,8 +22,16 @@ public enum Realizer {
     public static func precheck(_ itf: InterfaceConfig, runtimeDir: String, releasing: Set<String> = []) -> [ValidationIssue] {
         var out: [ValidationIssue] = []
         func issue(_ k: String, _ m: String) { out.append(ValidationIssue(path: [.key(k)], message: m)) }
+        if let ns = itf.netns {
+            var dev: UInt64 = 0, ino: UInt64 = 0
+            if wf_netns_inode(ns, &dev, &ino) != 0 {
+                issue("netns", "network namespace '\(ns)' does not exist")
+                return out
+            }
+        }
         switch itf.type {
         case .afPacket, .afXDP, .kernel:
+            if itf.netns != nil { break } // looked up inside that namespace when attached
             if let i = itf.iface, if_nametoindex(i) == 0 {
                 issue("iface", "kernel interface '\(i)' does not exist in weftd's network namespace")
             }

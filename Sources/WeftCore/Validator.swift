@@ -209,7 +209,7 @@ public enum Validator {
             ("uplink", itf.uplink != nil), ("via", itf.via != nil), ("vlan_id", itf.vlanID != nil),
             ("rx_queues", itf.rxQueues != nil), ("mtu", itf.mtu != nil),
             ("vni", itf.vni != nil), ("remote", itf.remote != nil), ("port", itf.port != nil),
-            ("local_port", itf.localPort != nil), ("underlay", itf.underlay != nil),
+            ("local_port", itf.localPort != nil), ("underlay", itf.underlay != nil), ("netns", itf.netns != nil),
         ]
         let ports = InterfaceType.allCases.filter(\.isPort)
         let applies: [String: [InterfaceType]] = [
@@ -217,7 +217,7 @@ public enum Validator {
             "secret": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
             "uplink": [.vlan, .vxlan], "via": [.vlan], "vlan_id": [.vlan], "rx_queues": ports, "mtu": ports,
             "vni": [.vxlan], "remote": [.vxlan], "port": [.vxlan], "local_port": [.vxlan],
-            "underlay": ports,
+            "underlay": ports, "netns": [.memif, .afPacket, .afXDP, .kernel, .tap],
         ]
         for (k, present) in given where present && !(applies[k]!.contains(itf.type)) {
             issue(k, "does not apply to \(itf.type.rawValue) interfaces")
@@ -226,6 +226,9 @@ public enum Validator {
         if kernelTypes.contains(itf.type) && itf.type != .tap {
             if let i = itf.iface { if !isIfName(i) { issue("iface", "'\(i)' is not a valid kernel interface name (1-15 characters, no '/', ':' or spaces)") } }
             else { issue("iface", "required for \(itf.type.rawValue) interfaces") }
+        }
+        if let ns = itf.netns, !ns.hasPrefix("/") || ns.contains(",") {
+            issue("netns", "must be an absolute path to a network namespace (/proc/<pid>/ns/net, /var/run/netns/<name>)")
         }
         if itf.type == .tap, let i = itf.iface, !isIfName(i) {
             issue("iface", "'\(i)' is not a valid kernel interface name (1-15 characters)")
@@ -305,10 +308,12 @@ public enum Validator {
     }
 
     /// What an interface takes exclusive hold of, if anything.
+    static func inNetns(_ itf: InterfaceConfig) -> String { itf.netns.map { " in netns \($0)" } ?? "" }
+
     static func claimKey(_ itf: InterfaceConfig) -> String? {
         switch itf.type {
-        case .afPacket, .afXDP, .kernel, .tap: return itf.iface.map { "kernel interface '\($0)'" }
-        case .memif: return itf.socket.map { "memif socket '\($0)' with id \(itf.id ?? 0)" }
+        case .afPacket, .afXDP, .kernel, .tap: return itf.iface.map { "kernel interface '\($0)'" + inNetns(itf) }
+        case .memif: return itf.socket.map { "memif socket '\($0)' with id \(itf.id ?? 0)" + (itf.abstract == true ? inNetns(itf) : "") }
         case .pci: return itf.pci.flatMap(normalizedPCI).map { "PCI device \($0)" }
         default: return nil
         }

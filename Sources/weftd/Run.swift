@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 import WeftCore
+import WeftNSM
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the forwarder.")
@@ -15,12 +16,8 @@ struct Run: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func run() async throws {
-        let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        let levels = LevelSwitch(logLevel)
+        LoggingSystem.bootstrap { label in SwitchableLogHandler(inner: .standardError(label: label), levels: levels) }
         let logger = Logger(label: "weftd")
 
         let cfg: WeftConfig
@@ -29,6 +26,20 @@ struct Run: AsyncParsableCommand {
         } catch let e as ConfigErrors {
             FileHandle.standardError.write(Data((e.description + "\n").utf8))
             throw ExitCode(1)
+        }
+
+        let env = ProcessInfo.processInfo.environment
+        var nsmSettings: NSMSettings? = nil
+        if NSMSettings.enabled(file: cfg.nsm, env: env) {
+            do {
+                nsmSettings = try NSMSettings.load(file: cfg.nsm, env: env, capabilities: cfg.labels)
+            } catch {
+                FileHandle.standardError.write(Data("\(config): nsm: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            if let l = LevelSwitch.level(nsm: nsmSettings!.logLevel), env["NSM_LOG_LEVEL"] != nil || cfg.nsm?.logLevel != nil {
+                levels.configured = l
+            }
         }
 
         let state = RuntimeState(dir: cfg.admin.runtimeDir, adminSocket: cfg.admin.socket, logger: logger)
@@ -95,11 +106,23 @@ struct Run: AsyncParsableCommand {
         defer { admin.stop() }
         logger.notice("weftd running: \(cfg.interfaces.count) interfaces, \(cfg.crossConnects.count) cross-connects, workers on lcores \(cfg.dataplane.workers); admin socket \(cfg.admin.socket)")
 
+        var services: [any Service] = [LinkMonitor(controller: controller), ReloadOnHangup(reload: reload),
+                                       TraceOnUSR(levels: levels, logger: logger)]
+        var nsm: NSMService? = nil
+        if let s = nsmSettings {
+            nsm = NSMService(settings: s, controller: controller, logger: logger)
+            services.append(NSMAPI(service: nsm!))
+            logger.notice("NSM forwarder '\(s.name)': listening on \(s.listenOn.map(\.description).joined(separator: ", ")), registry \(s.connectTo)\(s.register ? "" : " (not registering)")")
+        }
         let group = ServiceGroup(
-            services: [LinkMonitor(controller: controller), ReloadOnHangup(reload: reload)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
+        if let nsm {
+            logger.notice("shutting down: closing NSM connections locally")
+            await nsm.stop()
+        }
         logger.notice("shutting down: removing cross-connects and interfaces")
     }
 }
@@ -125,5 +148,82 @@ struct ReloadOnHangup: Service {
         for await _ in signals.cancelOnGracefulShutdown() {
             _ = reload()
         }
+    }
+}
+
+/// The NSM API as a lifecycle service.
+struct NSMAPI: Service {
+    let service: NSMService
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await service.run()
+        } onGracefulShutdown: {
+            Task { await service.stop() }
+        }
+    }
+}
+
+/// SIGUSR1 switches logging to trace, SIGUSR2 back to the configured level (as NSM's forwarders).
+struct TraceOnUSR: Service {
+    let levels: LevelSwitch
+    let logger: Logger
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sigusr1, .sigusr2)
+        for await s in signals.cancelOnGracefulShutdown() {
+            if s == .sigusr1 { levels.trace = true } else { levels.trace = false }
+            logger.notice("log level now \(levels.level)")
+        }
+    }
+}
+
+/// The process's log level, switchable at runtime.
+final class LevelSwitch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _configured: Logger.Level
+    private var _trace = false
+    init(_ l: Logger.Level) { _configured = l }
+    var configured: Logger.Level {
+        get { lock.lock(); defer { lock.unlock() }; return _configured }
+        set { lock.lock(); _configured = newValue; lock.unlock() }
+    }
+    var trace: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return _trace }
+        set { lock.lock(); _trace = newValue; lock.unlock() }
+    }
+    var level: Logger.Level { trace ? .trace : configured }
+
+    static func level(nsm: String) -> Logger.Level? {
+        switch nsm.uppercased() {
+        case "TRACE": return .trace
+        case "DEBUG": return .debug
+        case "INFO": return .info
+        case "WARN", "WARNING": return .warning
+        case "ERROR": return .error
+        case "FATAL", "PANIC": return .critical
+        default: return nil
+        }
+    }
+}
+
+struct SwitchableLogHandler: LogHandler {
+    var inner: StreamLogHandler
+    let levels: LevelSwitch
+    var logLevel: Logger.Level {
+        get { levels.level }
+        set { levels.configured = newValue }
+    }
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        var i = inner
+        i.logLevel = .trace
+        i.log(level: level, message: message, metadata: metadata, source: source, file: file, function: function, line: line)
     }
 }

@@ -129,6 +129,10 @@ struct wf_port_attach {
 	uint8_t promiscuous;   /* 1: enable promiscuous mode where supported */
 	uint8_t pad;
 	uint16_t mtu;          /* 0: leave the PMD default */
+	const char *netns;     /* NULL, or a network namespace path the device is
+				* probed in (its sockets live there: a memif
+				* abstract socket inside a pod, an af_packet
+				* interface of a pod) */
 };
 
 /*
@@ -433,6 +437,50 @@ int wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const 
 
 /* Delete a kernel link by name in the current netns. -ENODEV if absent. */
 int wf_netlink_link_delete(const char *ifname);
+
+/*
+ * rtnetlink in any network namespace (NSM pods). A wf_nl_t is a netlink
+ * socket bound in the namespace named by a path (/proc/<pid>/ns/net,
+ * /var/run/netns/<name>, or NULL for weftd's own); the calling thread enters
+ * that namespace only for the socket() call. Control thread only; every call
+ * returns 0 / a positive value or -errno, and leaves the kernel's message in
+ * wf_last_error() when it refused.
+ */
+typedef struct wf_nl wf_nl_t;
+
+struct wf_nl_link {
+	int32_t index;
+	uint32_t mtu;
+	uint8_t up;
+	uint8_t mac[6];
+	char name[16];
+	char alias[128];
+};
+
+int wf_nl_open(const char *netns_path, wf_nl_t **out);
+void wf_nl_close(wf_nl_t *nl);
+/* Inode of a namespace file (to tell whether two paths name the same netns). */
+int wf_netns_inode(const char *netns_path, uint64_t *dev, uint64_t *ino);
+
+/* A veth pair: `name` in nl's namespace, `peer` created directly inside the
+ * namespace at peer_netns_path (NULL: the same namespace). */
+int wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu);
+/* Link index by name (> 0), or -ENODEV. */
+int wf_nl_link_index(wf_nl_t *nl, const char *name);
+int wf_nl_link_get(wf_nl_t *nl, int32_t index, struct wf_nl_link *out);
+/* Up to max links of the namespace; returns how many were written. */
+int wf_nl_link_list(wf_nl_t *nl, struct wf_nl_link *out, int max);
+/* Change a link: alias (NULL keep), mtu (0 keep), up (-1 keep, 0 down, 1 up). */
+int wf_nl_link_set(wf_nl_t *nl, int32_t index, const char *alias, uint32_t mtu, int up);
+int wf_nl_link_del(wf_nl_t *nl, int32_t index);
+/* Addresses, routes and neighbours; family AF_INET or AF_INET6, addresses in
+ * network byte order (4 or 16 bytes). NLM_F_REPLACE: repeating is harmless. */
+int wf_nl_addr_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, uint8_t plen);
+int wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, uint8_t plen, const uint8_t *gateway);
+int wf_nl_neigh_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *ip, const uint8_t mac[6]);
+/* Run a sysctl write (e.g. "net/ipv6/conf/nsm-1/disable_ipv6" = "0") inside
+ * the namespace at netns_path. */
+int wf_netns_sysctl(const char *netns_path, const char *key, const char *value);
 
 #ifdef __cplusplus
 }

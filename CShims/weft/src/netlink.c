@@ -52,3 +52,408 @@ out:
 	mnl_socket_close(nl);
 	return rc;
 }
+
+/* ---- rtnetlink inside any network namespace ------------------------------ */
+
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <linux/if.h>
+#include <linux/if_link.h>
+#include <linux/neighbour.h>
+#include <linux/veth.h>
+
+#include "wf_internal.h"
+
+struct wf_nl {
+	struct mnl_socket *sock;
+	unsigned portid;
+	uint32_t seq;
+};
+
+/* Run fn(arg) with the calling thread inside the namespace at path. */
+int
+wf_in_netns(const char *path, int (*fn)(void *), void *arg)
+{
+	if (path == NULL || path[0] == '\0')
+		return fn(arg);
+	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		return -errno;
+	int target = open(path, O_RDONLY | O_CLOEXEC);
+	if (target < 0) {
+		int rc = -errno;
+		close(self);
+		wf_set_error("cannot open network namespace %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	int rc;
+	if (setns(target, CLONE_NEWNET) < 0) {
+		rc = -errno;
+		wf_set_error("%s is not a network namespace (setns: %s)", path, strerror(-rc));
+	} else {
+		rc = fn(arg);
+		if (setns(self, CLONE_NEWNET) < 0) {
+			/* Cannot happen for our own namespace; never leave the thread elsewhere. */
+			wf_set_error("setns back to our namespace failed: %s", strerror(errno));
+			abort();
+		}
+	}
+	close(target);
+	close(self);
+	return rc;
+}
+
+static int
+open_sock(void *arg)
+{
+	struct wf_nl *nl = arg;
+	nl->sock = mnl_socket_open(NETLINK_ROUTE);
+	if (nl->sock == NULL)
+		return -errno;
+	if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+		int rc = -errno;
+		mnl_socket_close(nl->sock);
+		nl->sock = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+int
+wf_nl_open(const char *netns_path, wf_nl_t **out)
+{
+	struct wf_nl *nl = calloc(1, sizeof(*nl));
+	if (nl == NULL)
+		return -ENOMEM;
+	int rc = wf_in_netns(netns_path, open_sock, nl);
+	if (rc < 0) {
+		free(nl);
+		return rc;
+	}
+	nl->portid = mnl_socket_get_portid(nl->sock);
+	nl->seq = (uint32_t)time(NULL);
+	*out = nl;
+	return 0;
+}
+
+void
+wf_nl_close(wf_nl_t *nl)
+{
+	if (nl == NULL)
+		return;
+	mnl_socket_close(nl->sock);
+	free(nl);
+}
+
+int
+wf_netns_inode(const char *netns_path, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+	if (stat(netns_path, &st) < 0)
+		return -errno;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+/* Send one request and wait for its ack; cb sees any data replies. */
+static int
+transact(struct wf_nl *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data, const char *what)
+{
+	nlh->nlmsg_seq = ++nl->seq;
+	if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	for (;;) {
+		ssize_t n = mnl_socket_recvfrom(nl->sock, buf, sizeof(buf));
+		if (n < 0)
+			return -errno;
+		int rc = mnl_cb_run(buf, (size_t)n, nlh->nlmsg_seq, nl->portid, cb, data);
+		if (rc < 0) {
+			rc = -errno;
+			wf_set_error("netlink %s: %s", what, strerror(-rc));
+			return rc;
+		}
+		if (rc == MNL_CB_STOP)
+			return 0;
+	}
+}
+
+static struct nlmsghdr *
+link_msg(char *buf, uint16_t type, uint16_t flags, int32_t index)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_index = index;
+	return nlh;
+}
+
+int
+wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu)
+{
+	if (name == NULL || peer == NULL || strlen(name) >= IFNAMSIZ || strlen(peer) >= IFNAMSIZ)
+		return -EINVAL;
+	int nsfd = -1;
+	if (peer_netns_path != NULL && peer_netns_path[0] != '\0') {
+		nsfd = open(peer_netns_path, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0) {
+			int rc = -errno;
+			wf_set_error("cannot open network namespace %s: %s", peer_netns_path, strerror(-rc));
+			return rc;
+		}
+	}
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+	if (mtu)
+		mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
+	struct nlattr *linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+	struct nlattr *infodata = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+	struct nlattr *peerinfo = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+	struct ifinfomsg *pifm = mnl_nlmsg_put_extra_header(nlh, sizeof(struct ifinfomsg));
+	memset(pifm, 0, sizeof(*pifm));
+	pifm->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, peer);
+	if (mtu)
+		mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
+	if (nsfd >= 0)
+		mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
+	mnl_attr_nest_end(nlh, peerinfo);
+	mnl_attr_nest_end(nlh, infodata);
+	mnl_attr_nest_end(nlh, linkinfo);
+	int rc = transact(nl, nlh, NULL, NULL, "veth add");
+	if (rc == -EEXIST)
+		wf_set_error("cannot create veth %s/%s: an interface of that name exists", name, peer);
+	if (nsfd >= 0)
+		close(nsfd);
+	return rc;
+}
+
+static int
+link_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+	if (mnl_attr_type_valid(attr, IFLA_MAX) < 0)
+		return MNL_CB_OK;
+	tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static void
+parse_link(const struct nlmsghdr *nlh, struct wf_nl_link *l)
+{
+	const struct nlattr *tb[IFLA_MAX + 1] = {0};
+	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	memset(l, 0, sizeof(*l));
+	l->index = ifm->ifi_index;
+	l->up = (ifm->ifi_flags & IFF_UP) != 0;
+	mnl_attr_parse(nlh, sizeof(*ifm), link_attr_cb, tb);
+	if (tb[IFLA_IFNAME])
+		snprintf(l->name, sizeof(l->name), "%s", mnl_attr_get_str(tb[IFLA_IFNAME]));
+	if (tb[IFLA_IFALIAS])
+		snprintf(l->alias, sizeof(l->alias), "%s", mnl_attr_get_str(tb[IFLA_IFALIAS]));
+	if (tb[IFLA_MTU])
+		l->mtu = mnl_attr_get_u32(tb[IFLA_MTU]);
+	if (tb[IFLA_ADDRESS] && mnl_attr_get_payload_len(tb[IFLA_ADDRESS]) == 6)
+		memcpy(l->mac, mnl_attr_get_payload(tb[IFLA_ADDRESS]), 6);
+}
+
+struct link_list {
+	struct wf_nl_link *out;
+	int max, n;
+};
+
+static int
+link_list_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct link_list *ll = data;
+	if (nlh->nlmsg_type != RTM_NEWLINK || ll->n >= ll->max)
+		return MNL_CB_OK;
+	parse_link(nlh, &ll->out[ll->n++]);
+	return MNL_CB_OK;
+}
+
+int
+wf_nl_link_list(wf_nl_t *nl, struct wf_nl_link *out, int max)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETLINK;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifm));
+	ifm->ifi_family = AF_UNSPEC;
+	struct link_list ll = {.out = out, .max = max};
+	int rc = transact(nl, nlh, link_list_cb, &ll, "link dump");
+	return rc < 0 ? rc : ll.n;
+}
+
+int
+wf_nl_link_get(wf_nl_t *nl, int32_t index, struct wf_nl_link *out)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, index);
+	struct link_list ll = {.out = out, .max = 1};
+	int rc = transact(nl, nlh, link_list_cb, &ll, "link get");
+	if (rc < 0)
+		return rc;
+	return ll.n == 1 ? 0 : -ENODEV;
+}
+
+int
+wf_nl_link_index(wf_nl_t *nl, const char *name)
+{
+	if (name == NULL || strlen(name) >= IFNAMSIZ)
+		return -EINVAL;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, 0);
+	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+	struct wf_nl_link l;
+	struct link_list ll = {.out = &l, .max = 1};
+	nlh->nlmsg_seq = ++nl->seq;
+	if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	char rbuf[MNL_SOCKET_BUFFER_SIZE];
+	ssize_t n = mnl_socket_recvfrom(nl->sock, rbuf, sizeof(rbuf));
+	if (n < 0)
+		return -errno;
+	int rc = mnl_cb_run(rbuf, (size_t)n, nlh->nlmsg_seq, nl->portid, link_list_cb, &ll);
+	if (rc < 0)
+		return errno == ENODEV ? -ENODEV : -errno;
+	/* A GETLINK with ACK answers the link, then the ack: drain it. */
+	if (rc != MNL_CB_STOP) {
+		n = mnl_socket_recvfrom(nl->sock, rbuf, sizeof(rbuf));
+		if (n >= 0)
+			mnl_cb_run(rbuf, (size_t)n, nlh->nlmsg_seq, nl->portid, NULL, NULL);
+	}
+	return ll.n == 1 ? l.index : -ENODEV;
+}
+
+int
+wf_nl_link_set(wf_nl_t *nl, int32_t index, const char *alias, uint32_t mtu, int up)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, index);
+	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	if (up >= 0) {
+		ifm->ifi_change = IFF_UP;
+		ifm->ifi_flags = up ? IFF_UP : 0;
+	}
+	if (alias != NULL)
+		mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias);
+	if (mtu)
+		mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
+	return transact(nl, nlh, NULL, NULL, "link set");
+}
+
+int
+wf_nl_link_del(wf_nl_t *nl, int32_t index)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_DELLINK, 0, index);
+	return transact(nl, nlh, NULL, NULL, "link delete");
+}
+
+static size_t
+addr_len(int family)
+{
+	return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
+}
+
+int
+wf_nl_addr_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, uint8_t plen)
+{
+	size_t len = addr_len(family);
+	if (len == 0 || plen > len * 8)
+		return -EINVAL;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+	struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = (uint8_t)family;
+	ifa->ifa_prefixlen = plen;
+	ifa->ifa_index = (uint32_t)index;
+	mnl_attr_put(nlh, IFA_LOCAL, len, addr);
+	mnl_attr_put(nlh, IFA_ADDRESS, len, addr);
+	if (family == AF_INET6)
+		mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
+	return transact(nl, nlh, NULL, NULL, "address add");
+}
+
+int
+wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, uint8_t plen, const uint8_t *gateway)
+{
+	size_t len = addr_len(family);
+	if (len == 0 || plen > len * 8)
+		return -EINVAL;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWROUTE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = (uint8_t)family;
+	rtm->rtm_dst_len = plen;
+	rtm->rtm_table = RT_TABLE_MAIN;
+	rtm->rtm_protocol = RTPROT_STATIC;
+	rtm->rtm_scope = gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
+	rtm->rtm_type = RTN_UNICAST;
+	mnl_attr_put(nlh, RTA_DST, len, dst);
+	mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)index);
+	if (gateway)
+		mnl_attr_put(nlh, RTA_GATEWAY, len, gateway);
+	return transact(nl, nlh, NULL, NULL, "route add");
+}
+
+int
+wf_nl_neigh_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *ip, const uint8_t mac[6])
+{
+	size_t len = addr_len(family);
+	if (len == 0)
+		return -EINVAL;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWNEIGH;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+	struct ndmsg *nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+	nd->ndm_family = (uint8_t)family;
+	nd->ndm_ifindex = index;
+	nd->ndm_state = NUD_PERMANENT;
+	mnl_attr_put(nlh, NDA_DST, len, ip);
+	mnl_attr_put(nlh, NDA_LLADDR, 6, mac);
+	return transact(nl, nlh, NULL, NULL, "neighbour add");
+}
+
+struct sysctl_arg {
+	const char *key, *value;
+};
+
+static int
+write_sysctl(void *p)
+{
+	struct sysctl_arg *a = p;
+	char path[256];
+	snprintf(path, sizeof(path), "/proc/sys/%s", a->key);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, a->value, strlen(a->value));
+	int rc = n < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+int
+wf_netns_sysctl(const char *netns_path, const char *key, const char *value)
+{
+	struct sysctl_arg a = {key, value};
+	return wf_in_netns(netns_path, write_sysctl, &a);
+}

@@ -146,6 +146,12 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 	return rc;
 }
 
+static int
+probe_cb(void *devargs)
+{
+	return rte_dev_probe((const char *)devargs);
+}
+
 int
 wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *port_id)
 {
@@ -168,7 +174,7 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 		wf_set_error("device %s already exists", devname);
 		return -EEXIST;
 	}
-	rc = rte_dev_probe(req->devargs);
+	rc = wf_in_netns(req->netns, probe_cb, (void *)(uintptr_t)req->devargs);
 	if (rc != 0) {
 		char why[256];
 		wf_last_error(why, sizeof(why));

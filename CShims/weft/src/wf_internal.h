@@ -315,6 +315,9 @@ uint16_t wf_worker_poll(struct wf_worker *w);
 /* bench.c */
 uint16_t wf_io_poll_once(uint16_t a, uint16_t b, uint16_t burst);
 
+/* netlink.c: run fn(arg) with the calling thread inside the namespace at path. */
+int wf_in_netns(const char *path, int (*fn)(void *), void *arg);
+
 /* log.c */
 void wf_set_error(const char *fmt, ...) __rte_format_printf(1, 2);
 int wf_log_capture_init(void);

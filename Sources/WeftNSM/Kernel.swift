@@ -1,0 +1,162 @@
+import CWeft
+import Foundation
+import WeftCore
+
+/// A failed kernel operation: what, on which object, and why.
+public struct KernelError: Error, CustomStringConvertible {
+    public var operation: String
+    public var errno: Int32
+    public var detail: String
+    public var description: String {
+        "\(operation): \(String(cString: strerror(errno)))\(detail.isEmpty ? "" : " (\(detail))")"
+    }
+}
+
+/// rtnetlink inside one network namespace (libmnl, CShims/weft/src/netlink.c).
+public final class Netlink {
+    let nl: OpaquePointer
+    public let netns: String?
+
+    public init(netns: String?) throws {
+        var h: OpaquePointer?
+        wf_clear_last_error()
+        let rc = wf_nl_open(netns, &h)
+        guard rc == 0, let h else { throw Netlink.error(rc, "open netlink in \(netns ?? "weftd's namespace")") }
+        nl = h
+        self.netns = netns
+    }
+    deinit { wf_nl_close(nl) }
+
+    static func error(_ rc: Int32, _ op: String) -> KernelError {
+        var buf = [CChar](repeating: 0, count: 512)
+        wf_last_error(&buf, buf.count)
+        return KernelError(operation: op, errno: -rc, detail: String(cString: buf))
+    }
+
+    func check(_ rc: Int32, _ op: @autoclosure () -> String) throws {
+        if rc < 0 { throw Netlink.error(rc, op()) }
+    }
+
+    public struct Link: Sendable {
+        public var index: Int32
+        public var name: String
+        public var alias: String
+        public var mtu: UInt32
+        public var up: Bool
+        public var mac: [UInt8]
+    }
+
+    static func link(_ l: wf_nl_link) -> Link {
+        var l = l
+        let name = withUnsafeBytes(of: &l.name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let alias = withUnsafeBytes(of: &l.alias) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        let mac = withUnsafeBytes(of: &l.mac) { Array($0) }
+        return Link(index: l.index, name: name, alias: alias, mtu: l.mtu, up: l.up != 0, mac: mac)
+    }
+
+    public func links() throws -> [Link] {
+        var buf = [wf_nl_link](repeating: wf_nl_link(), count: 1024)
+        let n = wf_nl_link_list(nl, &buf, Int32(buf.count))
+        try check(n, "list links")
+        return buf[0..<Int(n)].map(Netlink.link)
+    }
+
+    public func index(of name: String) throws -> Int32? {
+        let rc = wf_nl_link_index(nl, name)
+        if rc == -ENODEV { return nil }
+        try check(rc, "find link \(name)")
+        return rc
+    }
+
+    public func link(_ index: Int32) throws -> Link {
+        var l = wf_nl_link()
+        try check(wf_nl_link_get(nl, index, &l), "read link \(index)")
+        return Netlink.link(l)
+    }
+
+    public func addVeth(name: String, peer: String, peerNetns: String?, mtu: UInt32) throws {
+        wf_clear_last_error()
+        try check(wf_nl_veth_add(nl, name, peer, peerNetns, mtu), "create veth \(name) with peer \(peer) in \(peerNetns ?? "weftd's namespace")")
+    }
+
+    public func set(_ index: Int32, alias: String? = nil, mtu: UInt32 = 0, up: Bool? = nil) throws {
+        let u: Int32 = up.map { $0 ? 1 : 0 } ?? -1
+        try check(wf_nl_link_set(nl, index, alias, mtu, u), "set link \(index)")
+    }
+
+    public func delete(_ index: Int32) throws {
+        try check(wf_nl_link_del(nl, index), "delete link \(index)")
+    }
+
+    public func addAddress(_ index: Int32, _ cidr: CIDR) throws {
+        try check(cidr.address.withUnsafeBufferPointer { wf_nl_addr_add(nl, index, cidr.family, $0.baseAddress, cidr.prefix) },
+                  "add address \(cidr)")
+    }
+
+    public func addRoute(_ index: Int32, _ dst: CIDR, via gateway: [UInt8]?) throws {
+        let rc = dst.address.withUnsafeBufferPointer { d in
+            if let gateway {
+                return gateway.withUnsafeBufferPointer { wf_nl_route_add(nl, index, dst.family, d.baseAddress, dst.prefix, $0.baseAddress) }
+            }
+            return wf_nl_route_add(nl, index, dst.family, d.baseAddress, dst.prefix, nil)
+        }
+        try check(rc, "add route \(dst)\(gateway.map { " via " + CIDR.text($0) } ?? "")")
+    }
+
+    public func addNeighbour(_ index: Int32, ip: [UInt8], mac: [UInt8]) throws {
+        let family = ip.count == 4 ? AF_INET : AF_INET6
+        try check(ip.withUnsafeBufferPointer { i in mac.withUnsafeBufferPointer { wf_nl_neigh_add(nl, index, family, i.baseAddress, $0.baseAddress) } },
+                  "add neighbour \(CIDR.text(ip))")
+    }
+
+    /// Delete every link whose alias is `alias` (NSM deletes an earlier link with the
+    /// deterministic alias before creating a new one).
+    @discardableResult
+    public func deleteLinks(alias: String) throws -> Int {
+        var n = 0
+        for l in try links() where l.alias == alias {
+            try delete(l.index)
+            n += 1
+        }
+        return n
+    }
+}
+
+/// "10.0.0.1/24" or "fd00::1/64" (a bare address gets the full-length prefix).
+public struct CIDR: Equatable, Sendable, CustomStringConvertible {
+    public var address: [UInt8]
+    public var prefix: UInt8
+    public var family: Int32 { address.count == 4 ? AF_INET : AF_INET6 }
+    public var description: String { CIDR.text(address) + "/\(prefix)" }
+
+    public init?(_ s: String) {
+        let parts = s.split(separator: "/", maxSplits: 1)
+        guard let first = parts.first, let a = IPAddress.parse(String(first)) else { return nil }
+        let max = a.count * 8
+        if parts.count == 2 {
+            guard let p = Int(parts[1]), (0...max).contains(p) else { return nil }
+            prefix = UInt8(p)
+        } else {
+            prefix = UInt8(max)
+        }
+        address = a
+    }
+
+    /// The network address (host bits cleared), for a route.
+    public var network: CIDR {
+        var c = self
+        for i in 0..<address.count {
+            let bits = Int(prefix) - i * 8
+            let mask: UInt8 = bits >= 8 ? 0xff : bits <= 0 ? 0 : UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+            c.address[i] &= mask
+        }
+        return c
+    }
+
+    public static func text(_ a: [UInt8]) -> String {
+        var buf = [CChar](repeating: 0, count: 64)
+        let af = a.count == 4 ? AF_INET : AF_INET6
+        _ = a.withUnsafeBufferPointer { inet_ntop(af, $0.baseAddress, &buf, 64) }
+        return String(cString: buf)
+    }
+}

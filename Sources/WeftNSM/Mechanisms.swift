@@ -1,0 +1,163 @@
+import CWeft
+import Foundation
+import WeftCore
+import WeftNSMProto
+
+/// NSM mechanism names and parameter keys (reference §3).
+public enum Mech {
+    public static let local = "LOCAL", remote = "REMOTE"
+    public static let kernel = "KERNEL", memif = "MEMIF", vxlan = "VXLAN", vlan = "VLAN"
+    public static let inodeURL = "inodeURL", name = "name", socketfile = "socketfile", mtu = "MTU"
+    public static let linuxIfMaxLength = 15
+}
+
+/// A request refused at one step, with the gRPC code it maps to.
+public struct NSMError: Error, CustomStringConvertible {
+    public enum Code: Sendable { case invalidArgument, notFound, failedPrecondition, unavailable, internalError, alreadyExists }
+    public var code: Code
+    public var step: String
+    public var message: String
+    public var description: String { "\(step): \(message)" }
+    public init(_ code: Code, _ step: String, _ message: String) { self.code = code; self.step = step; self.message = message }
+}
+
+/// Where a pod's network namespace is, from a mechanism's `inodeURL`:
+///  - `file:///proc/<pid>/ns/net`, `file:///var/run/netns/<name>` (or a bare path);
+///  - `inode://<dev>/<ino>`: what grpcfd puts on the wire. Weft does not receive fds
+///    (no grpcfd yet), so it looks the namespace up among /proc/*/ns/net and
+///    /var/run/netns/* (needs hostPID, as NSM's forwarders do).
+public enum NetnsResolver {
+    public static func resolve(_ url: String?, parameter: String = "mechanism.parameters.inodeURL") throws -> String {
+        guard let url, !url.isEmpty else { throw NSMError(.invalidArgument, "mechanism", "\(parameter) is missing: the pod's network namespace") }
+        if url.hasPrefix("inode://") {
+            let parts = url.dropFirst("inode://".count).split(separator: "/")
+            guard parts.count == 2, let dev = UInt64(parts[0]), let ino = UInt64(parts[1]) else {
+                throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)' is not inode://<dev>/<ino>")
+            }
+            if let p = find(dev: dev, ino: ino) { return p }
+            throw NSMError(.notFound, "mechanism", "\(parameter) '\(url)': no network namespace with that inode is visible (the process may have exited)")
+        }
+        let path: String
+        if url.hasPrefix("file://") { path = String(url.dropFirst("file://".count)) }
+        else if url.hasPrefix("/") { path = url }
+        else { throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)' is neither file://<path> nor inode://<dev>/<ino>") }
+        guard path.hasPrefix("/"), !path.contains(",") else {
+            throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)' needs an absolute path")
+        }
+        var d: UInt64 = 0, i: UInt64 = 0
+        guard wf_netns_inode(path, &d, &i) == 0 else {
+            throw NSMError(.notFound, "mechanism", "\(parameter) '\(url)': \(path) does not exist")
+        }
+        // Must really be a network namespace: opening a netlink socket there proves it.
+        do { _ = try Netlink(netns: path) } catch {
+            throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)': \(path) is not a network namespace")
+        }
+        return path
+    }
+
+    static func find(dev: UInt64, ino: UInt64) -> String? {
+        var candidates: [String] = []
+        if let ns = try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns") {
+            candidates += ns.map { "/var/run/netns/" + $0 }
+        }
+        if let procs = try? FileManager.default.contentsOfDirectory(atPath: "/proc") {
+            candidates += procs.filter { $0.allSatisfy(\.isNumber) }.map { "/proc/\($0)/ns/net" }
+        }
+        for p in candidates {
+            var d: UInt64 = 0, i: UInt64 = 0
+            if wf_netns_inode(p, &d, &i) == 0 && d == dev && i == ino { return p }
+        }
+        return nil
+    }
+}
+
+/// Which mechanisms Weft serves and offers, and their parameter checks.
+public enum MechanismPolicy {
+    public static let served: Set<String> = [Mech.kernel, Mech.memif]
+
+    /// The server side (towards the caller): the mechanism already on the connection (a
+    /// refresh), else the first supported preference, in the order offered.
+    public static func chooseServer(current: Connection_Mechanism?, preferences: [Connection_Mechanism]) throws -> Connection_Mechanism {
+        if let m = current, !m.type.isEmpty {
+            guard served.contains(m.type), m.cls != Mech.remote else {
+                throw NSMError(.invalidArgument, "mechanism", "connection.mechanism type '\(m.type)' (\(m.cls)) is not served here; Weft serves LOCAL \(served.sorted().joined(separator: ", "))")
+            }
+            return m
+        }
+        if preferences.isEmpty {
+            throw NSMError(.invalidArgument, "mechanism", "mechanism_preferences is empty; Weft serves LOCAL \(served.sorted().joined(separator: ", "))")
+        }
+        if let m = preferences.first(where: { served.contains($0.type) && $0.cls != Mech.remote }) { return m }
+        let offered = preferences.map { "\($0.cls)/\($0.type)" }.joined(separator: ", ")
+        throw NSMError(.invalidArgument, "mechanism", "none of the offered mechanisms (\(offered)) is served; Weft serves LOCAL \(served.sorted().joined(separator: ", "))")
+    }
+
+    /// Interface name checks (Linux: 1-15 bytes, no '/', ':' or whitespace).
+    public static func checkIfName(_ n: String, _ field: String) throws {
+        if n.utf8.count > Mech.linuxIfMaxLength {
+            throw NSMError(.invalidArgument, "mechanism", "\(field) '\(n)' is longer than \(Mech.linuxIfMaxLength) characters")
+        }
+        if n.isEmpty || n == "." || n == ".." || n.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) {
+            throw NSMError(.invalidArgument, "mechanism", "\(field) '\(n)' is not a valid Linux interface name")
+        }
+    }
+
+    /// What Weft offers the next hop, by its URL scheme: LOCAL for unix, REMOTE otherwise
+    /// (NSM's filtermechanisms), ordered by NSM_MECHANISM_PRIORITY when set.
+    public static func clientPreferences(nextHopLocal: Bool, connection: Connection_Connection, priority: [String]) -> [Connection_Mechanism] {
+        var out: [Connection_Mechanism] = []
+        if nextHopLocal {
+            var k = Connection_Mechanism()
+            k.cls = Mech.local
+            k.type = Mech.kernel
+            k.parameters[Mech.name] = defaultIfName(service: connection.networkService, id: connection.id)
+            var m = Connection_Mechanism()
+            m.cls = Mech.local
+            m.type = Mech.memif
+            out = [k, m]
+        }
+        if !priority.isEmpty {
+            out = out.enumerated().sorted { a, b in
+                let ia = priority.firstIndex(of: a.element.type) ?? Int.max, ib = priority.firstIndex(of: b.element.type) ?? Int.max
+                return ia != ib ? ia < ib : a.offset < b.offset
+            }.map(\.element)
+        }
+        return out
+    }
+
+    /// NSM's kernel client names the endpoint's interface after the service: at most 10
+    /// characters of it, a dash and 4 characters of the connection id.
+    public static func defaultIfName(service: String, id: String) -> String {
+        let ok = service.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+        let base = ok.isEmpty ? "nsm" : String(ok.prefix(10))
+        let tail = id.filter { $0.isHexDigit }.prefix(4)
+        return base + "-" + (tail.isEmpty ? "0000" : String(tail))
+    }
+}
+
+/// Stable short names for a connection's objects (FNV-1a of the connection id).
+public enum Names {
+    public static func hash(_ s: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return String(format: "%016llx", h)
+    }
+    /// Weft's interface (dataplane) name for one side.
+    public static func interface(_ id: String, _ side: Side) -> String { "nsm-\(hash(id))-\(side.letter)" }
+    public static func crossConnect(_ id: String) -> String { "nsm-\(hash(id))" }
+    /// The host end of a veth pair: 15 characters.
+    public static func hostVeth(_ id: String, _ side: Side) -> String { "wf" + hash(id).prefix(12) + side.letter }
+    /// The host end's alias: found and removed at start after a crash.
+    public static let hostAliasPrefix = "weft-nsm:"
+    public static func hostAlias(_ id: String, _ side: Side) -> String { hostAliasPrefix + side.word + "-" + id }
+    /// The pod end's alias, as NSM's forwarders set it: server-/client- + first path segment id.
+    public static func podAlias(_ firstSegmentID: String, _ side: Side) -> String { side.word + "-" + firstSegmentID }
+    /// NSM v1.2+ memif socket: abstract, inside the pod's namespace.
+    public static func memifAbstract(_ id: String) -> String { "/tmp/memif/\(id)/memif.socket" }
+}
+
+public enum Side: Sendable {
+    case server, client
+    var letter: String { self == .server ? "s" : "c" }
+    var word: String { self == .server ? "server" : "client" }
+}

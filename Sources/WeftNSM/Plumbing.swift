@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import WeftCore
+import WeftNSMProto
+
+/// One side of a connection as realized: the dataplane interface and, for KERNEL, the
+/// veth pair whose far end lives in the pod.
+struct RealizedSide: Equatable {
+    var side: Side
+    var type: String
+    var interface: InterfaceConfig
+    var netns: String?
+    /// KERNEL: host end (root namespace) and pod end.
+    var hostVeth: String?
+    var podIfName: String?
+    var podMAC: [UInt8] = []
+    /// MEMIF: the socket, as told to the pod ("@/..." for abstract).
+    var socketfile: String?
+}
+
+/// Builds and removes the kernel side of mechanisms. Every step registers its undo.
+final class Plumbing {
+    let logger: Logger
+    let runtimeDir: String
+
+    init(logger: Logger, runtimeDir: String) {
+        self.logger = logger
+        self.runtimeDir = runtimeDir
+    }
+
+    /// Prepare one side for `mech` (KERNEL: create the veth pair into the pod namespace;
+    /// MEMIF: pick the socket). Returns the side and the mechanism with the parameters
+    /// Weft sets.
+    func prepare(_ mech: Connection_Mechanism, side: Side, connectionID: String, firstSegmentID: String, mtu: UInt32,
+                 undo: inout [() -> Void]) throws -> (RealizedSide, Connection_Mechanism) {
+        var m = mech
+        let ifName = Names.interface(connectionID, side)
+        switch mech.type {
+        case Mech.kernel:
+            let ns = try NetnsResolver.resolve(mech.parameters[Mech.inodeURL])
+            let podName = mech.parameters[Mech.name] ?? MechanismPolicy.defaultIfName(service: "nsm", id: connectionID)
+            try MechanismPolicy.checkIfName(podName, "mechanism.parameters.name")
+            if mech.parameters["tokenID"].map({ !$0.isEmpty }) == true {
+                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID is set: SR-IOV kernel VFs are not served by this forwarder yet")
+            }
+            let host = Names.hostVeth(connectionID, side)
+            let pod = try step("netlink in pod namespace \(ns)") { try Netlink(netns: ns) }
+            let root = try step("netlink") { try Netlink(netns: nil) }
+            // An earlier link with the deterministic alias is removed first (NSM does the same).
+            let podAlias = Names.podAlias(firstSegmentID, side)
+            _ = try? pod.deleteLinks(alias: podAlias)
+            if let stale = try? root.index(of: host) { try? root.delete(stale) }
+            if let clash = try? pod.index(of: podName) {
+                let l = try? pod.link(clash)
+                throw NSMError(.alreadyExists, "kernel interface", "an interface named '\(podName)' already exists in \(ns) (alias '\(l?.alias ?? "")')")
+            }
+            try step("create veth \(host) <-> \(podName) in \(ns)") {
+                try root.addVeth(name: host, peer: podName, peerNetns: ns, mtu: mtu)
+            }
+            undo.append { [logger] in
+                if let i = try? root.index(of: host) {
+                    do { try root.delete(i) } catch { logger.warning("undo: cannot delete \(host): \(error)") }
+                }
+            }
+            guard let hi = try root.index(of: host), let pi = try pod.index(of: podName) else {
+                throw NSMError(.internalError, "kernel interface", "veth \(host)/\(podName) vanished after creation")
+            }
+            try step("configure \(host)") { try root.set(hi, alias: Names.hostAlias(connectionID, side), up: true) }
+            try step("configure \(podName) in \(ns)") { try pod.set(pi, alias: podAlias, up: true) }
+            let mac = (try? pod.link(pi).mac) ?? []
+            var itf = InterfaceConfig(name: ifName, type: .kernel, iface: host)
+            if mtu > 0 { itf.mtu = Int(mtu) }
+            m.parameters[Mech.name] = podName
+            return (RealizedSide(side: side, type: Mech.kernel, interface: itf, netns: ns, hostVeth: host, podIfName: podName, podMAC: mac), m)
+
+        case Mech.memif:
+            // NSM v1.2+: an abstract socket inside the pod's namespace; v1.1 (no
+            // namespace given): a socket file of Weft's, named by inodeURL.
+            if let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
+                let ns = try NetnsResolver.resolve(url)
+                let name = Names.memifAbstract(connectionID)
+                let itf = InterfaceConfig(name: ifName, type: .memif, role: .server, socket: name, abstract: true, netns: ns)
+                m.parameters[Mech.socketfile] = "@" + name
+                return (RealizedSide(side: side, type: Mech.memif, interface: itf, netns: ns, socketfile: "@" + name), m)
+            }
+            let dir = runtimeDir + "/memif/" + Names.hash(connectionID)
+            let path = dir + "/memif.socket"
+            try step("create \(dir)") {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            }
+            undo.append { try? FileManager.default.removeItem(atPath: dir) }
+            let itf = InterfaceConfig(name: ifName, type: .memif, role: .server, socket: path)
+            m.parameters[Mech.socketfile] = path
+            m.parameters[Mech.inodeURL] = "file://" + path
+            return (RealizedSide(side: side, type: Mech.memif, interface: itf, netns: nil, socketfile: path), m)
+
+        default:
+            throw NSMError(.invalidArgument, "mechanism", "mechanism type '\(mech.type)' is not served; Weft serves LOCAL KERNEL, MEMIF")
+        }
+    }
+
+    /// Remove what `prepare` built (veth pair: deleting the host end removes both).
+    func remove(_ s: RealizedSide) {
+        if let host = s.hostVeth, let root = try? Netlink(netns: nil), let i = try? root.index(of: host) {
+            do { try root.delete(i) } catch { logger.warning("cannot delete \(host): \(error)") }
+        }
+        if s.type == Mech.memif, s.netns == nil, let p = s.socketfile {
+            try? FileManager.default.removeItem(atPath: (p as NSString).deletingLastPathComponent)
+        }
+    }
+
+    /// Apply the IP context inside the pod's namespace, as NSM's kernel forwarders do:
+    /// the NSC side (server) gets src_ip_addrs and src_routes, the NSE side (client)
+    /// dst_ip_addrs and dst_routes; routes' next hops default to the peer's first address
+    /// of the family; on-link routes to the peer's addresses; neighbours from
+    /// ip_neighbors plus the peer's address -> the peer's MAC; MTU from the context.
+    func applyContext(_ ctx: Connectioncontext_ConnectionContext, on s: RealizedSide, peer: RealizedSide?) throws {
+        guard s.type == Mech.kernel, let ns = s.netns, let name = s.podIfName else { return }
+        let nl = try step("netlink in \(ns)") { try Netlink(netns: ns) }
+        guard let idx = try nl.index(of: name) else {
+            throw NSMError(.internalError, "ip context", "interface \(name) is gone from \(ns)")
+        }
+        let ip = ctx.ipContext
+        let own = s.side == .server ? ip.srcIpAddrs : ip.dstIpAddrs
+        let peers = s.side == .server ? ip.dstIpAddrs : ip.srcIpAddrs
+        let routes = s.side == .server ? ip.srcRoutes : ip.dstRoutes
+        let field = s.side == .server ? "src" : "dst"
+        if ctx.mtu > 0 { try step("set MTU \(ctx.mtu) on \(name)") { try nl.set(idx, mtu: ctx.mtu) } }
+        _ = wf_netns_sysctl_swift(ns, "net/ipv6/conf/\(name)/disable_ipv6", "0")
+        for a in own {
+            guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_ip_addrs '\(a)' is not an address/prefix") }
+            try step("add address \(a) to \(name) in \(ns)") { try nl.addAddress(idx, c) }
+        }
+        var peerCIDRs: [CIDR] = []
+        for a in peers {
+            guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field == "src" ? "dst" : "src")_ip_addrs '\(a)' is not an address/prefix") }
+            peerCIDRs.append(c)
+            let host = CIDR(CIDR.text(c.address))!
+            try step("add on-link route \(host) on \(name)") { try nl.addRoute(idx, host, via: nil) }
+        }
+        for r in routes {
+            guard let dst = CIDR(r.prefix) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_routes prefix '\(r.prefix)' is not a prefix") }
+            var gw: [UInt8]? = nil
+            if !r.nextHop.isEmpty {
+                guard let g = IPAddress.parse(r.nextHop), g.count == dst.address.count else {
+                    throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_routes nextHop '\(r.nextHop)' is not an address of the prefix's family")
+                }
+                gw = g
+            } else if let p = peerCIDRs.first(where: { $0.address.count == dst.address.count }) {
+                gw = p.address
+            }
+            if gw == nil || dst.network.address == gw! && dst.prefix == UInt8(dst.address.count * 8) {
+                try step("add route \(dst.network) on \(name)") { try nl.addRoute(idx, dst.network, via: nil) }
+            } else {
+                try step("add route \(dst.network) via \(CIDR.text(gw!)) on \(name)") { try nl.addRoute(idx, dst.network, via: gw) }
+            }
+        }
+        for n in ip.ipNeighbors {
+            guard let a = IPAddress.parse(n.ip), let mac = parseMAC(n.hardwareAddress) else {
+                throw NSMError(.invalidArgument, "ip context", "context.ip_context.ip_neighbors entry \(n.ip) \(n.hardwareAddress) is not an address and a MAC")
+            }
+            try step("add neighbour \(n.ip) on \(name)") { try nl.addNeighbour(idx, ip: a, mac: mac) }
+        }
+        if let peer, peer.podMAC.count == 6 {
+            for c in peerCIDRs {
+                try step("add neighbour \(CIDR.text(c.address)) -> peer MAC on \(name)") { try nl.addNeighbour(idx, ip: c.address, mac: peer.podMAC) }
+            }
+        }
+    }
+
+    func step<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as NSMError { throw e } catch {
+            throw NSMError(.internalError, what, "\(error)")
+        }
+    }
+
+    /// Remove veths a crashed weftd left behind (their host ends carry Weft's alias).
+    static func removeStale(logger: Logger) -> Int {
+        guard let root = try? Netlink(netns: nil), let links = try? root.links() else { return 0 }
+        var n = 0
+        for l in links where l.alias.hasPrefix(Names.hostAliasPrefix) {
+            do {
+                try root.delete(l.index)
+                n += 1
+                logger.notice("removed stale NSM interface \(l.name) (\(l.alias))")
+            } catch { logger.warning("cannot remove stale \(l.name): \(error)") }
+        }
+        return n
+    }
+}
+
+func parseMAC(_ s: String) -> [UInt8]? {
+    let p = s.split(separator: ":")
+    guard p.count == 6 else { return nil }
+    let b = p.compactMap { UInt8($0, radix: 16) }
+    return b.count == 6 ? b : nil
+}
+
+import CWeft
+func wf_netns_sysctl_swift(_ ns: String, _ key: String, _ value: String) -> Int32 {
+    wf_netns_sysctl(ns, key, value)
+}
