@@ -4,6 +4,13 @@
  * over the workers and one TX queue per worker, plus the link state that
  * workers read without making a syscall.
  */
+#include <dirent.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <errno.h>
 #include <string.h>
 
@@ -146,6 +153,83 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 	return rc;
 }
 
+/*
+ * DPDK 22.11's memif PMD leaks a server's listening socket when its last
+ * device is removed (memif_socket_remove_device frees the socket and its
+ * interrupt handle but neither closes the fd nor unregisters the listener
+ * callback). The socket keeps its name (an abstract name stays taken, so the
+ * same connection cannot be re-created) and keeps accepting: a client that
+ * connects later runs the callback on freed memory.
+ *
+ * Weft retires such a listener: it finds the fd (a listening AF_UNIX socket
+ * bound to that name) and dup2()s a never-readable eventfd over it. The name
+ * is released, the fd number stays occupied (so EAL's stale registration can
+ * never fire for another file), and the callback can never run. Cost: one fd
+ * slot per removed memif server, all sharing one eventfd.
+ */
+static int memif_quiet_fd = -1;
+
+static void
+memif_note(struct wf_port_ctl *pc, const char *devargs)
+{
+	pc->memif_server = false;
+	if (strncmp(devargs, "net_memif", 9) != 0)
+		return;
+	bool server = strstr(devargs, "role=client") == NULL;
+	const char *s = strstr(devargs, "socket=");
+	if (!server || s == NULL)
+		return;
+	s += strlen("socket=");
+	size_t n = strcspn(s, ",");
+	if (n == 0 || n >= sizeof(pc->memif_socket))
+		return;
+	memcpy(pc->memif_socket, s, n);
+	pc->memif_socket[n] = '\0';
+	/* the PMD's default is abstract */
+	pc->memif_abstract = strstr(devargs, "socket-abstract=no") == NULL;
+	pc->memif_server = true;
+}
+
+static void
+memif_listener_retire(const char *name, bool abstract)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (fd <= 2 || fd == dirfd(d))
+			continue;
+		struct sockaddr_un un;
+		socklen_t len = sizeof(un);
+		int acc = 0, dom = 0;
+		socklen_t ol = sizeof(int);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &ol) != 0 || dom != AF_UNIX)
+			continue;
+		ol = sizeof(int);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &ol) != 0 || !acc)
+			continue;
+		memset(&un, 0, sizeof(un));
+		if (getsockname(fd, (struct sockaddr *)&un, &len) != 0 || len <= offsetof(struct sockaddr_un, sun_path))
+			continue;
+		size_t plen = len - offsetof(struct sockaddr_un, sun_path);
+		bool match;
+		if (abstract)
+			match = un.sun_path[0] == '\0' && plen - 1 == strlen(name) &&
+				memcmp(un.sun_path + 1, name, plen - 1) == 0;
+		else
+			match = un.sun_path[0] != '\0' && strncmp(un.sun_path, name, sizeof(un.sun_path)) == 0;
+		if (!match)
+			continue;
+		if (memif_quiet_fd < 0)
+			memif_quiet_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (memif_quiet_fd >= 0)
+			(void)dup2(memif_quiet_fd, fd);
+	}
+	closedir(d);
+}
+
 static int
 probe_cb(void *devargs)
 {
@@ -196,6 +280,7 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 		wf_port_release(port);
 		return rc;
 	}
+	memif_note(&dp->ports[port], req->devargs);
 	*port_id = port;
 	return 0;
 }
@@ -229,6 +314,16 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 	/* No worker polls or transmits on it any more. */
 	__atomic_store_n(&dp->link_up[port], 0, __ATOMIC_RELAXED);
 	wf_port_release(port);
+	if (pc->memif_server) {
+		bool shared = false;
+		for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
+			if (p != port && dp->ports[p].attached && dp->ports[p].memif_server &&
+			    dp->ports[p].memif_abstract == pc->memif_abstract &&
+			    strcmp(dp->ports[p].memif_socket, pc->memif_socket) == 0)
+				shared = true;
+		if (!shared)
+			memif_listener_retire(pc->memif_socket, pc->memif_abstract);
+	}
 	if (pc->is_testport) {
 		rte_ring_free(pc->test_rx);
 		rte_ring_free(pc->test_tx);

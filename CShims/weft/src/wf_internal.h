@@ -193,6 +193,10 @@ struct wf_port_ctl {
 	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
 	bool tx_ip4_cksum; /* IPv4 header checksum TX offload enabled */
 	struct rte_ring *test_rx, *test_tx;
+	/* memif server: its listening socket (see wf_memif_listener_retire) */
+	bool memif_server;
+	bool memif_abstract;
+	char memif_socket[108];
 };
 
 struct wf_xc_ctl {

@@ -1,0 +1,370 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SwiftProtobuf
+import WeftCore
+import WeftNSMProto
+import XCTest
+
+/// Weft as an NSM forwarder, end to end: a test NSMgr/registry and a test endpoint
+/// (gRPC, the generated protos) in this process; weftd as a process; client and
+/// endpoint pods as network namespaces.
+final class NSMSystemTests: SystemTestCase {
+    final class Node {
+        let tag: String
+        let weftd: Weftd
+        let nsc: String, nse: String
+        let registry = TestRegistry()
+        let endpoint: TestEndpoint
+        var servers: [TestGRPCServer] = []
+        var nsmSocket: String { "\(weftd.dir)/nsm.sock" }
+        var registrySocket: String { "\(weftd.dir)/registry.sock" }
+        var nseSocket: String { "\(weftd.dir)/nse.sock" }
+        var name: String { "weft-\(tag)" }
+
+        init() {
+            tag = uniqueTag()
+            weftd = Weftd(tag: tag)
+            nsc = "wt\(tag)nsc"
+            nse = "wt\(tag)nse"
+            endpoint = TestEndpoint(name: "nse-\(tag)", netns: nse)
+            for ns in [nsc, nse] {
+                sh("ip netns del \(ns) 2>/dev/null; ip netns add \(ns) && ip -n \(ns) link set lo up")
+            }
+        }
+
+        func start() async throws {
+            servers.append(try await TestGRPCServer(path: registrySocket, services: [registry, registry.nse]))
+            servers.append(try await TestGRPCServer(path: nseSocket, services: [endpoint]))
+            var ns = Registry_NetworkService(); ns.name = "icmp-responder"; ns.payload = "ETHERNET"
+            registry.add(service: ns)
+            var e = Registry_NetworkServiceEndpoint(); e.name = endpoint.name; e.networkServiceNames = ["icmp-responder"]
+            e.url = "unix://" + nseSocket
+            registry.add(endpoint: e)
+            weftd.write("""
+            nsm:
+              name: \(name)
+              listen_on: [unix://\(nsmSocket)]
+              connect_to: unix://\(registrySocket)
+            """)
+            XCTAssertTrue(weftd.start(), "weftd did not start:\n\(weftd.log)")
+            try await waitFor("weftd to register") { self.registry.rec.registrations.contains { $0.name == self.name } }
+        }
+
+        func stop() async {
+            weftd.stop()
+            for s in servers { await s.stop() }
+            for ns in [nsc, nse] { sh("ip netns del \(ns) 2>/dev/null") }
+        }
+
+        func request(_ r: Networkservice_NetworkServiceRequest) async throws -> Connection_Connection {
+            try await withNSM(nsmSocket) { try await Networkservice_NetworkService.Client(wrapping: $0).request(r) }
+        }
+        func close(_ c: Connection_Connection) async throws {
+            _ = try await withNSM(nsmSocket) { try await Networkservice_NetworkService.Client(wrapping: $0).close(c) }
+        }
+        func links(_ ns: String) -> String { sh("ip -n \(ns) -o link show").out }
+        /// Links in the root namespace that carry Weft's NSM alias.
+        var weftLinks: [String] {
+            sh("ip -o link show").out.split(separator: "\n").filter { $0.contains("weft-nsm:") }.map(String.init)
+        }
+    }
+
+    static func waitFor(_ what: String, timeout: TimeInterval = 20, _ cond: @escaping () async throws -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try await cond() { return }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        XCTFail("timed out waiting for \(what)")
+        throw CancellationError()
+    }
+
+    func kernelRequest(_ n: Node, name: String = "nsm-1", expires: Date = Date().addingTimeInterval(600)) -> Networkservice_NetworkServiceRequest {
+        nsmRequest(service: "icmp-responder", params: ["inodeURL": "file:///var/run/netns/\(n.nsc)", "name": name], callerExpires: expires)
+    }
+
+    func ping(_ ns: String, _ target: String, count: Int = 5) -> (sent: Int, received: Int)? {
+        pingCounts(sh("ip netns exec \(ns) ping -n -q -c \(count) -i 0.2 -W 3 \(target)", timeout: 40).out)
+    }
+
+    func ifindex(_ ns: String, _ name: String) -> String {
+        sh("ip -n \(ns) -o link show \(name)").out.split(separator: ":").first.map(String.init) ?? ""
+    }
+
+    // MARK: kernel <-> kernel
+
+    func testKernelToKernelRequestRefreshMonitorClose() async throws {
+        let n = Node()
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+
+        // Registration as NSM's forwarders do it.
+        let reg = try XCTUnwrap(n.registry.rec.registrations.last)
+        XCTAssertEqual(reg.networkServiceNames, ["forwarder"])
+        XCTAssertEqual(reg.networkServiceLabels["forwarder"]?.labels["p2p"], "true")
+        XCTAssertEqual(reg.url, "unix://" + n.nsmSocket)
+
+        // Health.
+        try await withNSM(n.nsmSocket) { c in
+            let h = Grpc_Health_V1_Health.Client(wrapping: c)
+            for s in ["", "networkservice.NetworkService", "connection.MonitorConnection"] {
+                var q = Grpc_Health_V1_HealthCheckRequest(); q.service = s
+                let st = try await h.check(q).status
+                XCTAssertEqual(st, .serving, s)
+            }
+            var q = Grpc_Health_V1_HealthCheckRequest(); q.service = "no.such.Service"
+            do { _ = try await h.check(q); XCTFail("unknown service answered") } catch let e as RPCError { XCTAssertEqual(e.code, .notFound) }
+        }
+
+        let req = kernelRequest(n)
+        let conn = try await n.request(req)
+        // The caller's view: its own index and id; the path runs on to Weft and the endpoint.
+        XCTAssertEqual(conn.id, req.connection.id)
+        XCTAssertEqual(conn.path.index, 1)
+        XCTAssertEqual(conn.path.pathSegments.map(\.name), ["nsc", "nsmgr", n.name, n.endpoint.name])
+        XCTAssertEqual(conn.mechanism.type, "KERNEL")
+        XCTAssertEqual(conn.networkServiceEndpointName, n.endpoint.name)
+        let weftID = conn.path.pathSegments[2].id
+        XCTAssertFalse(weftID.isEmpty)
+
+        // What Weft asked of the endpoint: LOCAL mechanisms only, KERNEL with a name.
+        let toNSE = try XCTUnwrap(n.endpoint.rec.requests.first)
+        XCTAssertTrue(toNSE.mechanismPreferences.allSatisfy { $0.cls == "LOCAL" })
+        let nseName = try XCTUnwrap(toNSE.mechanismPreferences.first { $0.type == "KERNEL" }?.parameters["name"])
+        XCTAssertLessThanOrEqual(nseName.count, 15)
+        XCTAssertEqual(toNSE.connection.id, weftID, "the endpoint sees Weft's segment id as the connection id")
+
+        // Both pods got their interface, addresses and alias.
+        let nscLink = sh("ip -n \(n.nsc) -d link show nsm-1").out
+        XCTAssertTrue(nscLink.contains("alias server-\(req.connection.path.pathSegments[0].id)"), nscLink)
+        XCTAssertTrue(sh("ip -n \(n.nsc) -o addr show dev nsm-1").out.contains("172.16.1.101/32"))
+        XCTAssertTrue(sh("ip -n \(n.nse) -o addr show dev \(nseName)").out.contains("172.16.1.100/32"))
+        XCTAssertTrue(sh("ip -n \(n.nsc) route show 172.16.1.100").out.contains("nsm-1"))
+
+        // Traffic through Weft, both ways.
+        XCTAssertEqual(ping(n.nsc, "172.16.1.100")?.received, 5, n.weftd.log)
+        XCTAssertEqual(ping(n.nse, "172.16.1.101")?.received, 5)
+
+        // Monitor: the NSMgr's selector (its own segment) gets the initial state.
+        let initial = try await withNSM(n.nsmSocket) { c in
+            var sel = Connection_MonitorScopeSelector()
+            var seg = Connection_PathSegment(); seg.id = req.connection.path.pathSegments[1].id; seg.name = "nsmgr"
+            sel.pathSegments = [seg]
+            return try await Connection_MonitorConnection.Client(wrapping: c).monitorConnections(sel) { resp in
+                for try await e in resp.messages { return e }
+                throw CancellationError()
+            }
+        }
+        XCTAssertEqual(initial.type, .initialStateTransfer)
+        XCTAssertEqual(initial.connections.count, 1)
+        XCTAssertEqual(initial.connections.values.first?.mechanism.type, "KERNEL")
+
+        // Refresh: same ids, nothing rebuilt; metrics on Weft's segment.
+        let ports = try n.weftd.interfaces().map { "\($0.name)=\($0.port ?? 0)" }.sorted()
+        let before = (ifindex(n.nsc, "nsm-1"), ifindex(n.nse, nseName))
+        var again = Networkservice_NetworkServiceRequest()
+        again.connection = conn
+        again.mechanismPreferences = req.mechanismPreferences
+        let refreshed = try await n.request(again)
+        XCTAssertEqual(refreshed.id, conn.id)
+        XCTAssertEqual(refreshed.path.pathSegments[2].id, weftID)
+        XCTAssertEqual(try n.weftd.interfaces().map { "\($0.name)=\($0.port ?? 0)" }.sorted(), ports)
+        XCTAssertEqual((ifindex(n.nsc, "nsm-1"), ifindex(n.nse, nseName)).0, before.0)
+        XCTAssertEqual(ifindex(n.nse, nseName), before.1)
+        XCTAssertEqual(n.endpoint.rec.requests.count, 2, "the refresh reaches the endpoint")
+        let metrics = refreshed.path.pathSegments[2].metrics
+        XCTAssertGreaterThanOrEqual(Int(metrics["server_rx_packets"] ?? "") ?? 0, 10, "\(metrics)")
+        XCTAssertGreaterThanOrEqual(Int(metrics["client_rx_packets"] ?? "") ?? 0, 10, "\(metrics)")
+        XCTAssertNotNil(metrics["server_drops"])
+
+        // Close: nothing left anywhere; the endpoint is closed too; a DELETE event.
+        async let deleteEvent: Connection_ConnectionEvent = withNSM(n.nsmSocket) { c in
+            try await Connection_MonitorConnection.Client(wrapping: c).monitorConnections(Connection_MonitorScopeSelector()) { resp in
+                for try await e in resp.messages where e.type == .delete { return e }
+                throw CancellationError()
+            }
+        }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        try await n.close(refreshed)
+        let del = try await deleteEvent
+        XCTAssertEqual(del.connections.count, 1)
+        XCTAssertEqual(n.endpoint.rec.closes.count, 1)
+        XCTAssertFalse(n.links(n.nsc).contains("nsm-1"))
+        XCTAssertFalse(n.links(n.nse).contains(nseName))
+        XCTAssertEqual(try n.weftd.interfaces().count, 0)
+        XCTAssertEqual(try n.weftd.crossConnects().count, 0)
+        XCTAssertEqual(n.weftLinks, [])
+    }
+
+    // MARK: memif towards the client
+
+    func testMemifClientSideAbstractSocketInPodNamespace() async throws {
+        let n = Node()
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+        let req = nsmRequest(service: "icmp-responder", mechanism: "MEMIF", params: ["inodeURL": "file:///var/run/netns/\(n.nsc)"])
+        let conn = try await n.request(req)
+        XCTAssertEqual(conn.mechanism.type, "MEMIF")
+        let socketfile = try XCTUnwrap(conn.mechanism.parameters["socketfile"])
+        XCTAssertTrue(socketfile.hasPrefix("@/tmp/memif/"), socketfile)
+        // The abstract socket lives in the pod's namespace, not in weftd's.
+        let name = String(socketfile.dropFirst())
+        XCTAssertTrue(sh("ip netns exec \(n.nsc) cat /proc/net/unix").out.contains("@" + name))
+        XCTAssertFalse(sh("cat /proc/net/unix").out.contains("@" + name))
+
+        // A DPDK memif client inside the pod sends; the frames come out at the endpoint's interface.
+        let nseName = try XCTUnwrap(n.endpoint.rec.requests.first?.mechanismPreferences.first { $0.type == "KERNEL" }?.parameters["name"])
+        let prefix = "wt-pmd-\(n.tag)"
+        let pmd = Process()
+        pmd.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        pmd.arguments = ["netns", "exec", n.nsc, "/usr/bin/dpdk-testpmd", "--lcores", "0@0,1@0", "--no-huge", "-m", "256",
+                         "--file-prefix", prefix, "--no-pci",
+                         "--vdev", "net_memif0,role=client,socket=\(name),socket-abstract=yes,id=0",
+                         "--", "--forward-mode=txonly", "--auto-start", "--no-mlockall", "--total-num-mbufs=4096",
+                         "--stats-period=3600", "--txpkts=64"]
+        let logPath = "/tmp/testpmd-nsm-\(n.tag).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        pmd.standardOutput = FileHandle(forWritingAtPath: logPath)
+        pmd.standardError = FileHandle(forWritingAtPath: logPath)
+        pmd.standardInput = FileHandle.nullDevice
+        try pmd.run()
+        defer {
+            if pmd.isRunning { pmd.interrupt() }
+            let deadline = Date().addingTimeInterval(5)
+            while pmd.isRunning && Date() < deadline { usleep(50_000) }
+            if pmd.isRunning { kill(pmd.processIdentifier, SIGKILL); pmd.waitUntilExit() }
+            sh("rm -rf /var/run/dpdk/\(prefix)")
+        }
+        func rx() -> Int {
+            let out = sh("ip -n \(n.nse) -s -o link show \(nseName)").out
+            // "RX: bytes packets ..." then the numbers, in -o form: "...\    RX: bytes  packets ...\    123 4 ..."
+            let parts = out.components(separatedBy: "\\")
+            guard let i = parts.firstIndex(where: { $0.contains("RX:") }), i + 1 < parts.count else { return 0 }
+            let nums = parts[i + 1].split(separator: " ").compactMap { Int($0) }
+            return nums.count > 1 ? nums[1] : 0
+        }
+        try await Self.waitFor("memif frames at the endpoint", timeout: 30) { rx() > 1000 }
+        let side = try XCTUnwrap(n.weftd.interfaces().first { $0.type == "memif" })
+        XCTAssertEqual(side.link, "up")
+        XCTAssertGreaterThan(side.counters.rxPackets, 1000)
+
+        try await n.close(conn)
+        XCTAssertEqual(try n.weftd.interfaces().count, 0)
+        // weftd holds no socket of the pod's any more (the pod's own client end may linger).
+        let pid = try XCTUnwrap(n.weftd.process?.processIdentifier)
+        let unix = sh("ip netns exec \(n.nsc) cat /proc/net/unix").out.split(separator: "\n").filter { $0.contains("@" + name) }
+        let inodes = unix.compactMap { $0.split(separator: " ").dropFirst(6).first }.map(String.init)
+        let fds = sh("ls -l /proc/\(pid)/fd").out
+        for i in inodes { XCTAssertFalse(fds.contains("socket:[\(i)]"), "weftd still holds \(i): \(unix)") }
+        XCTAssertFalse(unix.contains { $0.contains(" 01 ") && $0.contains("00010000") }, "the listening socket is gone: \(unix) \(sh("ip netns exec \(n.nsc) ss -xlp").out)")
+    }
+
+    // MARK: bad input
+
+    func expectRPCError(_ code: RPCError.Code, _ fragment: String, _ body: () async throws -> Void,
+                        file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await body()
+            XCTFail("expected \(code) naming '\(fragment)'", file: file, line: line)
+        } catch let e as RPCError {
+            XCTAssertEqual(e.code, code, e.message, file: file, line: line)
+            XCTAssertTrue(e.message.contains(fragment), "'\(e.message)' does not name '\(fragment)'", file: file, line: line)
+        } catch {
+            XCTFail("unexpected \(error)", file: file, line: line)
+        }
+    }
+
+    func testBadRequestsGetClearErrorsAndLeaveNothingBehind() async throws {
+        let n = Node()
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+        let nscNS = "file:///var/run/netns/\(n.nsc)"
+
+        await expectRPCError(.invalidArgument, "FOO") {
+            _ = try await n.request(nsmRequest(service: "icmp-responder", mechanism: "FOO", params: [:]))
+        }
+        await expectRPCError(.invalidArgument, "inodeURL") {
+            _ = try await n.request(nsmRequest(service: "icmp-responder", params: ["name": "nsm-1"]))
+        }
+        await expectRPCError(.notFound, "/var/run/netns/no-such-pod") {
+            _ = try await n.request(nsmRequest(service: "icmp-responder", params: ["inodeURL": "file:///var/run/netns/no-such-pod"]))
+        }
+        await expectRPCError(.invalidArgument, "longer than 15") {
+            _ = try await n.request(nsmRequest(service: "icmp-responder", params: ["inodeURL": nscNS, "name": "a-very-long-ifname"]))
+        }
+        await expectRPCError(.invalidArgument, "network_service") {
+            _ = try await n.request(nsmRequest(service: "", params: ["inodeURL": nscNS]))
+        }
+        await expectRPCError(.notFound, "no-such-service") {
+            _ = try await n.request(nsmRequest(service: "no-such-service", params: ["inodeURL": nscNS]))
+        }
+        await expectRPCError(.notFound, "no connection") {
+            var c = Connection_Connection(); c.id = "not-a-connection"
+            try await n.close(c)
+        }
+        // The endpoint refuses after Weft has built the client's side: all of it is rolled back.
+        n.endpoint.refuse = true
+        await expectRPCError(.unavailable, n.endpoint.name) {
+            _ = try await n.request(self.kernelRequest(n))
+        }
+        XCTAssertEqual(n.endpoint.rec.requests.count, 1)
+        n.endpoint.refuse = false
+
+        XCTAssertEqual(try n.weftd.interfaces().count, 0)
+        XCTAssertEqual(try n.weftd.crossConnects().count, 0)
+        XCTAssertEqual(n.weftLinks, [])
+        XCTAssertFalse(n.links(n.nsc).contains("nsm-1"), n.links(n.nsc))
+        XCTAssertEqual(n.links(n.nse).split(separator: "\n").count, 1, "only lo: \(n.links(n.nse))")
+
+        // And the same weftd still serves a good request afterwards.
+        let conn = try await n.request(kernelRequest(n))
+        XCTAssertEqual(ping(n.nsc, "172.16.1.100", count: 3)?.received, 3)
+        try await n.close(conn)
+    }
+
+    // MARK: lifecycle
+
+    func testUnrefreshedConnectionExpiresAndIsClosedEverywhere() async throws {
+        let n = Node()
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+        _ = try await n.request(kernelRequest(n, expires: Date().addingTimeInterval(3)))
+        XCTAssertEqual(try n.weftd.crossConnects().count, 1)
+        try await Self.waitFor("the connection to expire", timeout: 20) {
+            (try? n.weftd.interfaces().count) == 0 && n.endpoint.rec.closes.count == 1 && n.weftLinks.isEmpty
+        }
+        XCTAssertEqual(n.endpoint.rec.closes.count, 1, "expiry runs a full Close, to the endpoint too")
+        XCTAssertFalse(n.links(n.nsc).contains("nsm-1"))
+        XCTAssertEqual(n.weftLinks, [])
+        XCTAssertTrue(n.weftd.log.contains("expired"))
+    }
+
+    func testKill9ThenRestartCleansUpAndHealRequestRebuilds() async throws {
+        let n = Node()
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+        let conn = try await n.request(kernelRequest(n))
+        XCTAssertEqual(ping(n.nsc, "172.16.1.100", count: 3)?.received, 3)
+        n.weftd.kill9()
+        XCTAssertEqual(n.weftLinks.count, 2, "the dead weftd's veths are still there")
+        XCTAssertTrue(n.weftd.start(), n.weftd.log)
+        try await Self.waitFor("stale links removed") { n.weftLinks.isEmpty }
+        XCTAssertFalse(n.links(n.nsc).contains("nsm-1"))
+
+        // A heal: the NSMgr re-requests with the old path and mechanism.
+        var heal = Networkservice_NetworkServiceRequest()
+        heal.connection = conn
+        heal.mechanismPreferences = kernelRequest(n).mechanismPreferences
+        let healed = try await n.request(heal)
+        XCTAssertEqual(healed.path.pathSegments[2].id, conn.path.pathSegments[2].id, "the same Weft segment id")
+        XCTAssertEqual(ping(n.nsc, "172.16.1.100", count: 3)?.received, 3)
+
+        // SIGTERM closes locally: no Close reaches the endpoint, nothing is left.
+        let closesBefore = n.endpoint.rec.closes.count
+        XCTAssertEqual(n.weftd.stop(), 0)
+        XCTAssertEqual(n.endpoint.rec.closes.count, closesBefore)
+        XCTAssertEqual(n.weftLinks, [])
+        XCTAssertFalse(n.links(n.nsc).contains("nsm-1"))
+    }
+}
