@@ -416,4 +416,10 @@ public actor MonitorHub {
     }
 
     public var subscriberCount: Int { subs.count }
+
+    /// Shutdown: end every stream so the RPCs return.
+    public func finishAll() {
+        for (_, s) in subs { s.continuation.finish() }
+        subs = [:]
+    }
 }

@@ -51,13 +51,18 @@ struct MonitorConnectionImpl: Connection_MonitorConnection.SimpleServiceProtocol
     func monitorConnections(request: Connection_MonitorScopeSelector, response: RPCWriter<Connection_ConnectionEvent>,
                             context: ServerContext) async throws {
         let (id, stream) = await hub.subscribe(request)
-        do {
-            for await e in stream { try await response.write(e) }
-        } catch {
+        // The stream ends when the caller goes away (cancellation) or weftd shuts down.
+        try await withTaskCancellationHandler {
+            do {
+                for await e in stream { try await response.write(e) }
+            } catch {
+                await hub.unsubscribe(id)
+                throw error
+            }
             await hub.unsubscribe(id)
-            throw error
+        } onCancel: {
+            Task { await hub.unsubscribe(id) }
         }
-        await hub.unsubscribe(id)
     }
 }
 
@@ -263,6 +268,7 @@ public final class NSMService: @unchecked Sendable {
     }
 
     public func stop() async {
+        await forwarder.monitor.finishAll()
         for s in servers { s.beginGracefulShutdown() }
         await forwarder.shutdown()
         for case .unix(let p) in settings.listenOn { unlink(p) }

@@ -14,7 +14,7 @@ final class NSMSystemTests: SystemTestCase {
         let tag: String
         let weftd: Weftd
         let nsc: String, nse: String
-        let registry = TestRegistry()
+        let registry: TestRegistry
         let endpoint: TestEndpoint
         var servers: [TestGRPCServer] = []
         var nsmSocket: String { "\(weftd.dir)/nsm.sock" }
@@ -22,7 +22,8 @@ final class NSMSystemTests: SystemTestCase {
         var nseSocket: String { "\(weftd.dir)/nse.sock" }
         var name: String { "weft-\(tag)" }
 
-        init() {
+        init(registryExpiry: TimeInterval = 60) {
+            registry = TestRegistry(expiry: registryExpiry)
             tag = uniqueTag()
             weftd = Weftd(tag: tag)
             nsc = "wt\(tag)nsc"
@@ -195,6 +196,22 @@ final class NSMSystemTests: SystemTestCase {
         XCTAssertEqual(try n.weftd.interfaces().count, 0)
         XCTAssertEqual(try n.weftd.crossConnects().count, 0)
         XCTAssertEqual(n.weftLinks, [])
+
+        // SIGTERM with a monitor stream still open: weftd ends the stream and exits cleanly
+        // (it used to wait for the stream until it was killed).
+        let watcher = Task {
+            try await withNSM(n.nsmSocket) { c in
+                try await Connection_MonitorConnection.Client(wrapping: c).monitorConnections(Connection_MonitorScopeSelector()) { resp in
+                    var k = 0
+                    for try await _ in resp.messages { k += 1 }
+                    return k
+                }
+            }
+        }
+        try await Task.sleep(nanoseconds: 500_000_000)
+        // 0, not the harness's SIGKILL (which it sends after 20 s).
+        XCTAssertEqual(n.weftd.stop(), 0, n.weftd.log)
+        _ = try? await watcher.value
     }
 
     // MARK: memif towards the client
@@ -366,5 +383,26 @@ final class NSMSystemTests: SystemTestCase {
         XCTAssertEqual(n.endpoint.rec.closes.count, closesBefore)
         XCTAssertEqual(n.weftLinks, [])
         XCTAssertFalse(n.links(n.nsc).contains("nsm-1"))
+    }
+
+    // MARK: registry
+
+    func testRegistrationIsRefreshedAndRenewedAfterNSMgrRestart() async throws {
+        let n = Node(registryExpiry: 3)
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+        // Re-registration at 2/3 of the 3 s expiry: about every 2 s.
+        try await Self.waitFor("two re-registrations", timeout: 15) { n.registry.rec.registrations.count >= 3 }
+        let r = try XCTUnwrap(n.registry.rec.registrations.last)
+        XCTAssertEqual(r.name, n.name)
+        XCTAssertEqual(r.networkServiceLabels["forwarder"]?.labels["p2mp-bridge"], "true", "capability labels are registered")
+
+        // The NSMgr goes away and comes back: Weft retries and registers again.
+        await n.servers[0].stop()
+        try await Task.sleep(nanoseconds: 3_000_000_000)
+        let before = n.registry.rec.registrations.count
+        n.servers[0] = try await TestGRPCServer(path: n.registrySocket, services: [n.registry, n.registry.nse])
+        try await Self.waitFor("registration after the NSMgr restart", timeout: 15) { n.registry.rec.registrations.count > before }
+        XCTAssertTrue(n.weftd.log.contains("cannot register"), "the outage is logged")
     }
 }
