@@ -334,8 +334,11 @@ final class NSMSystemTests: SystemTestCase {
         XCTAssertFalse(n.links(n.nsc).contains("nsm-1"), n.links(n.nsc))
         XCTAssertEqual(n.links(n.nse).split(separator: "\n").count, 1, "only lo: \(n.links(n.nse))")
 
-        // And the same weftd still serves a good request afterwards.
-        let conn = try await n.request(kernelRequest(n))
+        // And the same weftd still serves a good request afterwards, this time naming the
+        // pod's namespace the way grpcfd puts it on the wire: inode://<dev>/<ino>.
+        let st = sh("stat -L -c '%d %i' /var/run/netns/\(n.nsc)").out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        XCTAssertEqual(st.count, 2)
+        let conn = try await n.request(nsmRequest(service: "icmp-responder", params: ["inodeURL": "inode://\(st[0])/\(st[1])", "name": "nsm-1"]))
         XCTAssertEqual(ping(n.nsc, "172.16.1.100", count: 3)?.received, 3)
         try await n.close(conn)
     }
@@ -404,5 +407,12 @@ final class NSMSystemTests: SystemTestCase {
         n.servers[0] = try await TestGRPCServer(path: n.registrySocket, services: [n.registry, n.registry.nse])
         try await Self.waitFor("registration after the NSMgr restart", timeout: 15) { n.registry.rec.registrations.count > before }
         XCTAssertTrue(n.weftd.log.contains("cannot register"), "the outage is logged")
+
+        // SIGUSR1 switches logging to trace, SIGUSR2 back (as NSM's forwarders).
+        let pid = try XCTUnwrap(n.weftd.process?.processIdentifier)
+        kill(pid, SIGUSR1)
+        try await Self.waitFor("trace logging") { n.weftd.log.contains("log level now trace") }
+        kill(pid, SIGUSR2)
+        try await Self.waitFor("logging back to debug") { n.weftd.log.contains("log level now debug") }
     }
 }
