@@ -163,6 +163,9 @@ public final class Controller: @unchecked Sendable {
         return try applyLocked(d, validate: !dynamicNames.isEmpty)
     }
 
+    /// The running state, read under the lock (for other threads than the caller of apply).
+    public var snapshot: WeftConfig { lock.lock(); defer { lock.unlock() }; return running }
+
     /// Names of the objects the NSM API made (kept across file reloads).
     var dynamicNames = Set<String>()
 

@@ -47,7 +47,7 @@ public final class Forwarder: @unchecked Sendable {
         self.peers = peers
         self.clock = clock
         self.logger = logger
-        self.plumbing = Plumbing(logger: logger, runtimeDir: controller.running.admin.runtimeDir)
+        self.plumbing = Plumbing(logger: logger, runtimeDir: controller.running.admin.runtimeDir, node: { [controller] in controller.snapshot })
         self.timers = ExpiryTimers(clock: clock) { [weak self] id in await self?.expire(id) }
     }
 
@@ -119,7 +119,7 @@ public final class Forwarder: @unchecked Sendable {
 
     func sameServerSide(_ a: Active, _ m: Connection_Mechanism) -> Bool {
         guard a.serverMech.type == m.type else { return false }
-        let keys = [Mech.inodeURL, Mech.name]
+        let keys = [Mech.inodeURL, Mech.name, Mech.srcIP, Mech.srcPort, Mech.vni]
         return keys.allSatisfy { k in (m.parameters[k] ?? "") == (a.serverMech.parameters[k] ?? "") || m.parameters[k] == nil }
     }
 
@@ -157,6 +157,7 @@ public final class Forwarder: @unchecked Sendable {
     /// Find the endpoint, ask it, plumb both sides, cross-connect: all or nothing.
     private func build(conn: Connection_Connection, serverPref: Connection_Mechanism, prev: UInt32, firstID: String,
                        deadline: Date) async throws -> Connection_Connection {
+        var conn = conn
         let id = conn.id
         var undo: [() -> Void] = []
         var nextHopDone: (NSMURL, Connection_Connection)? = nil
@@ -171,15 +172,22 @@ public final class Forwarder: @unchecked Sendable {
             let mtuHint = UInt32(conn.context.mtu)
             let (server, serverMech) = try plumbing.prepare(serverPref, side: .server, connectionID: id, firstSegmentID: firstID,
                                                             mtu: mtuHint, undo: &undo)
+            // A tunnel caps the connection's MTU (uplink MTU less 54/74).
+            if let t = server.tunnelMTU { conn.context.mtu = Self.clamp(conn.context.mtu, t) }
             // 2. The endpoint.
-            let (url, answer) = try await askEndpoint(conn)
+            var (url, answer) = try await askEndpoint(conn)
             nextHopDone = (url, answer)
             guard answer.hasMechanism, !answer.mechanism.type.isEmpty else {
-                throw NSMError(.failedPrecondition, "endpoint", "the endpoint's answer carries no mechanism")
+                throw NSMError(.failedPrecondition, "endpoint", "the next hop's answer carries no mechanism")
             }
-            // 3. The client side, as the endpoint chose it.
+            let remoteAnswer = answer.mechanism.cls == Mech.remote || [Mech.vxlan, Mech.vlan].contains(answer.mechanism.type)
+            if url.isLocal == remoteAnswer {
+                throw NSMError(.failedPrecondition, "endpoint", "the next hop at \(url) answered with \(answer.mechanism.cls) \(answer.mechanism.type); a \(url.isLocal ? "unix" : "tcp") next hop must use \(url.isLocal ? "LOCAL" : "REMOTE") mechanisms")
+            }
+            // 3. The client side, as the next hop chose it.
             let (client, _) = try plumbing.prepare(answer.mechanism, side: .client, connectionID: id, firstSegmentID: firstID,
-                                                   mtu: answer.context.mtu, undo: &undo)
+                                                   mtu: answer.context.mtu, viaLabel: answer.labels[Mech.via], undo: &undo)
+            if let t = client.tunnelMTU { answer.context.mtu = Self.clamp(answer.context.mtu, t) }
             // 4. Dataplane: both interfaces and the cross-connect in one transaction.
             let xc = CrossConnectConfig(name: Names.crossConnect(id), a: server.interface.name, b: client.interface.name)
             do {
@@ -209,6 +217,11 @@ public final class Forwarder: @unchecked Sendable {
             logger.warning("request for connection \(id) failed and was rolled back: \(error)")
             throw error
         }
+    }
+
+    static func clamp(_ mtu: UInt32, _ limit: Int) -> UInt32 {
+        let l = UInt32(max(0, limit))
+        return mtu == 0 ? l : min(mtu, l)
     }
 
     /// Discover candidates (a named endpoint on refresh/heal, else the service's matches),
@@ -245,10 +258,6 @@ public final class Forwarder: @unchecked Sendable {
                 failures.append("\(nse.name): \(error)")
                 continue
             }
-            guard url.isLocal else {
-                failures.append("\(nse.name) at \(nse.url): remote next hops need the REMOTE mechanisms (VXLAN, VLAN), not served yet")
-                continue
-            }
             var c = conn
             c.networkServiceEndpointName = nse.name
             c.payload = payload
@@ -256,7 +265,8 @@ public final class Forwarder: @unchecked Sendable {
             c.clearMechanism()
             var r = Networkservice_NetworkServiceRequest()
             r.connection = c
-            r.mechanismPreferences = MechanismPolicy.clientPreferences(nextHopLocal: true, connection: c, priority: settings.mechanismPriority)
+            r.mechanismPreferences = MechanismPolicy.clientPreferences(nextHopLocal: url.isLocal, connection: c, priority: settings.mechanismPriority,
+                                                                       tunnel: plumbing.offeredTunnel)
             do {
                 var answer = try await peers.request(url, r)
                 if answer.networkServiceEndpointName.isEmpty { answer.networkServiceEndpointName = nse.name }

@@ -130,7 +130,7 @@ public struct CIDR: Equatable, Sendable, CustomStringConvertible {
     public var description: String { CIDR.text(address) + "/\(prefix)" }
 
     public init?(_ s: String) {
-        let parts = s.split(separator: "/", maxSplits: 1)
+        let parts = s.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let first = parts.first, let a = IPAddress.parse(String(first)) else { return nil }
         let max = a.count * 8
         if parts.count == 2 {

@@ -8,6 +8,8 @@ public enum Mech {
     public static let local = "LOCAL", remote = "REMOTE"
     public static let kernel = "KERNEL", memif = "MEMIF", vxlan = "VXLAN", vlan = "VLAN"
     public static let inodeURL = "inodeURL", name = "name", socketfile = "socketfile", mtu = "MTU"
+    public static let srcIP = "src_ip", dstIP = "dst_ip", srcPort = "src_port", dstPort = "dst_port", vni = "vni"
+    public static let origSrcIP = "orig_src_ip", origDstIP = "orig_dst_ip", vlanID = "vlan-id", via = "via"
     public static let linuxIfMaxLength = 15
 }
 
@@ -73,23 +75,30 @@ public enum NetnsResolver {
 
 /// Which mechanisms Weft serves and offers, and their parameter checks.
 public enum MechanismPolicy {
-    public static let served: Set<String> = [Mech.kernel, Mech.memif]
+    /// Server side (towards the caller): LOCAL KERNEL and MEMIF; REMOTE VXLAN (from another forwarder).
+    public static let servedLocal: Set<String> = [Mech.kernel, Mech.memif]
+    public static let servedRemote: Set<String> = [Mech.vxlan]
+    static var servedText: String { "LOCAL KERNEL, MEMIF and REMOTE VXLAN" }
+
+    static func served(_ m: Connection_Mechanism) -> Bool {
+        m.cls == Mech.remote ? servedRemote.contains(m.type) : servedLocal.contains(m.type)
+    }
 
     /// The server side (towards the caller): the mechanism already on the connection (a
     /// refresh), else the first supported preference, in the order offered.
     public static func chooseServer(current: Connection_Mechanism?, preferences: [Connection_Mechanism]) throws -> Connection_Mechanism {
         if let m = current, !m.type.isEmpty {
-            guard served.contains(m.type), m.cls != Mech.remote else {
-                throw NSMError(.invalidArgument, "mechanism", "connection.mechanism type '\(m.type)' (\(m.cls)) is not served here; Weft serves LOCAL \(served.sorted().joined(separator: ", "))")
+            guard served(m) else {
+                throw NSMError(.invalidArgument, "mechanism", "connection.mechanism type '\(m.type)' (\(m.cls)) is not served here; Weft serves \(servedText)")
             }
             return m
         }
         if preferences.isEmpty {
-            throw NSMError(.invalidArgument, "mechanism", "mechanism_preferences is empty; Weft serves LOCAL \(served.sorted().joined(separator: ", "))")
+            throw NSMError(.invalidArgument, "mechanism", "mechanism_preferences is empty; Weft serves \(servedText)")
         }
-        if let m = preferences.first(where: { served.contains($0.type) && $0.cls != Mech.remote }) { return m }
+        if let m = preferences.first(where: served) { return m }
         let offered = preferences.map { "\($0.cls)/\($0.type)" }.joined(separator: ", ")
-        throw NSMError(.invalidArgument, "mechanism", "none of the offered mechanisms (\(offered)) is served; Weft serves LOCAL \(served.sorted().joined(separator: ", "))")
+        throw NSMError(.invalidArgument, "mechanism", "none of the offered mechanisms (\(offered)) is served; Weft serves \(servedText)")
     }
 
     /// Interface name checks (Linux: 1-15 bytes, no '/', ':' or whitespace).
@@ -102,9 +111,19 @@ public enum MechanismPolicy {
         }
     }
 
-    /// What Weft offers the next hop, by its URL scheme: LOCAL for unix, REMOTE otherwise
-    /// (NSM's filtermechanisms), ordered by NSM_MECHANISM_PRIORITY when set.
-    public static func clientPreferences(nextHopLocal: Bool, connection: Connection_Connection, priority: [String]) -> [Connection_Mechanism] {
+    /// This node's end of REMOTE mechanisms: the tunnel address (NSM_TUNNEL_IP or the
+    /// uplink's underlay address) and VXLAN port (NSM_VXLAN_PORT).
+    public struct Tunnel: Sendable, Equatable {
+        public var ip: String
+        public var port: Int
+        public init(ip: String, port: Int) { self.ip = ip; self.port = port }
+    }
+
+    /// What Weft offers the next hop, by its URL scheme: LOCAL for unix (KERNEL with a
+    /// name, MEMIF), REMOTE otherwise (VXLAN with src_ip/src_port for an Ethernet payload,
+    /// and an empty VLAN), as NSM's filtermechanisms; ordered by NSM_MECHANISM_PRIORITY.
+    public static func clientPreferences(nextHopLocal: Bool, connection: Connection_Connection, priority: [String],
+                                         tunnel: Tunnel? = nil) -> [Connection_Mechanism] {
         var out: [Connection_Mechanism] = []
         if nextHopLocal {
             var k = Connection_Mechanism()
@@ -115,6 +134,19 @@ public enum MechanismPolicy {
             m.cls = Mech.local
             m.type = Mech.memif
             out = [k, m]
+        } else {
+            if let t = tunnel, connection.payload != "IP" {
+                var v = Connection_Mechanism()
+                v.cls = Mech.remote
+                v.type = Mech.vxlan
+                v.parameters[Mech.srcIP] = t.ip
+                v.parameters[Mech.srcPort] = String(t.port)
+                out.append(v)
+            }
+            var l = Connection_Mechanism()
+            l.cls = Mech.remote
+            l.type = Mech.vlan
+            out.append(l)
         }
         if !priority.isEmpty {
             out = out.enumerated().sorted { a, b in
@@ -123,6 +155,24 @@ public enum MechanismPolicy {
             }.map(\.element)
         }
         return out
+    }
+
+    /// NSM's VNI rule (reference §3): random, unique per (peer address, VNI), even when
+    /// src <= dst comparing the address bytes (orig_* addresses when present), odd
+    /// otherwise, so connections set up from either end never collide.
+    public static func allocateVNI(src: [UInt8], dst: [UInt8], inUse: Set<Int>,
+                                   random: () -> Int = { Int.random(in: 1..<(1 << 24)) }) -> Int? {
+        let even = src.lexicographicallyPrecedes(dst) || src == dst
+        for _ in 0..<64 {
+            var v = random() & 0xff_ffff
+            v = even ? v & ~1 : v | 1
+            if v == 0 { continue }
+            if !inUse.contains(v) { return v }
+        }
+        // Dense: walk the space of the right parity.
+        var v = even ? 2 : 1
+        while v < (1 << 24) { if !inUse.contains(v) { return v }; v += 2 }
+        return nil
     }
 
     /// NSM's kernel client names the endpoint's interface after the service: at most 10

@@ -88,7 +88,6 @@ public enum PathOps {
         if service.matches.isEmpty { return endpoints }
         for m in service.matches {
             guard isSubset(labels, m.sourceSelector, connection: labels) else { continue }
-            if m.hasMetadata && m.routes.isEmpty { return endpoints }
             var out: [Registry_NetworkServiceEndpoint] = []
             for r in m.routes {
                 for e in endpoints where !out.contains(where: { $0.name == e.name }) {
@@ -97,6 +96,7 @@ public enum PathOps {
                 }
             }
             if m.fallthrough && out.isEmpty { continue }
+            if m.hasMetadata && m.routes.isEmpty { return endpoints }
             return out
         }
         return []

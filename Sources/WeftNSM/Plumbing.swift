@@ -16,23 +16,80 @@ struct RealizedSide: Equatable {
     var podMAC: [UInt8] = []
     /// MEMIF: the socket, as told to the pod ("@/..." for abstract).
     var socketfile: String?
+    /// VXLAN: the inner MTU the tunnel carries.
+    var tunnelMTU: Int?
 }
 
 /// Builds and removes the kernel side of mechanisms. Every step registers its undo.
 final class Plumbing {
     let logger: Logger
     let runtimeDir: String
+    /// The node's running configuration (uplinks, tunnel addresses, VXLAN port, selector).
+    let node: () -> WeftConfig
 
-    init(logger: Logger, runtimeDir: String) {
+    init(logger: Logger, runtimeDir: String, node: @escaping () -> WeftConfig) {
         self.logger = logger
         self.runtimeDir = runtimeDir
+        self.node = node
+    }
+
+    /// This node's tunnel end for an address family (4 or 16 bytes): the uplink that has an
+    /// underlay address of that family (NSM_TUNNEL_IP overrides it when the file is loaded).
+    struct TunnelEnd {
+        var uplink: String
+        var address: [UInt8]
+        var mtu: Int
+        var port: Int
+    }
+
+    func tunnelEnd(family bytes: Int) -> TunnelEnd? {
+        let c = node()
+        for itf in c.interfaces where itf.type.isPort {
+            guard let u = itf.underlay, let a = bytes == 4 ? u.ipv4 : u.ipv6,
+                  let p = IPAddress.parseCIDR(a), p.address.count == bytes else { continue }
+            return TunnelEnd(uplink: itf.name, address: p.address, mtu: u.mtu, port: c.vxlanPort)
+        }
+        return nil
+    }
+
+    /// The tunnel Weft offers to a remote next hop (IPv4 when it has one).
+    var offeredTunnel: MechanismPolicy.Tunnel? {
+        guard let t = tunnelEnd(family: 4) ?? tunnelEnd(family: 16) else { return nil }
+        return MechanismPolicy.Tunnel(ip: CIDR.text(t.address), port: t.port)
+    }
+
+    /// VNIs in use towards a peer address.
+    func vnisInUse(remote: [UInt8]) -> Set<Int> {
+        Set(node().interfaces.filter { $0.type == .vxlan && $0.remote.flatMap(IPAddress.parse) == remote }.compactMap(\.vni))
+    }
+
+    static func overhead(_ family: Int) -> Int { family == 4 ? 54 : 74 }
+
+    func param(_ m: Connection_Mechanism, _ k: String, _ side: Side) -> String { "\(side == .server ? "mechanism" : "the next hop's mechanism").parameters.\(k)" }
+
+    func address(_ m: Connection_Mechanism, _ k: String, _ side: Side) throws -> [UInt8] {
+        guard let v = m.parameters[k], !v.isEmpty else {
+            throw NSMError(.invalidArgument, "mechanism", "\(param(m, k, side)) is missing")
+        }
+        guard let a = IPAddress.parse(v) else {
+            throw NSMError(.invalidArgument, "mechanism", "\(param(m, k, side)) '\(v)' is not an IP address")
+        }
+        return a
+    }
+
+    func port(_ m: Connection_Mechanism, _ k: String, _ side: Side) throws -> Int {
+        guard let v = m.parameters[k], !v.isEmpty else { return 4789 }
+        guard let p = Int(v), (1...65535).contains(p) else {
+            throw NSMError(.invalidArgument, "mechanism", "\(param(m, k, side)) '\(v)' is not a UDP port")
+        }
+        return p
     }
 
     /// Prepare one side for `mech` (KERNEL: create the veth pair into the pod namespace;
     /// MEMIF: pick the socket). Returns the side and the mechanism with the parameters
     /// Weft sets.
     func prepare(_ mech: Connection_Mechanism, side: Side, connectionID: String, firstSegmentID: String, mtu: UInt32,
-                 undo: inout [() -> Void]) throws -> (RealizedSide, Connection_Mechanism) {
+                 viaLabel: String? = nil, undo: inout [() -> Void]) throws -> (RealizedSide, Connection_Mechanism) {
         var m = mech
         let ifName = Names.interface(connectionID, side)
         switch mech.type {
@@ -94,8 +151,83 @@ final class Plumbing {
             m.parameters[Mech.inodeURL] = "file://" + path
             return (RealizedSide(side: side, type: Mech.memif, interface: itf, netns: nil, socketfile: path), m)
 
+        case Mech.vxlan where side == .server:
+            // Another forwarder's client side offered src_ip/src_port; Weft answers with
+            // dst_ip/dst_port, the VNI (NSM's parity rule) and the tunnel MTU.
+            let src = try address(mech, Mech.srcIP, side)
+            let srcPort = try port(mech, Mech.srcPort, side)
+            guard let me = tunnelEnd(family: src.count) else {
+                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.src_ip \(CIDR.text(src)) is IPv\(src.count == 4 ? 4 : 6) but this node has no IPv\(src.count == 4 ? 4 : 6) tunnel address")
+            }
+            let inUse = vnisInUse(remote: src)
+            var vni: Int
+            if let v = mech.parameters[Mech.vni], !v.isEmpty {
+                guard let n = Int(v), (1..<(1 << 24)).contains(n) else {
+                    throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.vni '\(v)' is not a 24-bit VNI")
+                }
+                if inUse.contains(n) {
+                    throw NSMError(.alreadyExists, "mechanism", "mechanism.parameters.vni \(n) is already in use towards \(CIDR.text(src))")
+                }
+                vni = n
+            } else {
+                let a = mech.parameters[Mech.origSrcIP].flatMap(IPAddress.parse) ?? src
+                let b = mech.parameters[Mech.origDstIP].flatMap(IPAddress.parse) ?? me.address
+                guard let n = MechanismPolicy.allocateVNI(src: a, dst: b, inUse: inUse) else {
+                    throw NSMError(.unavailable, "mechanism", "no free VNI towards \(CIDR.text(src))")
+                }
+                vni = n
+            }
+            m.parameters[Mech.dstIP] = CIDR.text(me.address)
+            m.parameters[Mech.dstPort] = String(me.port)
+            m.parameters[Mech.vni] = String(vni)
+            let tmtu = me.mtu - Plumbing.overhead(src.count)
+            m.parameters[Mech.mtu] = String(tmtu)
+            let itf = InterfaceConfig(name: ifName, type: .vxlan, uplink: me.uplink, vni: vni, remote: CIDR.text(src), port: srcPort)
+            return (RealizedSide(side: side, type: Mech.vxlan, interface: itf, tunnelMTU: tmtu), m)
+
+        case Mech.vxlan:
+            // The next hop (another forwarder) answered with dst_ip/dst_port and the VNI.
+            let dst = try address(mech, Mech.dstIP, side)
+            let dstPort = try port(mech, Mech.dstPort, side)
+            guard let me = tunnelEnd(family: dst.count) else {
+                throw NSMError(.failedPrecondition, "mechanism", "\(param(mech, Mech.dstIP, side)) \(CIDR.text(dst)) is of a family this node has no tunnel address for")
+            }
+            guard let v = mech.parameters[Mech.vni], let vni = Int(v), (1..<(1 << 24)).contains(vni) else {
+                throw NSMError(.failedPrecondition, "mechanism", "\(param(mech, Mech.vni, side)) '\(mech.parameters[Mech.vni] ?? "")' is not a 24-bit VNI")
+            }
+            if vnisInUse(remote: dst).contains(vni) {
+                throw NSMError(.alreadyExists, "mechanism", "VNI \(vni) towards \(CIDR.text(dst)) is already in use here")
+            }
+            let itf = InterfaceConfig(name: ifName, type: .vxlan, uplink: me.uplink, vni: vni, remote: CIDR.text(dst), port: dstPort)
+            return (RealizedSide(side: side, type: Mech.vxlan, interface: itf, tunnelMTU: me.mtu - Plumbing.overhead(dst.count)), m)
+
+        case Mech.vlan where side == .client:
+            // A remote-VLAN endpoint answered with vlan-id and the connection label `via`;
+            // `via` picks the uplink through the device selector; no `via`: the tunnel uplink.
+            guard let v = mech.parameters[Mech.vlanID], let id = Int(v), (0...4094).contains(id) else {
+                throw NSMError(.failedPrecondition, "mechanism", "\(param(mech, Mech.vlanID, side)) '\(mech.parameters[Mech.vlanID] ?? "")' is not a VLAN id 0..4094")
+            }
+            var itf = InterfaceConfig(name: ifName, type: .vlan, vlanID: id)
+            if let via = viaLabel, !via.isEmpty {
+                let c = node()
+                guard let file = c.deviceSelectorFile else {
+                    throw NSMError(.invalidArgument, "mechanism", "connection.labels.via '\(via)' needs a device selector (NSM_DEVICE_SELECTOR_FILE / device_selector_file)")
+                }
+                let sel = (try? Realizer.deviceSelector(path: file)) ?? [:]
+                guard let nic = sel[via], c.interfaces.contains(where: { $0.type.isPort && ($0.iface == nic || $0.name == nic) }) else {
+                    throw NSMError(.invalidArgument, "mechanism", "connection.labels.via '\(via)' matches no uplink of this node (device selector \(file))")
+                }
+                itf.via = via
+            } else {
+                guard let up = tunnelEnd(family: 4) ?? tunnelEnd(family: 16) else {
+                    throw NSMError(.failedPrecondition, "mechanism", "VLAN without a `via` label needs an uplink with an underlay address")
+                }
+                itf.uplink = up.uplink
+            }
+            return (RealizedSide(side: side, type: Mech.vlan, interface: itf), m)
+
         default:
-            throw NSMError(.invalidArgument, "mechanism", "mechanism type '\(mech.type)' is not served; Weft serves LOCAL KERNEL, MEMIF")
+            throw NSMError(.invalidArgument, "mechanism", "mechanism type '\(mech.type)' (\(mech.cls)) is not served on the \(side.word) side; Weft serves \(MechanismPolicy.servedText) towards callers, and LOCAL KERNEL/MEMIF or REMOTE VXLAN/VLAN towards next hops")
         }
     }
 

@@ -38,7 +38,8 @@ public struct NSMSettings: Equatable, Sendable {
         }
         var base = NSMSettings()
         base.register = file?.register ?? true
-        return try load(base: base, env: fromFile.merging(env) { _, e in e }, capabilities: capabilities)
+        // A variable set but empty does not wipe the file's value.
+        return try load(base: base, env: fromFile.merging(env.filter { !$0.value.isEmpty }) { _, e in e }, capabilities: capabilities)
     }
 
     /// Whether weftd serves the NSM API: an `nsm:` section or NSM_LISTEN_ON.
@@ -123,7 +124,9 @@ public enum NSMURL: Equatable, Sendable, CustomStringConvertible {
             if rest.hasPrefix("[") {
                 guard let close = rest.firstIndex(of: "]") else { throw ParseError(description: "'\(s)': unclosed '['") }
                 host = String(rest[rest.index(after: rest.startIndex)..<close])
-                portText = rest[rest.index(after: close)...].dropFirst()
+                let after = rest[rest.index(after: close)...]
+                guard after.first == ":" else { throw ParseError(description: "'\(s)': tcp URLs need [host]:port") }
+                portText = after.dropFirst()
             } else {
                 guard let colon = rest.lastIndex(of: ":") else { throw ParseError(description: "'\(s)': tcp URLs need host:port") }
                 host = String(rest[..<colon])
