@@ -74,9 +74,15 @@ public final class Netlink {
         return Netlink.link(l)
     }
 
-    public func addVeth(name: String, peer: String, peerNetns: String?, mtu: UInt32) throws {
+    public func addVeth(name: String, peer: String, peerNetns: String?, mtu: UInt32, peerMAC: [UInt8]? = nil) throws {
         wf_clear_last_error()
-        try check(wf_nl_veth_add(nl, name, peer, peerNetns, mtu), "create veth \(name) with peer \(peer) in \(peerNetns ?? "weftd's namespace")")
+        let rc: Int32
+        if let mac = peerMAC, mac.count == 6 {
+            rc = mac.withUnsafeBufferPointer { wf_nl_veth_add(nl, name, peer, peerNetns, mtu, $0.baseAddress) }
+        } else {
+            rc = wf_nl_veth_add(nl, name, peer, peerNetns, mtu, nil)
+        }
+        try check(rc, "create veth \(name) with peer \(peer) in \(peerNetns ?? "weftd's namespace")")
     }
 
     public func set(_ index: Int32, alias: String? = nil, mtu: UInt32 = 0, up: Bool? = nil) throws {

@@ -202,6 +202,18 @@ public enum Names {
     public static func hostAlias(_ id: String, _ side: Side) -> String { hostAliasPrefix + side.word + "-" + id }
     /// The pod end's alias, as NSM's forwarders set it: server-/client- + first path segment id.
     public static func podAlias(_ firstSegmentID: String, _ side: Side) -> String { side.word + "-" + firstSegmentID }
+    /// A pod interface's MAC: locally administered, unicast, from its alias.
+    public static func podMAC(_ alias: String) -> [UInt8] {
+        let h = hash(alias)
+        var b: [UInt8] = [0x02]
+        var i = h.startIndex
+        for _ in 0..<5 {
+            let j = h.index(i, offsetBy: 2)
+            b.append(UInt8(h[i..<j], radix: 16)!)
+            i = j
+        }
+        return b
+    }
     /// NSM v1.2+ memif socket: abstract, inside the pod's namespace.
     public static func memifAbstract(_ id: String) -> String { "/tmp/memif/\(id)/memif.socket" }
 }

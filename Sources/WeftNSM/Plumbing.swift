@@ -112,7 +112,9 @@ final class Plumbing {
                 throw NSMError(.alreadyExists, "kernel interface", "an interface named '\(podName)' already exists in \(ns) (alias '\(l?.alias ?? "")')")
             }
             try step("create veth \(host) <-> \(podName) in \(ns)") {
-                try root.addVeth(name: host, peer: podName, peerNetns: ns, mtu: mtu)
+                // The pod's MAC follows from the connection: a rebuilt interface (heal,
+                // restart) keeps it, so the pods' neighbour caches stay right.
+                try root.addVeth(name: host, peer: podName, peerNetns: ns, mtu: mtu, peerMAC: Names.podMAC(podAlias))
             }
             undo.append { [logger] in
                 if let i = try? root.index(of: host) {

@@ -90,6 +90,8 @@ final class TestEndpoint: Networkservice_NetworkService.SimpleServiceProtocol, @
     let netns: String
     let rec = Recorder()
     var refuse = false
+    /// Changes the answer (e.g. a REMOTE mechanism, a VLAN with a `via` label).
+    var shape: (@Sendable (inout Connection_Connection) -> Void)?
     let srcIP: String, dstIP: String
 
     init(name: String, netns: String, srcIP: String = "172.16.1.101/32", dstIP: String = "172.16.1.100/32") {
@@ -106,14 +108,18 @@ final class TestEndpoint: Networkservice_NetworkService.SimpleServiceProtocol, @
             var s = Connection_PathSegment(); s.name = name; s.id = UUID().uuidString.lowercased()
             c.path.pathSegments.append(s)
         }
-        var mech = c.hasMechanism && !c.mechanism.type.isEmpty ? c.mechanism
-            : try XCTUnwrap(request.mechanismPreferences.first { $0.type == "KERNEL" }, "no KERNEL preference")
-        mech.parameters["inodeURL"] = "file:///var/run/netns/\(netns)"
-        c.mechanism = mech
         if c.context.ipContext.srcIpAddrs.isEmpty {
             c.context.ipContext.srcIpAddrs = [srcIP]
             c.context.ipContext.dstIpAddrs = [dstIP]
         }
+        if let shape {
+            shape(&c)
+            return c
+        }
+        var mech = c.hasMechanism && !c.mechanism.type.isEmpty ? c.mechanism
+            : try XCTUnwrap(request.mechanismPreferences.first { $0.type == "KERNEL" }, "no KERNEL preference")
+        mech.parameters["inodeURL"] = "file:///var/run/netns/\(netns)"
+        c.mechanism = mech
         return c
     }
 
@@ -171,4 +177,74 @@ func nsmRequest(service: String, mechanism: String = "KERNEL", params: [String: 
     var m = Connection_Mechanism(); m.cls = "LOCAL"; m.type = mechanism; m.parameters = params
     r.mechanismPreferences = [m]
     return r
+}
+
+/// A remote NSMgr as a forwarder on another node reaches it (tcp): it adds its own path
+/// segment and relays Request/Close to its node's forwarder over that node's unix socket.
+final class TestNSMgrRelay: Networkservice_NetworkService.SimpleServiceProtocol, @unchecked Sendable {
+    let name: String
+    let forwarderSocket: String
+    let rec = Recorder()
+    /// How long this NSMgr's segment is valid (the next forwarder's expiry timer follows it).
+    var segmentLifetime: TimeInterval = 600
+    private let lock = NSLock()
+    private var _answers: [Connection_Connection] = []
+    var answers: [Connection_Connection] { lock.withLock { _answers } }
+
+    init(name: String, forwarderSocket: String) { self.name = name; self.forwarderSocket = forwarderSocket }
+
+    func step(_ c: inout Connection_Connection) -> UInt32 {
+        let prev = c.path.index
+        let i = Int(prev) + 1
+        if i >= c.path.pathSegments.count {
+            var s = Connection_PathSegment(); s.name = name; s.id = UUID().uuidString.lowercased()
+            c.path.pathSegments.append(s)
+        } else if c.path.pathSegments[i].name != name {
+            c.path.pathSegments[i].name = name; c.path.pathSegments[i].id = UUID().uuidString.lowercased()
+        }
+        c.path.pathSegments[i].expires = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(segmentLifetime))
+        c.path.index = UInt32(i)
+        c.id = c.path.pathSegments[i].id
+        return prev
+    }
+
+    func request(request: Networkservice_NetworkServiceRequest, context: ServerContext) async throws -> Connection_Connection {
+        rec.add(request)
+        var r = request
+        let prev = step(&r.connection)
+        var answer = try await withNSM(forwarderSocket) { try await Networkservice_NetworkService.Client(wrapping: $0).request(r) }
+        lock.withLock { _answers.append(answer) }
+        answer.path.index = prev
+        answer.id = answer.path.pathSegments[Int(prev)].id
+        return answer
+    }
+
+    func close(request: Connection_Connection, context: ServerContext) async throws -> Google_Protobuf_Empty {
+        rec.add(request)
+        var c = request
+        _ = step(&c)
+        _ = try await withNSM(forwarderSocket) { try await Networkservice_NetworkService.Client(wrapping: $0).close(c) }
+        return Google_Protobuf_Empty()
+    }
+}
+
+/// Serves services on 127.0.0.1 (an ephemeral TCP port) for the life of the object.
+final class TestTCPServer: @unchecked Sendable {
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let task: Task<Void, Error>
+    let port: Int
+
+    init(services: [any RegistrableRPCService]) async throws {
+        server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+                            services: services)
+        let s = server
+        task = Task { try await s.serve() }
+        let addr = try await server.listeningAddress
+        port = try XCTUnwrap(addr?.ipv4?.port)
+    }
+
+    func stop() async {
+        server.beginGracefulShutdown()
+        _ = try? await task.value
+    }
 }

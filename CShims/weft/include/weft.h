@@ -463,8 +463,10 @@ void wf_nl_close(wf_nl_t *nl);
 int wf_netns_inode(const char *netns_path, uint64_t *dev, uint64_t *ino);
 
 /* A veth pair: `name` in nl's namespace, `peer` created directly inside the
- * namespace at peer_netns_path (NULL: the same namespace). */
-int wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu);
+ * namespace at peer_netns_path (NULL: the same namespace), with the MAC
+ * peer_mac (NULL: the kernel picks one). */
+int wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu,
+		   const uint8_t *peer_mac);
 /* Link index by name (> 0), or -ENODEV. */
 int wf_nl_link_index(wf_nl_t *nl, const char *name);
 int wf_nl_link_get(wf_nl_t *nl, int32_t index, struct wf_nl_link *out);

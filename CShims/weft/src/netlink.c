@@ -196,7 +196,8 @@ link_msg(char *buf, uint16_t type, uint16_t flags, int32_t index)
 }
 
 int
-wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu)
+wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu,
+	       const uint8_t *peer_mac)
 {
 	if (name == NULL || peer == NULL || strlen(name) >= IFNAMSIZ || strlen(peer) >= IFNAMSIZ)
 		return -EINVAL;
@@ -224,6 +225,8 @@ wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, peer);
 	if (mtu)
 		mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
+	if (peer_mac)
+		mnl_attr_put(nlh, IFLA_ADDRESS, 6, peer_mac);
 	if (nsfd >= 0)
 		mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
 	mnl_attr_nest_end(nlh, peerinfo);
