@@ -7,9 +7,16 @@
 # busy cycles per packet (Weft: weftctl show workers; testpmd:
 # --record-core-cycles; OVS: pmd-stats-show "processing cycles per packet").
 #   perf/p2p-memif.sh [ROUNDS] [RATE_PPS] [SECONDS] [SIZE] [SCENARIO]
-# SCENARIO p2p (default), vlan or replicate:
+# SCENARIO p2p (default), vlan, vlan-push, vxlan-encap, vxlan-decap, replicate or bridge:
 #   vlan: the generator sends 802.1Q id 100 into A, the DUT pops it toward B
 #         (testpmd io-forward cannot express that: Weft and OVS only);
+#   vlan-push: the generator sends untagged frames into B, the DUT pushes id 100
+#         toward A;
+#   vxlan-encap: plain frames into A, the DUT encapsulates them (VNI 1000, outer
+#         IPv4 192.0.2.1 -> 192.0.2.2, UDP 4789) out of B, its uplink; the generator
+#         finds its payload inside (Weft: a vxlan interface with a static neighbour;
+#         OVS: a vxlan tunnel port on br-int, B on br-phy with the underlay address);
+#   vxlan-decap: VXLAN frames (50 + 64 bytes) into B, the DUT decapsulates toward A;
 #   replicate: every frame from A goes to 4 members: B back to the generator
 #         and 3 null sinks (Weft replication group; OVS output to 4 ports);
 #   bridge: a bridge domain of A, B and 2 null sinks; the generator sends from
@@ -20,11 +27,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}; SCENARIO=${5:-p2p}
+TXDEV=A; RXDEV=B; VNI=0
 case $SCENARIO in p2p) VLAN=0; DUTS="weft testpmd ovs";;
   vlan) VLAN=100; DUTS="weft ovs"; [ "$SIZE" -lt 68 ] && SIZE=68;; # 64 bytes + the tag
+  vlan-push) VLAN=0; DUTS="weft ovs"; TXDEV=B; RXDEV=A;;
+  vxlan-encap) VLAN=0; DUTS="weft ovs";;
+  vxlan-decap) VLAN=0; DUTS="weft ovs"; TXDEV=B; RXDEV=A; VNI=1000; SIZE=$((SIZE + 50));;
   replicate) VLAN=0; DUTS="weft ovs";;
   bridge) VLAN=0; DUTS="weft ovs"; MACS=1000;;
-  *) echo "unknown scenario $SCENARIO (p2p, vlan, replicate, bridge)" >&2; exit 2;; esac
+  *) echo "unknown scenario $SCENARIO (p2p, vlan, vlan-push, vxlan-encap, vxlan-decap, replicate, bridge)" >&2; exit 2;; esac
+case $SCENARIO in vxlan-*) VXLAN=1;; *) VXLAN=0;; esac
+UL_MAC=02:77:70:00:00:0b; GEN_UL_MAC=02:77:70:00:00:0a # the DUT's uplink (B) and the generator's
 MACS=${MACS:-1}
 DST=02:77:70:00:00:02
 ./scripts/install.sh >/dev/null
@@ -40,8 +53,11 @@ A="net_memif0,role=client,socket=$D/a.sock,socket-abstract=no"
 B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
 
 pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
-  taskset -c 0 "$BIN/weft-pktgen" --tx "$A" --rx "$B" --rx-queues "$1" --size "$SIZE" --rate "$RATE" --duration "$SECS" \
-    --vlan "$VLAN" --mac-flows "$MACS" --dst-mac "$DST" --hold "${2:-0}" --json
+  local tx=$A rx=$B
+  [ "$TXDEV" = B ] && tx=$B rx=$A
+  taskset -c 0 "$BIN/weft-pktgen" --tx "$tx" --rx "$rx" --rx-queues "$1" --size "$SIZE" --rate "$RATE" --duration "$SECS" \
+    --vlan "$VLAN" --mac-flows "$MACS" --dst-mac "$DST" --hold "${2:-0}" --json \
+    --vxlan-vni "$VNI" --outer-src 192.0.2.2 --outer-dst 192.0.2.1 --outer-dst-mac "$UL_MAC"
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
@@ -52,9 +68,23 @@ dataplane: {workers: [1], mbufs: 16383}
 admin: {socket: $D/weftd.sock, runtime_dir: $D/state}
 interfaces:
   - {name: a, type: memif, socket: $D/a.sock}
-  - {name: b, type: memif, socket: $D/b.sock}
 YAML
-  if [ "$SCENARIO" = vlan ]; then
+  if [ "$VXLAN" = 1 ]; then
+    cat >> "$OUT/weft.yaml" <<YAML
+  - name: b
+    type: memif
+    socket: $D/b.sock
+    mac: "$UL_MAC"
+    underlay: {ipv4: 192.0.2.1/24, neighbours: [{ip: 192.0.2.2, mac: "$GEN_UL_MAC"}]}
+  - {name: tun, type: vxlan, uplink: b, vni: 1000, remote: 192.0.2.2}
+cross_connects:
+  - {name: at, a: a, b: tun}
+YAML
+  else
+    echo "  - {name: b, type: memif, socket: $D/b.sock}" >> "$OUT/weft.yaml"
+  fi
+  if [ "$VXLAN" = 1 ]; then :
+  elif [ "$SCENARIO" = vlan ] || [ "$SCENARIO" = vlan-push ]; then
     printf '  - {name: v100, type: vlan, uplink: a, vlan_id: 100}\ncross_connects:\n  - {name: vb, a: v100, b: b}\n' >> "$OUT/weft.yaml"
   elif [ "$SCENARIO" = bridge ]; then
     printf '  - {name: n1, type: null}\n  - {name: n2, type: null}\n' >> "$OUT/weft.yaml"
@@ -111,7 +141,7 @@ run_ovs() {
   /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk $db --pidfile=$OUT/ovs/vswitchd.pid --detach --log-file=$OUT/ovs/vswitchd.log
   ovs-vsctl --db=$db add-br br0 -- set bridge br0 datapath_type=netdev
   ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
-  ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
+  [ "$VXLAN" = 1 ] || ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
   ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
   if [ "$SCENARIO" = bridge ]; then
     for n in 1 2; do
@@ -126,7 +156,21 @@ run_ovs() {
     done
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:n1,output:n2,output:n3,output:b"
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
-  elif [ "$SCENARIO" = vlan ]; then
+  elif [ "$VXLAN" = 1 ]; then
+    # Userspace VXLAN as OVS-DPDK documents it: the tunnel port on br0 (the
+    # integration bridge), the uplink B on br-phy, which holds the underlay address.
+    ovs-vsctl --db=$db add-port br0 vx -- set Interface vx type=vxlan options:remote_ip=192.0.2.2 \
+      options:local_ip=192.0.2.1 options:key=1000 options:dst_port=4789
+    ovs-vsctl --db=$db add-br br-phy -- set bridge br-phy datapath_type=netdev other_config:hwaddr=$UL_MAC
+    ovs-vsctl --db=$db add-port br-phy b -- set Interface b type=dpdk \
+      "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no,mac=$UL_MAC"
+    ip addr add 192.0.2.1/24 dev br-phy; ip link set br-phy up
+    local ctl0; ctl0=$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl
+    ovs-appctl -t "$ctl0" ovs/route/add 192.0.2.1/24 br-phy >/dev/null
+    ovs-appctl -t "$ctl0" tnl/neigh/set br-phy 192.0.2.2 $GEN_UL_MAC >/dev/null
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:vx"
+    ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=vx,actions=output:a"
+  elif [ "$SCENARIO" = vlan ] || [ "$SCENARIO" = vlan-push ]; then
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,dl_vlan=100,actions=strip_vlan,output:b"
     ovs-ofctl -O OpenFlow13 add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:a"
   else
@@ -145,7 +189,7 @@ run_ovs() {
 }
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), TSC-based; DPDK $(dpkg-query -W -f='${Version}' libdpdk-dev); $(ovs-vswitchd --version | head -1)"
-echo "== $SCENARIO memif<->memif, ${SIZE} B frames offered at $RATE pps for ${SECS} s, burst 32, $ROUNDS rounds"
+echo "== $SCENARIO memif<->memif, ${SIZE} B frames sent into $TXDEV at $RATE pps for ${SECS} s, burst 32, $ROUNDS rounds"
 printf "%-6s %-8s %10s %10s %12s\n" round dut rx_mpps loss_pct cycles/pkt
 : > "$OUT/rows"
 for r in $(seq "$ROUNDS"); do

@@ -15,6 +15,11 @@ public enum Pktgen {
         public var burst = 32
         /// RX queues to poll: as many as the peer transmits on (OVS: one per PMD + 1).
         public var rxQueues = 1
+        /// VXLAN encapsulation (to feed a decap): VNI (0: none) and the outer headers.
+        public var vxlanVNI = 0
+        public var outerSrcMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 0x0a]
+        public var outerDstMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 0x0b]
+        public var outerSrcIP = "192.0.2.2", outerDstIP = "192.0.2.1"
         public init() {}
         /// IMIX 7:4:1 of 64, 570 and 1518 bytes (1514 without FCS).
         public static let imix = [64, 64, 64, 64, 64, 64, 64, 570, 570, 570, 570, 1514]
@@ -56,6 +61,16 @@ public enum Pktgen {
         c.rx_queues = UInt16(t.rxQueues)
         c.rate_pps = ratePps
         c.duration_ms = seconds * 1000
+        if t.vxlanVNI > 0 {
+            guard let os = IPAddress.parse(t.outerSrcIP), os.count == 4, let od = IPAddress.parse(t.outerDstIP), od.count == 4 else {
+                throw DataplaneError(operation: "pktgen", object: "VXLAN template", errno: EINVAL, reason: "outer addresses must be IPv4")
+            }
+            c.vxlan_vni = UInt32(t.vxlanVNI)
+            withUnsafeMutableBytes(of: &c.outer_src_mac) { $0.copyBytes(from: t.outerSrcMAC) }
+            withUnsafeMutableBytes(of: &c.outer_dst_mac) { $0.copyBytes(from: t.outerDstMAC) }
+            withUnsafeMutableBytes(of: &c.outer_src_ip) { $0.copyBytes(from: os) }
+            withUnsafeMutableBytes(of: &c.outer_dst_ip) { $0.copyBytes(from: od) }
+        }
         var r = wf_pktgen_result()
         try check(wf_pktgen_run(dp.dp, tx.raw, rx.raw, &c, &r), "pktgen", "ports \(tx) -> \(rx)")
         let hz = Double(r.tsc_hz)

@@ -17,6 +17,10 @@ struct WeftPktgen: ParsableCommand {
     @Flag(help: "IMIX 7:4:1 of 64/570/1514-byte frames.") var imix = false
     @Flag(help: "IPv6 instead of IPv4.") var ipv6 = false
     @Option(help: "802.1Q VLAN id (0: untagged).") var vlan = 0
+    @Option(help: "Encapsulate in VXLAN with this VNI (to feed a decap; 0: none). --size is then the outer frame.") var vxlanVni = 0
+    @Option(help: "VXLAN outer source/destination IPv4 addresses.") var outerSrc = "192.0.2.2"
+    @Option(help: "") var outerDst = "192.0.2.1"
+    @Option(help: "VXLAN outer destination MAC (the DUT's uplink).") var outerDstMac = "02:77:70:00:00:0b"
     @Option(help: "Flows: source address and port ranges.") var flows = 1
     @Option(help: "Source MACs: vary the last two bytes over this many values.") var macFlows = 1
     @Option(help: "Destination MAC (default 02:77:70:00:00:02).") var dstMac: String?
@@ -37,6 +41,8 @@ struct WeftPktgen: ParsableCommand {
         if duration <= 0 || duration > 3600 { throw ValidationError("--duration must be 0..3600 seconds") }
         if rate < 0 { throw ValidationError("--rate must be >= 0") }
         if !(0...4094).contains(vlan) { throw ValidationError("--vlan must be 0..4094") }
+        if !(0..<(1 << 24)).contains(vxlanVni) { throw ValidationError("--vxlan-vni must be 0..16777215") }
+        if vxlanVni > 0 && size < 112 { throw ValidationError("--size must be at least 112 with --vxlan-vni (50 outer + 62)") }
         if !(1...65535).contains(flows) { throw ValidationError("--flows must be 1..65535") }
         if !(1...65535).contains(macFlows) { throw ValidationError("--mac-flows must be 1..65535") }
         if !(1...8).contains(rxQueues) { throw ValidationError("--rx-queues must be 1..8") }
@@ -72,6 +78,14 @@ struct WeftPktgen: ParsableCommand {
             t.dstMAC = b
         }
         t.rxQueues = rxQueues
+        if vxlanVni > 0 {
+            t.vxlanVNI = vxlanVni
+            t.outerSrcIP = outerSrc
+            t.outerDstIP = outerDst
+            let b = outerDstMac.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+            guard b.count == 6 else { throw ValidationError("--outer-dst-mac '\(outerDstMac)' is not a MAC address") }
+            t.outerDstMAC = b
+        }
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         if ndr {

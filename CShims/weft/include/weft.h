@@ -413,6 +413,12 @@ struct wf_pktgen_cfg {
 	uint16_t rx_queues;        /* RX queues polled on rx_port (0 -> 1) */
 	double rate_pps;           /* 0: as fast as possible */
 	double duration_ms;
+	/* VXLAN encapsulation of the frame above (to feed a decap): vni 0 = none.
+	 * Outer Ethernet/IPv4/UDP(4789)/VXLAN, 50 bytes of the frame size. */
+	uint32_t vxlan_vni;
+	uint8_t outer_src_mac[6], outer_dst_mac[6];
+	uint8_t outer_src_ip[4], outer_dst_ip[4];
+	uint16_t outer_dst_port;   /* 0 -> 4789 */
 };
 
 struct wf_pktgen_result {

@@ -26,15 +26,59 @@ struct pg_payload {
 	uint64_t tsc;
 } __rte_packed;
 
+#define PG_VXLAN_OUTER 50 /* Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 */
+
+/* Headers before the payload: the inner frame's, plus the outer ones with VXLAN. */
 static uint32_t
 pg_l2_l4_len(const struct wf_pktgen_cfg *c)
 {
-	return 14 + (c->vlan_id ? 4 : 0) + (c->ipv6 ? 40 : 20) + 8;
+	return (c->vxlan_vni ? PG_VXLAN_OUTER : 0) + 14 + (c->vlan_id ? 4 : 0) + (c->ipv6 ? 40 : 20) + 8;
+}
+
+/* Outer headers of a VXLAN-encapsulated frame of `size` bytes (RFC 7348). */
+static void
+pg_build_outer(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size)
+{
+	memcpy(p, c->outer_dst_mac, 6);
+	memcpy(p + 6, c->outer_src_mac, 6);
+	p[12] = 0x08, p[13] = 0x00;
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(p + 14);
+	memset(ip, 0, sizeof(*ip));
+	ip->version_ihl = 0x45;
+	ip->total_length = rte_cpu_to_be_16((uint16_t)(size - 14));
+	ip->time_to_live = 64;
+	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+	ip->next_proto_id = IPPROTO_UDP;
+	memcpy(&ip->src_addr, c->outer_src_ip, 4);
+	memcpy(&ip->dst_addr, c->outer_dst_ip, 4);
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	struct rte_udp_hdr *u = (struct rte_udp_hdr *)(ip + 1);
+	u->src_port = rte_cpu_to_be_16(49152);
+	u->dst_port = rte_cpu_to_be_16(c->outer_dst_port ? c->outer_dst_port : 4789);
+	u->dgram_len = rte_cpu_to_be_16((uint16_t)(size - 34));
+	u->dgram_cksum = 0;
+	uint8_t *vx = (uint8_t *)(u + 1);
+	memset(vx, 0, 8);
+	vx[0] = 0x08; /* I flag: the VNI is valid */
+	vx[4] = (uint8_t)(c->vxlan_vni >> 16), vx[5] = (uint8_t)(c->vxlan_vni >> 8), vx[6] = (uint8_t)c->vxlan_vni;
 }
 
 /* Build one frame of `size` bytes; returns the payload offset. */
 static uint32_t
+pg_build_inner(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size, uint32_t flow);
+
+static uint32_t
 pg_build(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size, uint32_t flow)
+{
+	if (!c->vxlan_vni)
+		return pg_build_inner(c, p, size, flow);
+	memset(p, 0, size);
+	pg_build_outer(c, p, size);
+	return PG_VXLAN_OUTER + pg_build_inner(c, p + PG_VXLAN_OUTER, size - PG_VXLAN_OUTER, flow);
+}
+
+static uint32_t
+pg_build_inner(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size, uint32_t flow)
 {
 	memset(p, 0, size);
 	memcpy(p, c->dst_mac, 6);
@@ -76,16 +120,16 @@ pg_build(const struct wf_pktgen_cfg *c, uint8_t *p, uint32_t size, uint32_t flow
 		u->dst_port = rte_cpu_to_be_16(c->dst_port);
 		u->dgram_len = ip->payload_len;
 	}
-	return pg_l2_l4_len(c);
+	return 14 + (c->vlan_id ? 4 : 0) + (c->ipv6 ? 40 : 20) + 8;
 }
 
 /* Where the payload starts in a received frame: tags may have been pushed or
  * popped on the way, so parse rather than assume the sent layout. */
 static inline uint32_t
-pg_payload_offset(const struct rte_mbuf *m)
+pg_payload_offset_at(const struct rte_mbuf *m, uint32_t base, int depth)
 {
 	uint8_t hdr[18];
-	const uint8_t *p = rte_pktmbuf_read(m, 0, sizeof(hdr), hdr);
+	const uint8_t *p = rte_pktmbuf_read(m, base, sizeof(hdr), hdr);
 	if (p == NULL)
 		return UINT32_MAX;
 	uint32_t off = 12;
@@ -94,7 +138,25 @@ pg_payload_offset(const struct rte_mbuf *m)
 		off = 16;
 		type = (uint16_t)(p[16] << 8 | p[17]);
 	}
-	return off + 2 + (type == RTE_ETHER_TYPE_IPV6 ? 40 : 20) + 8;
+	const uint32_t l3 = off + 2, l3len = type == RTE_ETHER_TYPE_IPV6 ? 40 : 20;
+	if (depth == 0) {
+		/* A VXLAN-encapsulated frame (a DUT encapsulated it): the payload is inside. */
+		uint8_t l34[40 + 4];
+		const uint8_t *q = rte_pktmbuf_read(m, base + l3, l3len + 4, l34);
+		if (q != NULL) {
+			const uint8_t proto = type == RTE_ETHER_TYPE_IPV6 ? q[6] : q[9];
+			const uint16_t dport = (uint16_t)(q[l3len + 2] << 8 | q[l3len + 3]);
+			if (proto == IPPROTO_UDP && (dport == 4789 || dport == 8472))
+				return pg_payload_offset_at(m, base + l3 + l3len + 8 + 8, 1);
+		}
+	}
+	return base + l3 + l3len + 8;
+}
+
+static inline uint32_t
+pg_payload_offset(const struct rte_mbuf *m)
+{
+	return pg_payload_offset_at(m, 0, 0);
 }
 
 static inline void
@@ -192,11 +254,12 @@ wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const stru
 					if (c->mac_flows > 1) {
 						/* Source MACs 02:..:xx:yy over the range: a bridge learns each. */
 						uint32_t f = (uint32_t)((seq + i) % c->mac_flows);
-						p[10] = (uint8_t)(f >> 8);
-						p[11] = (uint8_t)f;
+						uint8_t *inner = p + (c->vxlan_vni ? PG_VXLAN_OUTER : 0);
+						inner[10] = (uint8_t)(f >> 8);
+						inner[11] = (uint8_t)f;
 					}
 					if (c->flows > 1) {
-						/* Vary the UDP source port per flow. */
+						/* Vary the (inner) UDP source port per flow. */
 						uint32_t l4 = pg_l2_l4_len(c) - 8;
 						uint16_t sp = rte_cpu_to_be_16((uint16_t)(c->src_port + (seq + i) % c->flows));
 						memcpy(p + l4, &sp, 2);
