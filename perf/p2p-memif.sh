@@ -13,7 +13,7 @@
 #   vlan-push: the generator sends untagged frames into B, the DUT pushes id 100
 #         toward A;
 #   vxlan-encap: plain frames into A, the DUT encapsulates them (VNI 1000, outer
-#         IPv4 192.0.2.1 -> 192.0.2.2, UDP 4789) out of B, its uplink; the generator
+#         IPv4 10.253.0.1 -> 10.253.0.2, UDP 4789) out of B, its uplink; the generator
 #         finds its payload inside (Weft: a vxlan interface with a static neighbour;
 #         OVS: a vxlan tunnel port on br-int, B on br-phy with the underlay address);
 #   vxlan-decap: VXLAN frames (50 + 64 bytes) into B, the DUT decapsulates toward A;
@@ -57,7 +57,7 @@ pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
   [ "$TXDEV" = B ] && tx=$B rx=$A
   taskset -c 0 "$BIN/weft-pktgen" --tx "$tx" --rx "$rx" --rx-queues "$1" --size "$SIZE" --rate "$RATE" --duration "$SECS" \
     --vlan "$VLAN" --mac-flows "$MACS" --dst-mac "$DST" --hold "${2:-0}" --json \
-    --vxlan-vni "$VNI" --outer-src 192.0.2.2 --outer-dst 192.0.2.1 --outer-dst-mac "$UL_MAC"
+    --vxlan-vni "$VNI" --outer-src 10.253.0.2 --outer-dst 10.253.0.1 --outer-dst-mac "$UL_MAC"
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
@@ -75,8 +75,8 @@ YAML
     type: memif
     socket: $D/b.sock
     mac: "$UL_MAC"
-    underlay: {ipv4: 192.0.2.1/24, neighbours: [{ip: 192.0.2.2, mac: "$GEN_UL_MAC"}]}
-  - {name: tun, type: vxlan, uplink: b, vni: 1000, remote: 192.0.2.2}
+    underlay: {ipv4: 10.253.0.1/24, neighbours: [{ip: 10.253.0.2, mac: "$GEN_UL_MAC"}]}
+  - {name: tun, type: vxlan, uplink: b, vni: 1000, remote: 10.253.0.2}
 cross_connects:
   - {name: at, a: a, b: tun}
 YAML
@@ -159,15 +159,15 @@ run_ovs() {
   elif [ "$VXLAN" = 1 ]; then
     # Userspace VXLAN as OVS-DPDK documents it: the tunnel port on br0 (the
     # integration bridge), the uplink B on br-phy, which holds the underlay address.
-    ovs-vsctl --db=$db add-port br0 vx -- set Interface vx type=vxlan options:remote_ip=192.0.2.2 \
-      options:local_ip=192.0.2.1 options:key=1000 options:dst_port=4789
+    ovs-vsctl --db=$db add-port br0 vx -- set Interface vx type=vxlan options:remote_ip=10.253.0.2 \
+      options:local_ip=10.253.0.1 options:key=1000 options:dst_port=4789
     ovs-vsctl --db=$db add-br br-phy -- set bridge br-phy datapath_type=netdev other_config:hwaddr=$UL_MAC
     ovs-vsctl --db=$db add-port br-phy b -- set Interface b type=dpdk \
       "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no,mac=$UL_MAC"
-    ip addr add 192.0.2.1/24 dev br-phy; ip link set br-phy up
+    ip addr add 10.253.0.1/24 dev br-phy; ip link set br-phy up
     local ctl0; ctl0=$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl
-    ovs-appctl -t "$ctl0" ovs/route/add 192.0.2.1/24 br-phy >/dev/null
-    ovs-appctl -t "$ctl0" tnl/neigh/set br-phy 192.0.2.2 $GEN_UL_MAC >/dev/null
+    ovs-appctl -t "$ctl0" ovs/route/add 10.253.0.1/24 br-phy >/dev/null
+    ovs-appctl -t "$ctl0" tnl/neigh/set br-phy 10.253.0.2 $GEN_UL_MAC >/dev/null
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:vx"
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=vx,actions=output:a"
   elif [ "$SCENARIO" = vlan ] || [ "$SCENARIO" = vlan-push ]; then
@@ -185,6 +185,8 @@ run_ovs() {
   local cpp; cpp=$(ovs-appctl -t "$ctl" dpif-netdev/pmd-stats-show | grep -o 'avg processing cycles per packet: [0-9.]*' | head -1 | awk '{print $NF}')
   kill $(cat $OUT/ovs/vswitchd.pid) $(cat $OUT/ovs/ovsdb.pid) 2>/dev/null || true
   sleep 1
+  # The netdev datapath's tap devices outlive ovs-vswitchd: remove them (br-phy holds an address).
+  for l in br-phy br0 ovs-netdev; do ip link del $l 2>/dev/null || true; done
   echo "$t" > "$OUT/ovs.json"; echo "$cpp"
 }
 

@@ -23,8 +23,8 @@ mkdir -p "$D"
 A="net_memif0,role=client,socket=$D/a.sock,socket-abstract=no"
 B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
-gen() { # $1 rx queues, $2 rate (0 with --ndr), [$3 extra]
-  taskset -c 0 "$BIN/weft-pktgen" --tx "$A" --rx "$B" --rx-queues "$1" --size 64 --rate "$2" --duration "$SECS" --json ${3:-}
+gen() { # $1 rx queues, $2 rate (0 with --ndr), $3 seconds, [$4 extra]
+  taskset -c 0 "$BIN/weft-pktgen" --tx "$A" --rx "$B" --rx-queues "$1" --size 64 --rate "$2" --duration "$3" --json ${4:-}
 }
 
 start_weft() {
@@ -43,14 +43,14 @@ YAML
 }
 stop_weft() { kill -TERM "$(cat "$OUT/weftd.pid")"; wait "$(cat "$OUT/weftd.pid")" 2>/dev/null || true; }
 churn_weft() { # runs until killed; counts changes in $OUT/changes
-  local n=0 c="$BIN/weftctl"
+  local n=0 c="$BIN/weftctl"; export WEFT_ADMIN_SOCKET=$D/weftd.sock
   while :; do
-    taskset -c 0 $c --socket "$D/weftd.sock" interface add x1 --type null >/dev/null
-    taskset -c 0 $c --socket "$D/weftd.sock" interface add x2 --type null >/dev/null
-    taskset -c 0 $c --socket "$D/weftd.sock" xconnect add xx x1 x2 >/dev/null
-    taskset -c 0 $c --socket "$D/weftd.sock" xconnect del xx >/dev/null
-    taskset -c 0 $c --socket "$D/weftd.sock" interface del x1 >/dev/null
-    taskset -c 0 $c --socket "$D/weftd.sock" interface del x2 >/dev/null
+    taskset -c 0 $c interface add x1 --type null >/dev/null
+    taskset -c 0 $c interface add x2 --type null >/dev/null
+    taskset -c 0 $c xconnect add xx x1 x2 >/dev/null
+    taskset -c 0 $c xconnect del xx >/dev/null
+    taskset -c 0 $c interface del x1 >/dev/null
+    taskset -c 0 $c interface del x2 >/dev/null
     n=$((n + 6)); echo $n > "$OUT/changes"
   done
 }
@@ -74,7 +74,10 @@ start_ovs() {
   ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
   sleep 1
 }
-stop_ovs() { kill $(cat $OUT/ovs/vswitchd.pid) $(cat $OUT/ovs/ovsdb.pid) 2>/dev/null || true; sleep 1; }
+stop_ovs() {
+  kill $(cat $OUT/ovs/vswitchd.pid) $(cat $OUT/ovs/ovsdb.pid) 2>/dev/null || true; sleep 1
+  for l in br0 ovs-netdev; do ip link del $l 2>/dev/null || true; done
+}
 churn_ovs() {
   local n=0 k=0 m=unix:$OUT/ovs/br0.mgmt
   while :; do
@@ -90,18 +93,18 @@ churn_ovs() {
 }
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); DPDK $(dpkg-query -W -f='${Version}' libdpdk-dev); $(ovs-vswitchd --version | head -1)"
-echo "== P2P memif<->memif, 64 B; NDR first, then ${SECS} s at NDR/2 while other connections are added and removed; $ROUNDS rounds"
+echo "== P2P memif<->memif, 64 B; NDR first (1 s trials, 6 steps), then ${SECS} s at NDR/2 while other connections are added and removed; $ROUNDS rounds"
 printf "%-6s %-6s %10s %10s %10s %10s %10s\n" round dut ndr_mpps rate_mpps changes lost loss_pct
 for r in $(seq "$ROUNDS"); do
   for dut in weft ovs; do
     rm -f "$D/a.sock" "$D/b.sock"
     q=1; [ $dut = ovs ] && q=2
     start_$dut
-    ndr=$(gen $q 0 "--ndr --steps 7" | field ndrPps)
+    ndr=$(gen $q 0 1 "--ndr --steps 6" | field ndrPps)
     rate=$(python3 -c "print(int($ndr / 2))")
     : > "$OUT/changes"
     churn_$dut & cp=$!
-    t=$(gen $q "$rate")
+    t=$(gen $q "$rate" "$SECS")
     kill $cp 2>/dev/null; wait $cp 2>/dev/null || true
     changes=$(cat "$OUT/changes" 2>/dev/null || echo 0)
     stop_$dut

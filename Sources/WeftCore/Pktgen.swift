@@ -19,7 +19,7 @@ public enum Pktgen {
         public var vxlanVNI = 0
         public var outerSrcMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 0x0a]
         public var outerDstMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 0x0b]
-        public var outerSrcIP = "192.0.2.2", outerDstIP = "192.0.2.1"
+        public var outerSrcIP = "10.253.0.2", outerDstIP = "10.253.0.1"
         public init() {}
         /// IMIX 7:4:1 of 64, 570 and 1518 bytes (1514 without FCS).
         public static let imix = [64, 64, 64, 64, 64, 64, 64, 570, 570, 570, 570, 1514]

@@ -18,8 +18,8 @@ struct WeftPktgen: ParsableCommand {
     @Flag(help: "IPv6 instead of IPv4.") var ipv6 = false
     @Option(help: "802.1Q VLAN id (0: untagged).") var vlan = 0
     @Option(help: "Encapsulate in VXLAN with this VNI (to feed a decap; 0: none). --size is then the outer frame.") var vxlanVni = 0
-    @Option(help: "VXLAN outer source/destination IPv4 addresses.") var outerSrc = "192.0.2.2"
-    @Option(help: "") var outerDst = "192.0.2.1"
+    @Option(help: "VXLAN outer source/destination IPv4 addresses.") var outerSrc = "10.253.0.2"
+    @Option(help: "") var outerDst = "10.253.0.1"
     @Option(help: "VXLAN outer destination MAC (the DUT's uplink).") var outerDstMac = "02:77:70:00:00:0b"
     @Option(help: "Flows: source address and port ranges.") var flows = 1
     @Option(help: "Source MACs: vary the last two bytes over this many values.") var macFlows = 1

@@ -32,4 +32,47 @@ final class PktgenSmokeTests: SystemTestCase {
         XCTAssertGreaterThan(workers.reduce(0) { $0 + $1.busyCycles }, 0)
         XCTAssertEqual(w.stop(), 0)
     }
+
+    /// The VXLAN templates: encapsulated frames into weftd's uplink come out decapsulated
+    /// (the payload is found), and plain frames come back encapsulated (found inside).
+    func testPktgenVXLANThroughWeftBothWays() throws {
+        let tag = uniqueTag()
+        let w = Weftd(tag: tag)
+        w.write("""
+        interfaces:
+          - {name: a, type: memif, socket: \(w.dir)/a.sock}
+          - name: b
+            type: memif
+            socket: \(w.dir)/b.sock
+            mac: "02:77:70:00:00:0b"
+            underlay: {ipv4: 10.253.0.1/24, neighbours: [{ip: 10.253.0.2, mac: "02:77:70:00:00:0a"}]}
+          - {name: tun, type: vxlan, uplink: b, vni: 1000, remote: 10.253.0.2}
+        cross_connects:
+          - {name: at, a: a, b: tun}
+        """)
+        XCTAssertTrue(w.start(), w.log)
+        let pktgen = Paths.bin.appendingPathComponent("weft-pktgen").path
+        let a = "net_memif0,role=client,socket=\(w.dir)/a.sock,socket-abstract=no"
+        let b = "net_memif1,role=client,socket=\(w.dir)/b.sock,socket-abstract=no"
+        // Decap: VXLAN into b, plain out of a.
+        let d = sh([pktgen, "--tx", b, "--rx", a, "--size", "114", "--vxlan-vni", "1000", "--outer-src", "10.253.0.2",
+                    "--outer-dst", "10.253.0.1", "--rate", "50000", "--duration", "1", "--json"], timeout: 120)
+        XCTAssertEqual(d.status, 0, d.err)
+        let dt = try JSONDecoder().decode(Pktgen.Trial.self, from: Data(d.out.utf8))
+        XCTAssertGreaterThan(dt.rxPackets, dt.txPackets / 2, "decapsulated frames reached a: \(d.out)")
+        // Encap: plain into a, VXLAN out of b (the generator finds its payload inside).
+        let e = sh([pktgen, "--tx", a, "--rx", b, "--rate", "50000", "--duration", "1", "--json"], timeout: 120)
+        XCTAssertEqual(e.status, 0, e.err)
+        let et = try JSONDecoder().decode(Pktgen.Trial.self, from: Data(e.out.utf8))
+        XCTAssertGreaterThan(et.rxPackets, et.txPackets / 2, "encapsulated frames reached b: \(e.out)")
+        XCTAssertEqual(et.rxForeign, 0)
+        // A wrong VNI is dropped by reason, not forwarded.
+        let x = sh([pktgen, "--tx", b, "--rx", a, "--size", "114", "--vxlan-vni", "999", "--outer-src", "10.253.0.2",
+                    "--outer-dst", "10.253.0.1", "--rate", "50000", "--duration", "1", "--json"], timeout: 120)
+        let xt = try JSONDecoder().decode(Pktgen.Trial.self, from: Data(x.out.utf8))
+        XCTAssertEqual(xt.rxPackets, 0)
+        let drops = try XCTUnwrap(w.request(.init(command: .showDrops)).drops)
+        XCTAssertGreaterThanOrEqual(drops.first { $0.reason == "vxlan-unknown-vni" }?.count ?? 0, xt.txPackets / 2)
+        XCTAssertEqual(w.stop(), 0)
+    }
 }
