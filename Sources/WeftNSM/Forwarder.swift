@@ -47,12 +47,13 @@ public final class Forwarder: @unchecked Sendable {
         self.peers = peers
         self.clock = clock
         self.logger = logger
-        self.plumbing = Plumbing(logger: logger, runtimeDir: controller.running.admin.runtimeDir, node: { [controller] in controller.snapshot })
+        self.plumbing = Plumbing(logger: logger, runtimeDir: controller.running.admin.runtimeDir, forwarderName: settings.name,
+                                 node: { [controller] in controller.snapshot })
         self.timers = ExpiryTimers(clock: clock) { [weak self] id in await self?.expire(id) }
     }
 
     /// Links a crashed weftd left behind (kill -9): removed at start.
-    public func removeStale() -> Int { Plumbing.removeStale(logger: logger) }
+    public func removeStale() -> Int { Plumbing.removeStale(forwarder: settings.name, logger: logger) }
 
     public var connectionIDs: [String] {
         lock.lock(); defer { lock.unlock() }

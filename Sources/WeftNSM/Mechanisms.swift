@@ -198,8 +198,12 @@ public enum Names {
     /// The host end of a veth pair: 15 characters.
     public static func hostVeth(_ id: String, _ side: Side) -> String { "wf" + hash(id).prefix(12) + side.letter }
     /// The host end's alias: found and removed at start after a crash.
-    public static let hostAliasPrefix = "weft-nsm:"
-    public static func hostAlias(_ id: String, _ side: Side) -> String { hostAliasPrefix + side.word + "-" + id }
+    /// "weft-nsm:<forwarder name>:": a weftd removes only its own leftovers (two
+    /// forwarders sharing a namespace do not remove each other's).
+    public static func hostAliasPrefix(_ forwarder: String) -> String { "weft-nsm:\(forwarder):" }
+    public static func hostAlias(_ forwarder: String, _ id: String, _ side: Side) -> String {
+        hostAliasPrefix(forwarder) + side.word + "-" + id
+    }
     /// The pod end's alias, as NSM's forwarders set it: server-/client- + first path segment id.
     public static func podAlias(_ firstSegmentID: String, _ side: Side) -> String { side.word + "-" + firstSegmentID }
     /// A pod interface's MAC: locally administered, unicast, from its alias.

@@ -24,10 +24,13 @@ struct RealizedSide: Equatable {
 final class Plumbing {
     let logger: Logger
     let runtimeDir: String
+    /// NSM_NAME: marks the host ends of this forwarder's veths.
+    let forwarderName: String
     /// The node's running configuration (uplinks, tunnel addresses, VXLAN port, selector).
     let node: () -> WeftConfig
 
-    init(logger: Logger, runtimeDir: String, node: @escaping () -> WeftConfig) {
+    init(logger: Logger, runtimeDir: String, forwarderName: String, node: @escaping () -> WeftConfig) {
+        self.forwarderName = forwarderName
         self.logger = logger
         self.runtimeDir = runtimeDir
         self.node = node
@@ -124,7 +127,7 @@ final class Plumbing {
             guard let hi = try root.index(of: host), let pi = try pod.index(of: podName) else {
                 throw NSMError(.internalError, "kernel interface", "veth \(host)/\(podName) vanished after creation")
             }
-            try step("configure \(host)") { try root.set(hi, alias: Names.hostAlias(connectionID, side), up: true) }
+            try step("configure \(host)") { try root.set(hi, alias: Names.hostAlias(forwarderName, connectionID, side), up: true) }
             try step("configure \(podName) in \(ns)") { try pod.set(pi, alias: podAlias, up: true) }
             let mac = (try? pod.link(pi).mac) ?? []
             var itf = InterfaceConfig(name: ifName, type: .kernel, iface: host)
@@ -309,10 +312,10 @@ final class Plumbing {
     }
 
     /// Remove veths a crashed weftd left behind (their host ends carry Weft's alias).
-    static func removeStale(logger: Logger) -> Int {
+    static func removeStale(forwarder: String, logger: Logger) -> Int {
         guard let root = try? Netlink(netns: nil), let links = try? root.links() else { return 0 }
         var n = 0
-        for l in links where l.alias.hasPrefix(Names.hostAliasPrefix) {
+        for l in links where l.alias.hasPrefix(Names.hostAliasPrefix(forwarder)) {
             do {
                 try root.delete(l.index)
                 n += 1

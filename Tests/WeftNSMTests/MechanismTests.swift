@@ -188,7 +188,16 @@ final class MechanismTests: XCTestCase {
         XCTAssertNotEqual(Names.interface(id, .server), Names.interface(id + "x", .server))
         XCTAssertEqual(Names.crossConnect(id), Names.crossConnect(id))
         XCTAssertNotEqual(Names.crossConnect(id), Names.crossConnect("x"))
-        XCTAssertTrue(Names.hostAlias(id, .client).hasPrefix(Names.hostAliasPrefix))
+        XCTAssertTrue(Names.hostAlias("fwd-1", id, .client).hasPrefix(Names.hostAliasPrefix("fwd-1")))
+        XCTAssertFalse(Names.hostAlias("fwd-1", id, .client).hasPrefix(Names.hostAliasPrefix("fwd-2")),
+                       "one forwarder's leftovers are not another's")
+        XCTAssertFalse(Names.hostAlias("fwd", id, .client).hasPrefix(Names.hostAliasPrefix("fwd-1")))
+        // Pod MACs: locally administered unicast, stable per alias.
+        let mac = Names.podMAC("server-seg0")
+        XCTAssertEqual(mac.count, 6)
+        XCTAssertEqual(mac[0] & 0x03, 0x02)
+        XCTAssertEqual(mac, Names.podMAC("server-seg0"))
+        XCTAssertNotEqual(mac, Names.podMAC("client-seg0"))
         XCTAssertEqual(Names.podAlias("seg0", .server), "server-seg0")
         XCTAssertEqual(Names.podAlias("seg0", .client), "client-seg0")
     }

@@ -281,6 +281,7 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 		return rc;
 	}
 	memif_note(&dp->ports[port], req->devargs);
+	dp->link_cheap[port] = strncmp(req->devargs, "net_memif", 9) == 0;
 	*port_id = port;
 	return 0;
 }
@@ -313,6 +314,7 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 	}
 	/* No worker polls or transmits on it any more. */
 	__atomic_store_n(&dp->link_up[port], 0, __ATOMIC_RELAXED);
+	dp->link_cheap[port] = 0;
 	wf_port_release(port);
 	if (pc->memif_server) {
 		bool shared = false;

@@ -237,6 +237,10 @@ struct wf_dataplane {
 	volatile uint8_t stop;
 	bool started;
 	uint8_t link_up[WF_MAX_PORTS]; /* written by control, read by workers */
+	/* Ports whose link state a worker may read itself (memif: the PMD reports the
+	 * connection state from memory, no syscall): a stale link-down is re-checked
+	 * at TX instead of dropping a just-connected peer's first frames. */
+	uint8_t link_cheap[WF_MAX_PORTS];
 	struct wf_worker workers[WF_MAX_WORKERS];
 	struct wf_port_ctl ports[WF_MAX_PORTS];
 	struct wf_xc_ctl *xcs; /* [max_xconnects] */

@@ -34,6 +34,20 @@ wf_compact(struct rte_mbuf **pkts, const uint8_t *keep, uint16_t n)
  * count. Bytes are counted as they leave (after any pushed header); `bytes`
  * is the burst's size when the caller already summed it (0: not known).
  */
+/* Slow path: the flag says down; a port whose state is cheap to read may be up already. */
+static __rte_noinline bool
+wf_link_recheck(struct wf_dataplane *dp, uint16_t port)
+{
+	if (!dp->link_cheap[port])
+		return false;
+	struct rte_eth_link link;
+	memset(&link, 0, sizeof(link));
+	if (rte_eth_link_get_nowait(port, &link) != 0 || !link.link_status)
+		return false;
+	__atomic_store_n(&dp->link_up[port], 1, __ATOMIC_RELAXED);
+	return true;
+}
+
 void
 wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
 	uint16_t n, uint64_t bytes)
@@ -42,7 +56,8 @@ wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, s
 	struct wf_if_counters *oc = &w->ifc[f->out_port];
 	const uint8_t d = f->dir;
 
-	if (unlikely(!__atomic_load_n(&w->dp->link_up[f->out_port], __ATOMIC_RELAXED))) {
+	if (unlikely(!__atomic_load_n(&w->dp->link_up[f->out_port], __ATOMIC_RELAXED)) &&
+	    !wf_link_recheck(w->dp, f->out_port)) {
 		wf_count_drop(w, oc, WF_DROP_LINK_DOWN, n);
 		xc->drops[d] += n;
 		rte_pktmbuf_free_bulk(pkts, n);
