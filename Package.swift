@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "weftd",
             dependencies: [
-                "WeftCore", "WeftNSM",
+                "WeftCore", "WeftNSM", "CWeft",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

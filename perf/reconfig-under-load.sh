@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Reconfiguration under load: a P2P memif<->memif cross-connect carries traffic at
-# half its no-drop rate (NDR, searched first with weft-pktgen --ndr) while other
+# a fixed rate, the same for every DUT (RATE; each DUT's no-drop rate is searched
+# first with weft-pktgen --ndr and shown, so RATE can be checked against NDR/2) while other
 # connections are added and removed as fast as the control plane takes them; the
 # generator counts what the untouched connection lost.
 #   Weft: `weftctl interface add` two null ports, `xconnect add`, then delete all
 #         three, in a loop (each change is an RCU-published table).
 #   OVS-DPDK: the same on br0: add two null ports, an in_port->output flow pair,
 #         then delete them, in a loop.
-#   perf/reconfig-under-load.sh [ROUNDS] [SECONDS]
+#   perf/reconfig-under-load.sh [ROUNDS] [SECONDS] [RATE_PPS]
 # Needs root, hugepages (scripts/install.sh) and openvswitch-switch-dpdk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-ROUNDS=${1:-3}; SECS=${2:-10}
+ROUNDS=${1:-3}; SECS=${2:-10}; RATE=${3:-1000000}
 ./scripts/install.sh >/dev/null
 dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
@@ -72,6 +73,7 @@ start_ovs() {
   ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
   ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:b"
   ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
+  for _ in $(seq 100); do [ -S "$D/a.sock" ] && [ -S "$D/b.sock" ] && break; sleep 0.1; done
   sleep 1
 }
 stop_ovs() {
@@ -93,23 +95,24 @@ churn_ovs() {
 }
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); DPDK $(dpkg-query -W -f='${Version}' libdpdk-dev); $(ovs-vswitchd --version | head -1)"
-echo "== P2P memif<->memif, 64 B; NDR first (1 s trials, 6 steps), then ${SECS} s at NDR/2 while other connections are added and removed; $ROUNDS rounds"
-printf "%-6s %-6s %10s %10s %10s %10s %10s\n" round dut ndr_mpps rate_mpps changes lost loss_pct
+echo "== P2P memif<->memif, 64 B; NDR first (1 s trials, 6 steps), then ${SECS} s at $RATE pps while other connections are added and removed; $ROUNDS rounds"
+printf "%-6s %-6s %10s %10s %10s %10s %10s %10s %10s\n" round dut ndr_mpps rate_mpps changes sent skipped lost loss_pct
 for r in $(seq "$ROUNDS"); do
   for dut in weft ovs; do
     rm -f "$D/a.sock" "$D/b.sock"
     q=1; [ $dut = ovs ] && q=2
     start_$dut
     ndr=$(gen $q 0 1 "--ndr --steps 6" | field ndrPps)
-    rate=$(python3 -c "print(int($ndr / 2))")
+    rate=$RATE
     : > "$OUT/changes"
     churn_$dut & cp=$!
     t=$(gen $q "$rate" "$SECS")
-    kill $cp 2>/dev/null; wait $cp 2>/dev/null || true
+    pkill -P $cp 2>/dev/null || true; kill $cp 2>/dev/null; wait $cp 2>/dev/null || true
     changes=$(cat "$OUT/changes" 2>/dev/null || echo 0)
     stop_$dut
     lost=$(echo "$t" | field lost); loss=$(echo "$t" | field lossRatio)
-    python3 -c "print(f'{\"$r\":<6} {\"$dut\":<6} {$ndr/1e6:10.3f} {$rate/1e6:10.3f} {\"${changes:-0}\":>10} {\"$lost\":>10} {$loss*100:10.4f}')"
+    sent=$(echo "$t" | field txPackets); skipped=$(echo "$t" | field txSkipped)
+    python3 -c "print(f'{\"$r\":<6} {\"$dut\":<6} {$ndr/1e6:10.3f} {$rate/1e6:10.3f} {\"${changes:-0}\":>10} {\"$sent\":>10} {\"$skipped\":>10} {\"$lost\":>10} {$loss*100:10.4f}')"
   done
 done
 echo "logs: $OUT"

@@ -36,6 +36,9 @@ public enum Pktgen {
         /// Upper bounds of log2 latency buckets, microseconds.
         public var latencyP50us: Double?, latencyP90us: Double?, latencyP99us: Double?
         public var latencyMinUs: Double?, latencyMaxUs: Double?, latencyAvgUs: Double?
+        /// Frames the generator skipped because it fell behind its schedule (descheduled):
+        /// never sent, so not lost; the offered rate was that much lower.
+        public var txSkipped: UInt64 = 0
     }
 
     public static func run(_ dp: Dataplane, tx: PortID, rx: PortID, template t: Template, ratePps: Double,
@@ -89,7 +92,7 @@ public enum Pktgen {
         let attempted = r.tx_attempted
         let lost = attempted > r.rx_packets ? attempted - r.rx_packets : 0
         let sent = seconds
-        return Trial(offeredPps: ratePps, seconds: sent, txPackets: r.tx_packets, txRefused: r.tx_refused,
+        var trial = Trial(offeredPps: ratePps, seconds: sent, txPackets: r.tx_packets, txRefused: r.tx_refused,
                      rxPackets: r.rx_packets, rxForeign: r.rx_foreign, lost: lost,
                      lossRatio: attempted == 0 ? 0 : Double(lost) / Double(attempted),
                      reordered: r.reordered, duplicates: r.duplicates,
@@ -99,7 +102,9 @@ public enum Pktgen {
                      latencyMinUs: r.rx_packets > 0 ? Double(r.latency_min) / hz * 1e6 : nil,
                      latencyMaxUs: r.rx_packets > 0 ? Double(r.latency_max) / hz * 1e6 : nil,
                      latencyAvgUs: r.rx_packets > 0 ? Double(r.latency_sum) / Double(r.rx_packets) / hz * 1e6 : nil)
+        trial.txSkipped = r.tx_skipped
         _ = secs
+        return trial
     }
 
     public struct Search: Codable, Sendable {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CWeft
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -66,6 +67,10 @@ struct Run: AsyncParsableCommand {
             state.release()
             throw ExitCode(1)
         }
+        // The Swift runtime's threads predate EAL and may run on a worker's CPU: keep them
+        // (and every thread they create) on the main lcore's.
+        let moved = wf_confine_control_threads()
+        if moved > 0 { logger.debug("confined \(moved) control threads to the main lcore's CPUs") }
         let controller = Controller(base: cfg, dataplane: dataplane!, logger: logger, state: state)
         defer {
             controller.removeAll()

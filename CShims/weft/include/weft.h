@@ -73,6 +73,13 @@ const char *wf_drop_reason_description(uint32_t reason);
 int wf_eal_init(int argc, const char *const *argv);
 /* Release EAL resources. Call after wf_dp_destroy. */
 int wf_eal_cleanup(void);
+/*
+ * Keep every thread of the process except the EAL worker lcores off the
+ * workers' CPUs: pin them to the main lcore's CPU set. Threads created before
+ * EAL (the Swift runtime's pools) otherwise run on a worker's CPU and preempt
+ * it; threads created later inherit the mask. Returns how many were moved.
+ */
+int wf_confine_control_threads(void);
 /* Logical core id of the calling thread, or -1 if not an EAL thread. */
 int wf_lcore_id(void);
 /* Number of lcores EAL has enabled. */
@@ -423,6 +430,8 @@ struct wf_pktgen_cfg {
 
 struct wf_pktgen_result {
 	uint64_t tx_attempted, tx_packets, tx_refused, tx_bytes;
+	uint64_t tx_skipped; /* frames not sent because the generator fell behind its
+			      * schedule (descheduled): never sent, so never lost */
 	uint64_t rx_packets, rx_bytes, rx_foreign;
 	uint64_t rx_max_seq, reordered, duplicates;
 	uint64_t latency_min, latency_max, latency_sum; /* TSC cycles */

@@ -2,9 +2,14 @@
  * eal.c: EAL lifecycle driven from Swift. Never calls rte_exit: every
  * failure comes back as -errno with the reason in wf_last_error().
  */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
@@ -71,4 +76,46 @@ uint64_t
 wf_tsc_hz(void)
 {
 	return rte_get_tsc_hz();
+}
+
+int
+wf_confine_control_threads(void)
+{
+	if (wf_eal_state != 1)
+		return -ENODEV;
+	rte_cpuset_t main_set = rte_lcore_cpuset(rte_get_main_lcore());
+	/* The workers' CPUs: never for control threads. */
+	rte_cpuset_t workers;
+	CPU_ZERO(&workers);
+	unsigned lc;
+	RTE_LCORE_FOREACH_WORKER(lc) {
+		rte_cpuset_t s = rte_lcore_cpuset(lc);
+		CPU_OR(&workers, &workers, &s);
+	}
+	DIR *d = opendir("/proc/self/task");
+	if (d == NULL)
+		return -errno;
+	int moved = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+		if (tid <= 0)
+			continue;
+		cpu_set_t cur;
+		if (sched_getaffinity(tid, sizeof(cur), &cur) != 0)
+			continue;
+		/* A worker lcore thread runs on exactly its worker CPUs: leave it. */
+		cpu_set_t inter;
+		CPU_AND(&inter, &cur, &workers);
+		cpu_set_t outside;
+		CPU_XOR(&outside, &cur, &inter);
+		if (CPU_COUNT(&inter) > 0 && CPU_COUNT(&outside) == 0)
+			continue;
+		if (CPU_COUNT(&inter) == 0)
+			continue; /* already off the workers' CPUs */
+		if (sched_setaffinity(tid, sizeof(main_set), &main_set) == 0)
+			moved++;
+	}
+	closedir(d);
+	return moved;
 }
