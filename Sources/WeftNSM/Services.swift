@@ -243,13 +243,13 @@ public final class NSMService: @unchecked Sendable {
     /// Register, then re-register at 2/3 of the remaining time to the returned expiry;
     /// on failure retry every 200 ms (NSM's registry client), logging once per outage.
     func registrationLoop() async {
-        var failing = false
+        var failing = false, registered = false
         while !Task.isCancelled {
             do {
                 let r = try await peers.register(endpoint)
-                if failing || true {
-                    logger.notice("registered as '\(settings.name)' for '\(settings.nsName)' at \(settings.connectTo) with labels \(Capabilities.describe(settings.labels))")
-                }
+                let msg: Logger.Message = "registered as '\(settings.name)' for '\(settings.nsName)' at \(settings.connectTo) with labels \(Capabilities.describe(settings.labels))"
+                if failing || !registered { logger.notice(msg) } else { logger.debug(msg) }
+                registered = true
                 failing = false
                 var wait = 20.0
                 if r.hasExpirationTime {
