@@ -248,3 +248,17 @@ final class TestTCPServer: @unchecked Sendable {
         _ = try? await task.value
     }
 }
+
+/// The call fails with `code` and a message that names `fragment` (the field or step).
+func expectRPCError(_ code: RPCError.Code, _ fragment: String, _ body: () async throws -> Void,
+                    file: StaticString = #filePath, line: UInt = #line) async {
+    do {
+        try await body()
+        XCTFail("expected \(code) naming '\(fragment)'", file: file, line: line)
+    } catch let e as RPCError {
+        XCTAssertEqual(e.code, code, e.message, file: file, line: line)
+        XCTAssertTrue(e.message.contains(fragment), "'\(e.message)' does not name '\(fragment)'", file: file, line: line)
+    } catch {
+        XCTFail("unexpected \(error)", file: file, line: line)
+    }
+}

@@ -155,11 +155,11 @@ final class NSMRemoteSystemTests: SystemTestCase {
         var m = Connection_Mechanism(); m.cls = "REMOTE"; m.type = "VXLAN"
         m.parameters = ["src_ip": n.ipA, "src_port": "4789", "vni": String(vni)]
         dup.mechanismPreferences = [m]
-        await expectRPC(.alreadyExists, "vni") { _ = try await n.request(dup, socket: n.sockB) }
+        await expectRPCError(.alreadyExists, "vni") { _ = try await n.request(dup, socket: n.sockB) }
         var wrong = n.kernelRequest
         m.parameters = ["src_ip": v6 ? "10.97.0.9" : "fd97::9", "src_port": "4789"]
         wrong.mechanismPreferences = [m]
-        await expectRPC(.invalidArgument, "src_ip") { _ = try await n.request(wrong, socket: n.sockB) }
+        await expectRPCError(.invalidArgument, "src_ip") { _ = try await n.request(wrong, socket: n.sockB) }
         XCTAssertEqual(try n.b.interfaces().count, bBefore)
 
         // Kill node B's forwarder mid-traffic, restart it, re-request with the old path:
@@ -271,7 +271,7 @@ final class NSMRemoteSystemTests: SystemTestCase {
         // A `via` no uplink matches: refused naming it, nothing built.
         req = nsmRequest(service: "vlan-svc", params: ["inodeURL": "file:///var/run/netns/\(n.nsc)", "name": "nsm-1"])
         req.connection.labels["wantVia"] = "nowhere"
-        await expectRPC(.invalidArgument, "via 'nowhere'") { _ = try await n.request(req) }
+        await expectRPCError(.invalidArgument, "via 'nowhere'") { _ = try await n.request(req) }
         XCTAssertEqual(try n.a.interfaces().count, 1, "the uplink only")
         XCTAssertEqual(n.weftLinks(nil), 0)
         await vlanServer.stop()
@@ -288,24 +288,11 @@ final class NSMRemoteSystemTests: SystemTestCase {
             m.parameters = ["dst_ip": "10.99.0.2", "dst_port": "4789", "vni": "42"]
             c.mechanism = m
         }
-        await expectRPC(.failedPrecondition, "REMOTE VXLAN") {
+        await expectRPCError(.failedPrecondition, "REMOTE VXLAN") {
             _ = try await n.request(nsmRequest(service: "icmp-responder", params: ["inodeURL": "file:///var/run/netns/\(n.nsc)", "name": "nsm-1"]))
         }
         XCTAssertEqual(try n.weftd.interfaces().count, 0)
         XCTAssertEqual(n.weftLinks, [])
         XCTAssertEqual(n.endpoint.rec.closes.count, 1, "the endpoint's half is closed again")
-    }
-
-    func expectRPC(_ code: RPCError.Code, _ fragment: String, _ body: () async throws -> Void,
-                   file: StaticString = #filePath, line: UInt = #line) async {
-        do {
-            try await body()
-            XCTFail("expected \(code) naming '\(fragment)'", file: file, line: line)
-        } catch let e as RPCError {
-            XCTAssertEqual(e.code, code, e.message, file: file, line: line)
-            XCTAssertTrue(e.message.contains(fragment), "'\(e.message)' does not name '\(fragment)'", file: file, line: line)
-        } catch {
-            XCTFail("unexpected \(error)", file: file, line: line)
-        }
     }
 }
