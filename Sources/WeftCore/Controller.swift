@@ -326,18 +326,33 @@ public final class Controller: @unchecked Sendable {
             + addXC.map { .addCrossConnect($0) }
             + addP2MP.map { .addP2MP($0) }
 
+        // Additions reach the workers together, in one table rebuild at the end
+        // (a 100,000-connection file is one rebuild, not 300,000).
         var undo: [Step] = []
+        dataplane.hold()
+        var failure: (what: String, error: Error)?
         for step in steps {
             do {
                 undo.append(try perform(step))
             } catch {
-                logger.error("apply failed at \(describe(step)): \(error); rolling back \(undo.count) step(s)")
-                for u in undo.reversed() {
-                    do { _ = try perform(u) } catch { logger.error("rollback of \(describe(u)) failed: \(error)") }
-                }
-                saveState()
-                throw ApplyError(message: "\(describe(step)) failed: \(error). Nothing was applied.")
+                failure = (describe(step), error)
+                break
             }
+        }
+        if failure == nil {
+            do { try dataplane.release() } catch { failure = ("publishing the new table", error) }
+        } else {
+            try? dataplane.release()
+        }
+        if let failure {
+            logger.error("apply failed at \(failure.what): \(failure.error); rolling back \(undo.count) step(s)")
+            dataplane.hold()
+            for u in undo.reversed() {
+                do { _ = try perform(u) } catch { logger.error("rollback of \(describe(u)) failed: \(error)") }
+            }
+            do { try dataplane.release() } catch { logger.error("rollback: publishing the restored table failed: \(error)") }
+            saveState()
+            throw ApplyError(message: "\(failure.what) failed: \(failure.error). Nothing was applied.")
         }
         // Keep the desired order for display and for the next diff.
         running.interfaces = desired.interfaces
@@ -348,8 +363,9 @@ public final class Controller: @unchecked Sendable {
         running.labels = desired.labels
         saveState()
         let changed = Set(addIf.map(\.name)).union(removeIf)
+        let addedXC = Set(addXC.map(\.name))
         let unchanged = desired.interfaces.filter { !changed.contains($0.name) }.count
-            + desired.crossConnects.filter { !removeXCSet.contains($0.name) && !addXC.contains($0) }.count
+            + desired.crossConnects.filter { !removeXCSet.contains($0.name) && !addedXC.contains($0.name) }.count
         let touched = Set(removeP2MP + addP2MP.map(\.name) + updateP2MP.map(\.name))
         let unchangedGroups = Self.p2mpConfigs(desired).filter { !touched.contains($0.name) }.count
         return ApplySummary(addedInterfaces: addIf.map(\.name), removedInterfaces: removeIf.sorted(),

@@ -219,6 +219,16 @@ public final class Dataplane {
     @discardableResult
     public func pollLinks() -> Int { Int(wf_link_poll(dp)) }
 
+    /// Hold publishing: additions made until `release()` reach the workers
+    /// together, in one table rebuild (removals still publish at once).
+    public func hold() { _ = wf_dp_hold(dp) }
+
+    /// Publish what was added since `hold()`. On error the additions are in the
+    /// control state but not published: the caller rolls them back.
+    public func release() throws {
+        try check(wf_dp_release(dp), "publish", "the batched changes")
+    }
+
     public func addCrossConnect(_ a: PortID, _ b: PortID) throws -> XCSlot {
         try addCrossConnect(SideID(a), SideID(b))
     }
@@ -466,6 +476,12 @@ public final class Dataplane {
     public func benchIOBaseline(_ a: PortID, _ b: PortID, iterations: UInt32) throws -> (cycles: UInt64, packets: UInt64) {
         var c: UInt64 = 0, p: UInt64 = 0
         try check(wf_bench_io_baseline(dp, a.raw, b.raw, iterations, &c, &p), "bench", "io baseline")
+        return (c, p)
+    }
+
+    public func benchRoundTrip(pod: PortID, uplink: PortID, reflectIPv4: Bool, iterations: UInt32) throws -> (cycles: UInt64, packets: UInt64) {
+        var c: UInt64 = 0, p: UInt64 = 0
+        try check(wf_bench_roundtrip(dp, pod.raw, uplink.raw, reflectIPv4 ? 1 : 0, iterations, &c, &p), "bench", "round trip")
         return (c, p)
     }
 

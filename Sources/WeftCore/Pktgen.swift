@@ -17,6 +17,8 @@ public enum Pktgen {
         public var rxQueues = 1
         /// VXLAN encapsulation (to feed a decap): VNI (0: none) and the outer headers.
         public var vxlanVNI = 0
+        /// VNIs vxlanVNI ..< vxlanVNI + vxlanVNIs, cycled frame by frame (one connection each).
+        public var vxlanVNIs = 1
         public var outerSrcMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 0x0a]
         public var outerDstMAC: [UInt8] = [0x02, 0x77, 0x70, 0, 0, 0x0b]
         public var outerSrcIP = "10.253.0.2", outerDstIP = "10.253.0.1"
@@ -69,6 +71,7 @@ public enum Pktgen {
                 throw DataplaneError(operation: "pktgen", object: "VXLAN template", errno: EINVAL, reason: "outer addresses must be IPv4")
             }
             c.vxlan_vni = UInt32(t.vxlanVNI)
+            c.vxlan_vnis = UInt32(t.vxlanVNIs)
             withUnsafeMutableBytes(of: &c.outer_src_mac) { $0.copyBytes(from: t.outerSrcMAC) }
             withUnsafeMutableBytes(of: &c.outer_dst_mac) { $0.copyBytes(from: t.outerDstMAC) }
             withUnsafeMutableBytes(of: &c.outer_src_ip) { $0.copyBytes(from: os) }

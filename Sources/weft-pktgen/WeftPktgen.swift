@@ -18,6 +18,7 @@ struct WeftPktgen: ParsableCommand {
     @Flag(help: "IPv6 instead of IPv4.") var ipv6 = false
     @Option(help: "802.1Q VLAN id (0: untagged).") var vlan = 0
     @Option(help: "Encapsulate in VXLAN with this VNI (to feed a decap; 0: none). --size is then the outer frame.") var vxlanVni = 0
+    @Option(help: "With --vxlan-vni: cycle frame by frame over this many VNIs from it (one connection each).") var vxlanVnis = 1
     @Option(help: "VXLAN outer source/destination IPv4 addresses.") var outerSrc = "10.253.0.2"
     @Option(help: "") var outerDst = "10.253.0.1"
     @Option(help: "VXLAN outer destination MAC (the DUT's uplink).") var outerDstMac = "02:77:70:00:00:0b"
@@ -43,6 +44,7 @@ struct WeftPktgen: ParsableCommand {
         if !(0...4094).contains(vlan) { throw ValidationError("--vlan must be 0..4094") }
         if !(0..<(1 << 24)).contains(vxlanVni) { throw ValidationError("--vxlan-vni must be 0..16777215") }
         if vxlanVni > 0 && size < 112 { throw ValidationError("--size must be at least 112 with --vxlan-vni (50 outer + 62)") }
+        if vxlanVnis < 1 || vxlanVni + vxlanVnis > (1 << 24) { throw ValidationError("--vxlan-vnis must be >= 1 and --vxlan-vni + --vxlan-vnis <= 16777216") }
         if !(1...65535).contains(flows) { throw ValidationError("--flows must be 1..65535") }
         if !(1...65535).contains(macFlows) { throw ValidationError("--mac-flows must be 1..65535") }
         if !(1...8).contains(rxQueues) { throw ValidationError("--rx-queues must be 1..8") }
@@ -80,6 +82,7 @@ struct WeftPktgen: ParsableCommand {
         t.rxQueues = rxQueues
         if vxlanVni > 0 {
             t.vxlanVNI = vxlanVni
+            t.vxlanVNIs = vxlanVnis
             t.outerSrcIP = outerSrc
             t.outerDstIP = outerDst
             let b = outerDstMac.split(separator: ":").compactMap { UInt8($0, radix: 16) }

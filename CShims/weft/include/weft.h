@@ -118,6 +118,18 @@ int wf_dp_stop(wf_dataplane_t *dp);
 void wf_dp_destroy(wf_dataplane_t *dp);
 
 /*
+ * Batch a set of changes: between wf_dp_hold and wf_dp_release, additions
+ * (ports, tunnels, cross-connects, groups, underlays) change the control
+ * state only, and the workers' table is rebuilt and published once at
+ * release, so a large configuration costs one rebuild and the workers see
+ * it whole. Removals still publish at once. Holds nest. wf_dp_release
+ * returns the publish's error; the additions are then in the control state
+ * but not published (the caller rolls them back).
+ */
+int wf_dp_hold(wf_dataplane_t *dp);
+int wf_dp_release(wf_dataplane_t *dp);
+
+/*
  * Run one poll iteration of worker `worker` on the calling thread: the same
  * code path a worker lcore runs. For in-process stage tests when the
  * dataplane was created with n_workers = 0 (then worker 0 is the virtual
@@ -188,7 +200,7 @@ int wf_link_poll(wf_dataplane_t *dp);
  * an uplink: its frames are classified (VLAN id, ...) instead of forwarded
  * whole, so it cannot also be a plain cross-connect side.
  */
-#define WF_SIDE_TUNNEL 0x10000u
+#define WF_SIDE_TUNNEL 0x80000000u
 #define WF_VLAN_RAW 0 /* VLAN id 0: the raw, untagged uplink */
 
 /*
@@ -400,6 +412,9 @@ int wf_testport_inject_n(wf_dataplane_t *dp, uint16_t port_id, const uint8_t *fr
 int wf_testport_discard(wf_dataplane_t *dp, uint16_t port_id);
 
 /* Replication to test-port members (perf/replicate-bench.sh). */
+/* VLAN/VXLAN round trip pod -> uplink -> (turned round) -> pod; see bench.c. */
+int wf_bench_roundtrip(wf_dataplane_t *dp, uint16_t pod, uint16_t uplink, uint8_t reflect_ipv4,
+		       uint32_t iterations, uint64_t *cycles, uint64_t *packets);
 int wf_bench_replicate(wf_dataplane_t *dp, uint16_t ingress, const uint16_t *members, uint32_t n,
 		       uint32_t iterations, uint64_t *cycles, uint64_t *frames);
 
@@ -426,6 +441,7 @@ struct wf_pktgen_cfg {
 	uint8_t outer_src_mac[6], outer_dst_mac[6];
 	uint8_t outer_src_ip[4], outer_dst_ip[4];
 	uint16_t outer_dst_port;   /* 0 -> 4789 */
+	uint32_t vxlan_vnis;       /* VNIs vxlan_vni .. vxlan_vni + n - 1, cycled per frame (0/1: one) */
 };
 
 struct wf_pktgen_result {

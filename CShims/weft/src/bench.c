@@ -7,6 +7,7 @@
  * burst, TX burst, nothing else: the limit the stage is compared with.
  */
 #include <errno.h>
+#include <string.h>
 
 #include <rte_cycles.h>
 
@@ -118,5 +119,50 @@ wf_bench_replicate(wf_dataplane_t *dp, uint16_t ingress, const uint16_t *members
 	rte_rcu_qsbr_thread_offline(dp->qs, 0);
 	*cycles = c;
 	*frames = f;
+	return 0;
+}
+
+/*
+ * Tunnel round trip: `pod` is cross-connected to a VLAN or VXLAN tunnel on
+ * `uplink`. Frames from the pod leave the uplink encapsulated; outside the
+ * timed window they are turned round (VXLAN: outer IPv4 source and
+ * destination swapped, so they come from the tunnel's remote to the uplink's
+ * address) and fed to the uplink's RX, decapsulated back to the pod, and fed
+ * to the pod's RX again. Each timed poll does both directions: cycles per
+ * packet are the mean of push/encap and pop/decap.
+ */
+int
+wf_bench_roundtrip(wf_dataplane_t *dp, uint16_t pod, uint16_t uplink, uint8_t reflect_ipv4,
+		   uint32_t iterations, uint64_t *cycles, uint64_t *packets)
+{
+	int rc = wf_bench_check(dp, pod, uplink);
+	if (rc)
+		return rc;
+	struct wf_worker *w = &dp->workers[0];
+	uint64_t c = 0, p = 0;
+	void *objs[WF_MAX_BURST];
+	rte_rcu_qsbr_thread_online(dp->qs, 0);
+	for (uint32_t i = 0; i < iterations; i++) {
+		uint64_t t0 = rte_rdtsc_precise();
+		uint16_t n = wf_worker_poll(w);
+		uint64_t t1 = rte_rdtsc_precise();
+		c += t1 - t0;
+		p += n;
+		wf_recycle(dp, pod, pod);
+		unsigned k;
+		while ((k = rte_ring_dequeue_burst(dp->ports[uplink].test_tx, objs, WF_MAX_BURST, NULL)) > 0) {
+			for (unsigned j = 0; reflect_ipv4 && j < k; j++) {
+				uint8_t *f = rte_pktmbuf_mtod((struct rte_mbuf *)objs[j], uint8_t *);
+				uint8_t tmp[4];
+				memcpy(tmp, f + 26, 4);
+				memcpy(f + 26, f + 30, 4);
+				memcpy(f + 30, tmp, 4);
+			}
+			rte_ring_enqueue_burst(dp->ports[uplink].test_rx, objs, k, NULL);
+		}
+	}
+	rte_rcu_qsbr_thread_offline(dp->qs, 0);
+	*cycles = c;
+	*packets = p;
 	return 0;
 }

@@ -26,8 +26,8 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		wf_set_error("burst must be 1..%d", WF_MAX_BURST);
 		return -EINVAL;
 	}
-	if (cfg->max_xconnects == 0 || cfg->mbufs < 64) {
-		wf_set_error("max_xconnects must be > 0 and mbufs >= 64");
+	if (cfg->max_xconnects == 0 || cfg->max_xconnects > (1u << 24) || cfg->mbufs < 64) {
+		wf_set_error("max_xconnects must be 1..16777216 and mbufs >= 64");
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < cfg->n_workers; i++) {
@@ -161,6 +161,8 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	if (dp == NULL)
 		return;
 	wf_dp_stop(dp);
+	/* Cross-connects and tunnels go in one publish, not one each. */
+	wf_dp_hold(dp);
 	if (dp->xcs != NULL)
 		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
 			if (dp->xcs[i].used && !dp->xcs[i].p2mp)
@@ -172,6 +174,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
 			if (dp->tunnels[i].kind != 0)
 				wf_tunnel_del(dp, WF_SIDE_TUNNEL | i);
+	wf_dp_release(dp);
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
 		if (dp->ul_ctl[p] != NULL)
 			wf_underlay_clear(dp, p);
@@ -186,6 +189,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	wf_table_free(dp->table);
 	free(dp->xcs);
 	free(dp->tunnels);
+	free(dp->vxk);
 	rte_free(dp->qs);
 	rte_mempool_free(dp->pool);
 	rte_free(dp);

@@ -146,7 +146,7 @@ wf_replicate_add(wf_dataplane_t *dp, uint32_t ingress, const struct wf_p2mp_memb
 	memcpy(g->slot, got + 1, n * sizeof(uint32_t));
 	g->clone_min = clone_min_bytes;
 	g->kind = WF_P2MP_REPLICATE;
-	if ((rc = wf_table_publish(dp)) != 0) {
+	if ((rc = wf_table_publish_add(dp)) != 0) {
 		wf_p2mp_release(dp, g);
 		g->kind = 0;
 		return rc;
@@ -205,7 +205,7 @@ wf_bridge_add(wf_dataplane_t *dp, const struct wf_bridge_cfg *cfg, const struct 
 	memcpy(g->m, members, n * sizeof(*members));
 	g->bcfg = *cfg;
 	g->kind = WF_P2MP_BRIDGE;
-	if ((rc = wf_table_publish(dp)) != 0) {
+	if ((rc = wf_table_publish_add(dp)) != 0) {
 		wf_p2mp_release(dp, g);
 		g->kind = 0;
 		goto fail;

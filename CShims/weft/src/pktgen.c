@@ -266,6 +266,13 @@ wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const stru
 						inner[10] = (uint8_t)(f >> 8);
 						inner[11] = (uint8_t)f;
 					}
+					if (c->vxlan_vni && c->vxlan_vnis > 1) {
+						/* One connection per VNI: consecutive frames on different ones. */
+						uint32_t v = c->vxlan_vni + (uint32_t)((seq + i) % c->vxlan_vnis);
+						p[14 + 20 + 8 + 4] = (uint8_t)(v >> 16);
+						p[14 + 20 + 8 + 5] = (uint8_t)(v >> 8);
+						p[14 + 20 + 8 + 6] = (uint8_t)v;
+					}
 					if (c->flows > 1) {
 						/* Vary the (inner) UDP source port per flow. */
 						uint32_t l4 = pg_l2_l4_len(c) - 8;

@@ -143,7 +143,7 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 	pthread_mutex_lock(&dp->ul_lock); /* the link poller reads `attached` */
 	pc->attached = true;
 	pthread_mutex_unlock(&dp->ul_lock);
-	rc = wf_table_publish(dp);
+	rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		pthread_mutex_lock(&dp->ul_lock);
 		pc->attached = false;

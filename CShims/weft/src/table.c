@@ -7,8 +7,20 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <rte_malloc.h>
 
 #include "wf_internal.h"
+
+void *
+wf_big_calloc(size_t n, size_t size)
+{
+	size_t bytes = n * size;
+	if (size != 0 && bytes / size != n)
+		return NULL;
+	/* DPDK's memory: huge pages when EAL has them (fewer TLB misses on
+	 * random lookups into a big table). */
+	return rte_zmalloc("weft_table", bytes, RTE_CACHE_LINE_SIZE);
+}
 
 void
 wf_table_free(struct wf_table *t)
@@ -21,17 +33,18 @@ wf_table_free(struct wf_table *t)
 	}
 	for (uint32_t i = 0; i < WF_MAX_P2MP; i++)
 		free(t->p2mp[i]);
-	free(t->vx);
-	free(t->dec);
+	rte_free(t->vx);
+	rte_free(t->dec);
+	rte_free(t->mark);
 	free(t);
 }
 
 /* Decap slot of a VXLAN key (inserted if new). The table has room: 4x keys. */
 static struct wf_vxdec *
-wf_dec_slot(struct wf_table *t, const struct wf_vxkey *k)
+wf_dec_slot(struct wf_vxdec *tab, uint32_t mask, const struct wf_vxkey *k)
 {
-	for (uint32_t i = wf_vx_hash(k) & t->dec_mask;; i = (i + 1) & t->dec_mask) {
-		struct wf_vxdec *d = &t->dec[i];
+	for (uint32_t i = wf_vx_hash(k) & mask;; i = (i + 1) & mask) {
+		struct wf_vxdec *d = &tab[i];
 		if (!d->used) {
 			d->used = 1;
 			d->key = *k;
@@ -67,7 +80,7 @@ wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side)
 	const struct wf_tunnel_ctl *tc = &dp->tunnels[side & ~WF_SIDE_TUNNEL];
 	if (tc->kind == WF_TUN_VXLAN) {
 		struct wf_vxkey k = wf_key_of(tc, false);
-		return &wf_dec_slot(t, &k)->f;
+		return &wf_dec_slot(t->dec, t->dec_mask, &k)->f;
 	}
 	return &t->vlan[tc->uplink][tc->vlan_id];
 }
@@ -105,8 +118,41 @@ wf_has_vlan_map(const struct wf_dataplane *dp, uint32_t p)
 int wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index);
 
 int
+wf_table_publish_add(struct wf_dataplane *dp)
+{
+	if (dp->hold > 0) {
+		dp->pending = true;
+		return 0;
+	}
+	return wf_table_publish(dp);
+}
+
+int
+wf_dp_hold(wf_dataplane_t *dp)
+{
+	if (dp == NULL)
+		return -EINVAL;
+	dp->hold++;
+	return 0;
+}
+
+int
+wf_dp_release(wf_dataplane_t *dp)
+{
+	if (dp == NULL || dp->hold == 0)
+		return -EINVAL;
+	if (--dp->hold > 0 || !dp->pending)
+		return 0;
+	int rc = wf_table_publish(dp);
+	if (rc != 0)
+		dp->pending = true;
+	return rc;
+}
+
+int
 wf_table_publish(struct wf_dataplane *dp)
 {
+	dp->pending = false;
 	struct wf_table *t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return -ENOMEM;
@@ -140,18 +186,23 @@ wf_table_publish(struct wf_dataplane *dp)
 		n_vx += dp->tunnels[i].kind == WF_TUN_VXLAN;
 	uint32_t *vx_index = NULL;
 	if (n_vx > 0) {
+		/* Linear probing at a load of at most 1/2. */
 		uint32_t slots = 16;
-		while (slots < 4 * n_vx)
+		while (slots < 2 * n_vx)
 			slots <<= 1;
-		t->vx = calloc(n_vx, sizeof(*t->vx));
-		t->dec = calloc(slots, sizeof(*t->dec));
+		t->vx = wf_big_calloc(n_vx, sizeof(*t->vx));
+		t->dec = wf_big_calloc(slots, sizeof(*t->dec));
+		t->mark = wf_big_calloc(slots, sizeof(*t->mark));
 		vx_index = calloc(dp->cfg.max_xconnects, sizeof(*vx_index));
-		if (t->vx == NULL || t->dec == NULL || vx_index == NULL) {
+		if (t->vx == NULL || t->dec == NULL || t->mark == NULL || vx_index == NULL) {
 			free(vx_index);
 			wf_table_free(t);
+			wf_set_error("out of memory for the tables of %u VXLAN tunnels (DPDK memory: eal.memory_mb)",
+				     n_vx);
 			return -ENOMEM;
 		}
 		t->dec_mask = slots - 1;
+		t->mark_mask = slots - 1;
 		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++) {
 			const struct wf_tunnel_ctl *tc = &dp->tunnels[i];
 			if (tc->kind != WF_TUN_VXLAN)
@@ -159,8 +210,8 @@ wf_table_publish(struct wf_dataplane *dp)
 			vx_index[i] = t->n_vx;
 			wf_vx_build_tpl(dp, tc, &t->vx[t->n_vx++]);
 			struct wf_vxkey exact = wf_key_of(tc, false), marker = wf_key_of(tc, true);
-			wf_dec_slot(t, &exact);
-			wf_dec_slot(t, &marker);
+			wf_dec_slot(t->dec, t->dec_mask, &exact);
+			wf_dec_slot(t->mark, t->mark_mask, &marker);
 		}
 	}
 
@@ -191,5 +242,18 @@ wf_table_publish(struct wf_dataplane *dp)
 	/* The control thread is not an RCU reader: RTE_QSBR_THRID_INVALID. */
 	rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);
 	wf_table_free(old);
+	/* No worker uses what was removed while publishing was held any more. */
+	if (dp->n_retiring > 0) {
+		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++) {
+			dp->xcs[i].retiring = false;
+			struct wf_tunnel_ctl *tc = &dp->tunnels[i];
+			if (!tc->retiring)
+				continue;
+			tc->retiring = false;
+			if (tc->retired_kind == WF_TUN_VXLAN)
+				wf_nbr_release(dp, tc->nbr);
+		}
+		dp->n_retiring = 0;
+	}
 	return 0;
 }

@@ -37,11 +37,6 @@ ms_to_tsc(uint64_t ms)
 	return ms * rte_get_tsc_hz() / 1000;
 }
 
-uint32_t
-wf_vx_hash(const struct wf_vxkey *k)
-{
-	return rte_hash_crc(k, sizeof(*k), 0x9e3779b9);
-}
 
 static uint64_t
 mac_word(const uint8_t *mac)
@@ -120,7 +115,7 @@ wf_underlay_set(wf_dataplane_t *dp, uint16_t port, const struct wf_underlay_cfg 
 	}
 	dp->ul_ctl[port] = u;
 	pthread_mutex_unlock(&dp->ul_lock);
-	int rc = wf_table_publish(dp);
+	int rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		pthread_mutex_lock(&dp->ul_lock);
 		dp->ul_ctl[port] = old;

@@ -142,8 +142,14 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 	const struct wf_fwd *vlan = t->vlan[in_port];
 	const struct wf_underlay *ul = t->ul[in_port];
 	struct wf_if_counters *ic = &w->ifc[in_port];
-	struct wf_batch b[WF_BATCHES];
-	uint32_t nb = 0;
+	const struct wf_fwd *fs[WF_MAX_BURST];
+	struct rte_mbuf *ms[WF_MAX_BURST];
+	uint16_t k = 0;
+
+	/* Many tunnels: start every decap lookup of the burst before the first. */
+	if (ul != NULL && t->dec != NULL && t->dec_mask >= WF_DEC_PREFETCH_MASK)
+		for (uint16_t i = 0; i < n; i++)
+			wf_vxlan_prefetch(t, ul, pkts[i]);
 
 	ic->rx_packets += n;
 	for (uint16_t i = 0; i < n; i++) {
@@ -164,22 +170,29 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 			}
 			continue;
 		}
-		uint32_t k;
-		for (k = 0; k < nb && b[k].f != f; k++)
+		fs[k] = f;
+		ms[k++] = m;
+	}
+
+	/* Few connections (the usual case): one wf_deliver per connection. */
+	struct wf_batch b[WF_BATCHES];
+	uint32_t nb = 0;
+	for (uint16_t i = 0; i < k; i++) {
+		uint32_t j;
+		for (j = 0; j < nb && b[j].f != fs[i]; j++)
 			;
-		if (k == nb) {
+		if (j == nb) {
 			if (unlikely(nb == WF_BATCHES)) {
-				/* More connections in one burst than batches: send the oldest. */
-				wf_deliver(w, t, b[0].f, b[0].pkts, b[0].n, 0);
-				b[0] = b[--nb];
-				k = nb;
+				/* More connections than batches: per frame, grouped by port. */
+				wf_send_mixed(w, t, fs, ms, k);
+				return;
 			}
-			b[k].f = f;
-			b[k].n = 0;
+			b[j].f = fs[i];
+			b[j].n = 0;
 			nb++;
 		}
-		b[k].pkts[b[k].n++] = m;
+		b[j].pkts[b[j].n++] = ms[i];
 	}
-	for (uint32_t k = 0; k < nb; k++)
-		wf_deliver(w, t, b[k].f, b[k].pkts, b[k].n, 0);
+	for (uint32_t j = 0; j < nb; j++)
+		wf_deliver(w, t, b[j].f, b[j].pkts, b[j].n, 0);
 }

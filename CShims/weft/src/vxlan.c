@@ -31,6 +31,99 @@ wf_is_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* ---- control-side index of VXLAN keys (duplicate check in O(1)) ---------- */
+
+static bool
+wf_same_key(const struct wf_vxlan_cfg *a, const struct wf_vxlan_cfg *b)
+{
+	return a->is_v6 == b->is_v6 && a->vni == b->vni && a->local_port == b->local_port &&
+	       memcmp(a->remote, b->remote, a->is_v6 ? 16 : 4) == 0;
+}
+
+static uint32_t
+wf_cfg_hash(const struct wf_vxlan_cfg *c)
+{
+	struct wf_vxkey k;
+	memset(&k, 0, sizeof(k));
+	k.is_v6 = c->is_v6;
+	k.port = c->local_port;
+	k.vni = c->vni;
+	memcpy(k.src, c->remote, c->is_v6 ? 16 : 4);
+	return wf_vx_hash(&k);
+}
+
+/* The slot holding that key (tunnel index + 1), or the empty slot where it
+ * would go. With `tun` set, the slot holding exactly that tunnel. */
+static uint32_t *
+wf_vxk_probe(struct wf_dataplane *dp, const struct wf_vxlan_cfg *c, uint32_t tun)
+{
+	for (uint32_t i = wf_cfg_hash(c) & dp->vxk_mask;; i = (i + 1) & dp->vxk_mask) {
+		uint32_t e = dp->vxk[i];
+		if (e == 0 || (tun == UINT32_MAX ? wf_same_key(&dp->tunnels[e - 1].vx, c) : e - 1 == tun))
+			return &dp->vxk[i];
+	}
+}
+
+/* Room for one more key at a load of at most 1/2. */
+static int
+wf_vxk_grow(struct wf_dataplane *dp)
+{
+	if (dp->vxk != NULL && (dp->vxk_used + 1) * 2 <= dp->vxk_mask + 1)
+		return 0;
+	uint32_t size = dp->vxk == NULL ? 64 : (dp->vxk_mask + 1) * 2;
+	uint32_t *old = dp->vxk, old_size = dp->vxk == NULL ? 0 : dp->vxk_mask + 1;
+	dp->vxk = calloc(size, sizeof(uint32_t));
+	if (dp->vxk == NULL) {
+		dp->vxk = old;
+		wf_set_error("out of memory for the VXLAN key index");
+		return -ENOMEM;
+	}
+	dp->vxk_mask = size - 1;
+	for (uint32_t i = 0; i < old_size; i++)
+		if (old[i] != 0)
+			*wf_vxk_probe(dp, &dp->tunnels[old[i] - 1].vx, UINT32_MAX) = old[i];
+	free(old);
+	return 0;
+}
+
+/* Drop tunnel `tun` (still holding its key) from the index: backward shift. */
+void
+wf_vxk_remove(struct wf_dataplane *dp, uint32_t tun)
+{
+	if (dp->vxk == NULL)
+		return;
+	uint32_t *hole = wf_vxk_probe(dp, &dp->tunnels[tun].vx, tun);
+	if (*hole == 0)
+		return;
+	uint32_t i = (uint32_t)(hole - dp->vxk);
+	for (uint32_t j = (i + 1) & dp->vxk_mask; dp->vxk[j] != 0; j = (j + 1) & dp->vxk_mask) {
+		uint32_t h = wf_cfg_hash(&dp->tunnels[dp->vxk[j] - 1].vx) & dp->vxk_mask;
+		/* The entry at j may fill the hole at i unless its home lies in (i, j]. */
+		bool home_between = i < j ? (h > i && h <= j) : (h > i || h <= j);
+		if (!home_between) {
+			dp->vxk[i] = dp->vxk[j];
+			i = j;
+		}
+	}
+	dp->vxk[i] = 0;
+	dp->vxk_used--;
+}
+
+/* A free tunnel slot, searched round from where the last one was found. */
+uint32_t
+wf_tunnel_free_slot(struct wf_dataplane *dp)
+{
+	const uint32_t n = dp->cfg.max_xconnects;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t t = (dp->tun_hint + k) % n;
+		if (dp->tunnels[t].kind == 0 && !dp->tunnels[t].retiring) {
+			dp->tun_hint = (t + 1) % n;
+			return t;
+		}
+	}
+	return UINT32_MAX;
+}
+
 int
 wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side)
 {
@@ -65,18 +158,15 @@ wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side)
 		return -EINVAL;
 	}
 	/* Anti-spoofing and demux key: (family, local port, VNI, remote) is unique. */
-	uint32_t free_t = UINT32_MAX;
-	for (uint32_t t = 0; t < dp->cfg.max_xconnects; t++) {
-		const struct wf_tunnel_ctl *tc = &dp->tunnels[t];
-		if (tc->kind == WF_TUN_VXLAN && tc->vx.is_v6 == cfg->is_v6 && tc->vx.vni == cfg->vni &&
-		    tc->vx.local_port == cfg->local_port && memcmp(tc->vx.remote, cfg->remote, alen) == 0) {
-			wf_set_error("VNI %u from that remote on port %u is already a tunnel", cfg->vni,
-				     cfg->local_port);
-			return -EEXIST;
-		}
-		if (tc->kind == 0 && free_t == UINT32_MAX)
-			free_t = t;
+	if (wf_vxk_grow(dp) != 0)
+		return -ENOMEM;
+	uint32_t *ks = wf_vxk_probe(dp, cfg, UINT32_MAX);
+	if (*ks != 0) {
+		wf_set_error("VNI %u from that remote on port %u is already a tunnel", cfg->vni,
+			     cfg->local_port);
+		return -EEXIST;
 	}
+	uint32_t free_t = wf_tunnel_free_slot(dp);
 	if (free_t == UINT32_MAX) {
 		wf_set_error("all %u tunnel slots are in use", dp->cfg.max_xconnects);
 		return -ENOSPC;
@@ -101,13 +191,15 @@ wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side)
 	dp->tunnels[free_t] = (struct wf_tunnel_ctl){ .kind = WF_TUN_VXLAN, .uplink = cfg->uplink,
 						      .xc_slot = UINT32_MAX, .vx = *cfg, .nbr = nbr };
 	dp->n_tunnels_on[cfg->uplink]++;
-	rc = wf_table_publish(dp);
+	rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		dp->tunnels[free_t].kind = 0;
 		dp->n_tunnels_on[cfg->uplink]--;
 		wf_nbr_release(dp, nbr);
 		return rc;
 	}
+	*ks = free_t + 1;
+	dp->vxk_used++;
 	*side = WF_SIDE_TUNNEL | free_t;
 	return 0;
 }
@@ -151,6 +243,8 @@ wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, s
 	vx[0] = 0x08; /* I flag: the VNI is valid */
 	vx[4] = (uint8_t)(tc->vx.vni >> 16), vx[5] = (uint8_t)(tc->vx.vni >> 8), vx[6] = (uint8_t)tc->vx.vni;
 	x->len = (uint8_t)(14 + l3 + 8 + 8);
+	if (!x->is_v6)
+		x->ip4_sum = __rte_raw_cksum(h + 14, sizeof(struct rte_ipv4_hdr), 0);
 	/*
 	 * NSM's path MTU: the connection (inner L3) MTU is the uplink MTU less 54
 	 * (IPv4) or 74 (IPv6): outer IP + UDP + VXLAN + inner Ethernet, plus 4

@@ -7,8 +7,10 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 #include <rte_common.h>
 #include <rte_ethdev.h>
+#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
@@ -103,9 +105,13 @@ struct wf_vxtpl {
 	uint32_t nbr;       /* neighbour whose MAC is the outer destination */
 	uint32_t max_inner; /* largest inner frame that fits the underlay MTU */
 	uint8_t ip4_cksum_offload; /* the uplink computes the outer IPv4 checksum */
+	uint32_t ip4_sum;   /* one's-complement sum of the outer IPv4 header with
+			     * total length and checksum 0: per frame only the
+			     * length is added (RFC 1624) */
 };
 
-/* Decap lookup key; src all 0xff marks "some tunnel has this VNI". */
+/* Decap lookup key; src all 0xff marks "some tunnel has this VNI". 24 bytes,
+ * no implicit padding (compared as three words). */
 struct wf_vxkey {
 	uint8_t is_v6;
 	uint8_t pad;
@@ -113,6 +119,8 @@ struct wf_vxkey {
 	uint32_t vni;
 	uint8_t src[16];
 };
+
+_Static_assert(sizeof(struct wf_vxkey) == 24, "wf_vxkey is compared as three 64-bit words");
 
 struct wf_vxdec {
 	struct wf_vxkey key;
@@ -149,6 +157,11 @@ struct wf_table {
 	uint32_t n_vx;
 	struct wf_vxdec *dec;                 /* open addressing, dec_mask + 1 slots */
 	uint32_t dec_mask;
+	/* Per-VNI markers (src all 0xff), consulted only when dec misses: they
+	 * tell an unknown source from an unknown VNI. Kept apart so the table
+	 * every frame looks up is half the size. */
+	struct wf_vxdec *mark;
+	uint32_t mark_mask;
 	struct wf_p2mp_tbl *p2mp[WF_MAX_P2MP];
 	uint32_t n_polls[WF_MAX_WORKERS];
 	struct wf_poll polls[WF_MAX_WORKERS][WF_MAX_POLLS];
@@ -201,6 +214,7 @@ struct wf_port_ctl {
 
 struct wf_xc_ctl {
 	bool used;
+	bool retiring; /* removed while publishing was held: not reused until published */
 	bool p2mp;     /* a member's counter slot, not a P2P cross-connect */
 	uint32_t a, b; /* sides */
 };
@@ -226,6 +240,10 @@ struct wf_tunnel_ctl {
 	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
 	struct wf_vxlan_cfg vx; /* WF_TUN_VXLAN */
 	uint32_t nbr;           /* WF_TUN_VXLAN: next-hop neighbour */
+	/* Removed while publishing was held: the published table may still use
+	 * the slot and the neighbour; both are released after the next publish. */
+	bool retiring;
+	uint8_t retired_kind;
 };
 
 struct wf_dataplane {
@@ -259,6 +277,19 @@ struct wf_dataplane {
 	bool ul_running;
 	volatile uint8_t ul_stop;
 	uint32_t name_seq;
+
+	/* Publishing held (wf_dp_hold): additions are published together at
+	 * wf_dp_release; removals still publish at once (workers must stop
+	 * using what goes before it is reused). */
+	uint32_t hold;
+	bool pending;
+	uint32_t n_retiring; /* cross-connect and tunnel slots waiting for a publish */
+	/* Where the next free tunnel / cross-connect slot search starts. */
+	uint32_t tun_hint, xc_hint;
+	/* VXLAN demux keys -> tunnel index + 1 (open addressing, linear probing):
+	 * the duplicate check at add without a scan of every tunnel. */
+	uint32_t *vxk;
+	uint32_t vxk_mask, vxk_used;
 };
 
 /* port.c */
@@ -267,6 +298,8 @@ int wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 
 /* table.c */
 int wf_table_publish(struct wf_dataplane *dp);
+/* After an addition: publishes now, or at wf_dp_release while held. */
+int wf_table_publish_add(struct wf_dataplane *dp);
 void wf_table_free(struct wf_table *t);
 
 /* xconnect.c */
@@ -295,9 +328,22 @@ int wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, 
 const struct wf_fwd *wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul,
 				    struct rte_mbuf *m, uint32_t l3off, bool is_v6,
 				    enum wf_drop_reason *why);
-const struct wf_vxdec *wf_vxdec_find(const struct wf_table *t, const struct wf_vxkey *k);
+const struct wf_vxdec *wf_vxdec_find(const struct wf_vxdec *tab, uint32_t mask, const struct wf_vxkey *k);
+void wf_vxlan_prefetch(const struct wf_table *t, const struct wf_underlay *ul, const struct rte_mbuf *m);
+/* Decap tables this big (slots - 1) and up are prefetched a burst ahead. */
+#define WF_DEC_PREFETCH_MASK 8191
+
+/* xconnect_node.c: a burst whose frames go to many connections */
+void wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd **fs,
+		   struct rte_mbuf **ms, uint16_t n);
+
+/* table.c: zeroed memory for the table's arrays, in DPDK's memory (huge
+ * pages when EAL has them); rte_free() releases it. */
+void *wf_big_calloc(size_t n, size_t size);
 
 /* vxlan.c */
+void wf_vxk_remove(struct wf_dataplane *dp, uint32_t tun);
+uint32_t wf_tunnel_free_slot(struct wf_dataplane *dp);
 void wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, struct wf_vxtpl *x);
 
 /* underlay.c */
@@ -307,7 +353,16 @@ int wf_underlay_start(struct wf_dataplane *dp);
 void wf_underlay_stop(struct wf_dataplane *dp);
 int wf_nbr_track(struct wf_dataplane *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip, uint32_t *idx);
 void wf_nbr_release(struct wf_dataplane *dp, uint32_t idx);
-uint32_t wf_vx_hash(const struct wf_vxkey *k);
+/* Three CRC steps over the 24-byte key (no length loop, no tail). */
+static inline __attribute__((always_inline)) uint32_t
+wf_vx_hash(const struct wf_vxkey *k)
+{
+	uint64_t w[3];
+	memcpy(w, k, sizeof(w));
+	uint32_t h = rte_hash_crc_8byte(w[0], 0x9e3779b9);
+	h = rte_hash_crc_8byte(w[1], h);
+	return rte_hash_crc_8byte(w[2], h);
+}
 
 /* p2mp_node.c */
 void wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,

@@ -60,7 +60,7 @@ wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot)
 	dp->xcs[s] = (struct wf_xc_ctl){ .used = true, .a = a, .b = b };
 	*sa = s;
 	*sb = s;
-	rc = wf_table_publish(dp);
+	rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		dp->xcs[s].used = false;
 		*sa = *sb = UINT32_MAX;
@@ -74,11 +74,18 @@ wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot)
 int
 wf_slot_alloc(struct wf_dataplane *dp, uint32_t *slot)
 {
-	uint32_t s;
-	for (s = 0; s < dp->cfg.max_xconnects; s++)
-		if (!dp->xcs[s].used)
+	const uint32_t n = dp->cfg.max_xconnects;
+	uint32_t s = n;
+	/* Round from the last slot handed out: a slot just freed is reused last. */
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t c = (dp->xc_hint + k) % n;
+		if (!dp->xcs[c].used && !dp->xcs[c].retiring) {
+			s = c;
+			dp->xc_hint = (c + 1) % n;
 			break;
-	if (s == dp->cfg.max_xconnects) {
+		}
+	}
+	if (s == n) {
 		wf_set_error("all %u cross-connect slots are in use", dp->cfg.max_xconnects);
 		return -ENOSPC;
 	}
@@ -97,6 +104,18 @@ wf_xc_del(wf_dataplane_t *dp, uint32_t slot)
 	if (!x->used || x->p2mp)
 		return -ENOENT;
 	x->used = false;
+	if (dp->hold > 0) {
+		/* Published at release; the slot is not reused before. */
+		x->retiring = true;
+		dp->n_retiring++;
+		dp->pending = true;
+		uint32_t *sa = wf_side_slot(dp, x->a, NULL), *sb = wf_side_slot(dp, x->b, NULL);
+		if (sa)
+			*sa = UINT32_MAX;
+		if (sb)
+			*sb = UINT32_MAX;
+		return 0;
+	}
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {
 		x->used = true;

@@ -4,6 +4,8 @@
  * egress port's TX queue owned by this worker. Counters are this worker's
  * own; what TX refused is freed and counted as tx-full.
  */
+#include <rte_prefetch.h>
+
 #include "wf_internal.h"
 
 static inline uint64_t
@@ -99,6 +101,115 @@ wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, s
 	oc->tx_bytes += sent_bytes;
 	xc->packets[d] += sent;
 	xc->bytes[d] += sent_bytes;
+}
+
+/* Frames gathered for one egress port, each with the connection it belongs to. */
+struct wf_port_batch {
+	uint16_t port;
+	uint16_t n;
+	struct rte_mbuf *pkts[WF_MAX_BURST];
+	const struct wf_fwd *f[WF_MAX_BURST];
+	uint32_t len[WF_MAX_BURST];
+};
+
+#define WF_PORT_BATCHES 4
+
+static void
+wf_port_flush(struct wf_worker *w, struct wf_port_batch *b)
+{
+	struct wf_if_counters *oc = &w->ifc[b->port];
+	uint16_t sent = rte_eth_tx_burst(b->port, w->txq, b->pkts, b->n);
+	uint64_t sent_bytes = 0;
+	/* Per-connection counters, one update per run of the same connection. */
+	for (uint16_t i = 0; i < b->n;) {
+		const struct wf_fwd *f = b->f[i];
+		uint64_t pk = 0, by = 0, dr = 0;
+		for (; i < b->n && b->f[i] == f; i++) {
+			if (i < sent) {
+				pk++;
+				by += b->len[i];
+			} else {
+				dr++;
+			}
+		}
+		struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
+		xc->packets[f->dir] += pk;
+		xc->bytes[f->dir] += by;
+		xc->drops[f->dir] += dr;
+		sent_bytes += by;
+	}
+	if (unlikely(sent < b->n)) {
+		wf_count_drop(w, oc, WF_DROP_TX_FULL, b->n - sent);
+		rte_pktmbuf_free_bulk(b->pkts + sent, b->n - sent);
+	}
+	oc->tx_packets += sent;
+	oc->tx_bytes += sent_bytes;
+	b->n = 0;
+}
+
+/*
+ * A burst whose frames belong to more connections than wf_send's batching
+ * keeps apart (many tunnels, each with a few frames): each frame gets its
+ * connection's egress action, then frames are grouped by egress port, so a
+ * TX burst still carries many frames. Counted as wf_send counts.
+ */
+void
+wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd **fs,
+	      struct rte_mbuf **ms, uint16_t n)
+{
+	struct wf_port_batch b[WF_PORT_BATCHES];
+	uint32_t nb = 0;
+	/* The connections' counters and templates are scattered: fetch them together. */
+	for (uint16_t i = 0; i < n; i++) {
+		rte_prefetch0(&w->xcc[fs[i]->xc_slot]);
+		if (fs[i]->action == WF_ACT_VXLAN_ENCAP) {
+			rte_prefetch0(&t->vx[fs[i]->tun]);
+			rte_prefetch0((const uint8_t *)&t->vx[fs[i] ->tun + 1] - 1);
+		}
+	}
+	for (uint16_t i = 0; i < n; i++) {
+		const struct wf_fwd *f = fs[i];
+		struct rte_mbuf *m = ms[i];
+		if (unlikely(f->action >= WF_ACT_REPLICATE)) {
+			wf_deliver(w, t, f, &m, 1, 0);
+			continue;
+		}
+		struct wf_if_counters *oc = &w->ifc[f->out_port];
+		enum wf_drop_reason why = WF_DROP_LINK_DOWN;
+		int rc = 0;
+		if (unlikely(!__atomic_load_n(&w->dp->link_up[f->out_port], __ATOMIC_RELAXED)) &&
+		    !wf_link_recheck(w->dp, f->out_port))
+			rc = -1;
+		else if (f->action == WF_ACT_VLAN_PUSH)
+			rc = wf_vlan_push(m, f->vlan_tci), why = WF_DROP_NO_HEADROOM;
+		else if (f->action == WF_ACT_VXLAN_ENCAP)
+			rc = wf_vxlan_encap(w, t, f->tun, m, &why);
+		if (unlikely(rc != 0)) {
+			wf_count_drop(w, oc, why, 1);
+			w->xcc[f->xc_slot].drops[f->dir]++;
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		uint32_t k;
+		for (k = 0; k < nb && b[k].port != f->out_port; k++)
+			;
+		if (k == nb) {
+			if (unlikely(nb == WF_PORT_BATCHES)) {
+				wf_port_flush(w, &b[0]);
+				b[0] = b[--nb];
+				k = nb;
+			}
+			b[k].port = f->out_port;
+			b[k].n = 0;
+			nb++;
+		}
+		struct wf_port_batch *pb = &b[k];
+		pb->pkts[pb->n] = m;
+		pb->f[pb->n] = f;
+		pb->len[pb->n++] = rte_pktmbuf_pkt_len(m);
+	}
+	for (uint32_t k = 0; k < nb; k++)
+		wf_port_flush(w, &b[k]);
 }
 
 void
