@@ -106,6 +106,8 @@ for r in $(seq "$ROUNDS"); do
     rate=$RATE
     : > "$OUT/changes"
     churn_$dut & cp=$!
+    # The churn loop itself (bash, its forks) on core 0 too, not only the commands.
+    taskset -apc 0 $cp >/dev/null
     t=$(gen $q "$rate" "$SECS")
     pkill -P $cp 2>/dev/null || true; kill $cp 2>/dev/null; wait $cp 2>/dev/null || true
     changes=$(cat "$OUT/changes" 2>/dev/null || echo 0)

@@ -328,6 +328,10 @@ public final class Controller: @unchecked Sendable {
 
         // Additions reach the workers together, in one table rebuild at the end
         // (a 100,000-connection file is one rebuild, not 300,000).
+        // A big apply (a generated file with thousands of connections) logs one
+        // line per object at debug and a summary at info.
+        quietSteps = steps.count > Self.loudStepLimit
+        defer { quietSteps = false }
         var undo: [Step] = []
         dataplane.hold()
         var failure: (what: String, error: Error)?
@@ -362,6 +366,9 @@ public final class Controller: @unchecked Sendable {
         running.bridgeDomains = desired.bridgeDomains
         running.labels = desired.labels
         saveState()
+        if quietSteps {
+            logger.info("applied as one change: \(addIf.count) interface(s) and \(addXC.count) cross-connect(s) added, \(removeIf.count) interface(s) and \(removeXC.count) cross-connect(s) removed, \(addP2MP.count + updateP2MP.count) group(s) added or changed, \(removeP2MP.count) removed (each at debug level)")
+        }
         let changed = Set(addIf.map(\.name)).union(removeIf)
         let addedXC = Set(addXC.map(\.name))
         let unchanged = desired.interfaces.filter { !changed.contains($0.name) }.count
@@ -408,6 +415,12 @@ public final class Controller: @unchecked Sendable {
         }
     }
 
+    static let loudStepLimit = 64
+    private var quietSteps = false
+    private func stepLog(_ message: @autoclosure () -> Logger.Message) {
+        if quietSteps { logger.debug(message()) } else { logger.info(message()) }
+    }
+
     /// Do one step; return its inverse.
     private func perform(_ step: Step) throws -> Step {
         let t0 = DispatchTime.now().uptimeNanoseconds
@@ -423,7 +436,7 @@ public final class Controller: @unchecked Sendable {
             let side = try dataplane.addVLAN(uplink: port, id: UInt16(itf.vlanID ?? 0))
             let backend = "vlan \(itf.vlanID ?? 0) on \(up)"
             interfaces[itf.name] = RunningInterface(config: itf, side: side, port: nil, uplink: up, backend: backend)
-            logger.info("interface \(itf.name): \(backend)")
+            stepLog("interface \(itf.name): \(backend)")
             return .removeInterface(itf.name)
         case .addInterface(let itf) where itf.type == .vxlan:
             guard let up = itf.uplink, let u = interfaces[up], let port = u.port else {
@@ -435,7 +448,7 @@ public final class Controller: @unchecked Sendable {
                                               dstPort: UInt16(itf.port ?? node), localPort: UInt16(itf.localPort ?? node))
             let backend = "vxlan on \(up)"
             interfaces[itf.name] = RunningInterface(config: itf, side: side, port: nil, uplink: up, backend: backend)
-            logger.info("interface \(itf.name): \(backend), VNI \(itf.vni ?? 0) to \(itf.remote ?? "")")
+            stepLog("interface \(itf.name): \(backend), VNI \(itf.vni ?? 0) to \(itf.remote ?? "")")
             return .removeInterface(itf.name)
         case .addInterface(let itf):
             let (port, backend) = try attach(itf)
@@ -457,7 +470,7 @@ public final class Controller: @unchecked Sendable {
             }
             interfaces[itf.name] = RunningInterface(config: itf, side: SideID(port), port: port, uplink: nil, backend: backend,
                                                     heldSockets: held)
-            logger.info("interface \(itf.name): \(backend) port \(port)\(itf.underlay.map { " underlay \([$0.ipv4, $0.ipv6].compactMap { $0 }.joined(separator: " "))" } ?? "")")
+            stepLog("interface \(itf.name): \(backend) port \(port)\(itf.underlay.map { " underlay \([$0.ipv4, $0.ipv6].compactMap { $0 }.joined(separator: " "))" } ?? "")")
             return .removeInterface(itf.name)
         case .removeInterface(let name):
             guard let r = interfaces[name] else { throw ApplyError(message: "no interface '\(name)'") }
@@ -469,7 +482,7 @@ public final class Controller: @unchecked Sendable {
                 try dataplane.deleteTunnel(r.side)
             }
             interfaces[name] = nil
-            logger.info("interface \(name) removed")
+            stepLog("interface \(name) removed")
             return .addInterface(r.config)
         case .addCrossConnect(let x):
             guard let a = interfaces[x.a], let b = interfaces[x.b] else {
@@ -477,13 +490,13 @@ public final class Controller: @unchecked Sendable {
             }
             let slot = try dataplane.addCrossConnect(a.side, b.side)
             crossConnects[x.name] = RunningCrossConnect(config: x, slot: slot)
-            logger.info("cross-connect \(x.name): \(x.a) <-> \(x.b)")
+            stepLog("cross-connect \(x.name): \(x.a) <-> \(x.b)")
             return .removeCrossConnect(x.name)
         case .removeCrossConnect(let name):
             guard let r = crossConnects[name] else { throw ApplyError(message: "no cross-connect '\(name)'") }
             try dataplane.deleteCrossConnect(r.slot)
             crossConnects[name] = nil
-            logger.info("cross-connect \(name) removed")
+            stepLog("cross-connect \(name) removed")
             return .addCrossConnect(r.config)
         case .addP2MP(let c):
             func side(_ n: String) throws -> SideID {
@@ -494,7 +507,7 @@ public final class Controller: @unchecked Sendable {
                 let (id, slots) = try dataplane.addReplication(ingress: try side(g.ingress), members: try g.members.map(side),
                                                                cloneMinBytes: UInt32(g.cloneMinBytes))
                 p2mps[g.name] = RunningP2MP(config: c, id: id, slots: Dictionary(uniqueKeysWithValues: zip(g.members, slots)))
-                logger.info("replication group \(g.name): \(g.ingress) -> \(g.members.joined(separator: ", "))")
+                stepLog("replication group \(g.name): \(g.ingress) -> \(g.members.joined(separator: ", "))")
             case .bridge(let d):
                 var st = Dataplane.BridgeSettings()
                 st.macLimit = UInt32(d.macLimit)
@@ -503,14 +516,14 @@ public final class Controller: @unchecked Sendable {
                 let (id, slots) = try dataplane.addBridge(members: try d.members.map { (try side($0.interface), UInt16($0.splitHorizonGroup)) },
                                                           settings: st)
                 p2mps[d.name] = RunningP2MP(config: c, id: id, slots: Dictionary(uniqueKeysWithValues: zip(d.members.map(\.interface), slots)))
-                logger.info("bridge domain \(d.name): \(d.members.map(\.interface).joined(separator: ", "))")
+                stepLog("bridge domain \(d.name): \(d.members.map(\.interface).joined(separator: ", "))")
             }
             return .removeP2MP(c.name)
         case .removeP2MP(let name):
             guard let r = p2mps[name] else { throw ApplyError(message: "no group or domain '\(name)'") }
             try dataplane.deleteP2MP(r.id)
             p2mps[name] = nil
-            logger.info("\(name) removed")
+            stepLog("\(name) removed")
             return .addP2MP(r.config)
         case .updateP2MP(let c):
             guard let r = p2mps[c.name] else { throw ApplyError(message: "no group or domain '\(c.name)'") }
@@ -523,7 +536,7 @@ public final class Controller: @unchecked Sendable {
             let sides = try members.map { (try interfaces[$0.0].orThrow("'\(c.name)' names interface '\($0.0)', which is not running").side, $0.1) }
             let slots = try dataplane.updateP2MP(r.id, members: sides)
             p2mps[c.name] = RunningP2MP(config: c, id: r.id, slots: Dictionary(uniqueKeysWithValues: zip(members.map(\.0), slots)))
-            logger.info("\(c.name): members now \(members.map(\.0).joined(separator: ", "))")
+            stepLog("\(c.name): members now \(members.map(\.0).joined(separator: ", "))")
             return .updateP2MP(r.config)
         }
     }

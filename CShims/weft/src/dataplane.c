@@ -96,7 +96,7 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 	for (uint32_t i = 0; i < WF_MAX_PORTS; i++)
 		dp->ports[i].xc_slot = UINT32_MAX;
 
-	dp->table = calloc(1, sizeof(*dp->table));
+	dp->table = rte_zmalloc("weft_table", sizeof(*dp->table), RTE_CACHE_LINE_SIZE);
 	if (dp->table == NULL)
 		goto fail;
 	for (uint32_t i = 0; i < WF_MAX_PORTS; i++)
