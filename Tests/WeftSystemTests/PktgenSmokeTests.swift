@@ -75,4 +75,52 @@ final class PktgenSmokeTests: SystemTestCase {
         XCTAssertGreaterThanOrEqual(drops.first { $0.reason == "vxlan-unknown-vni" }?.count ?? 0, xt.txPackets / 2)
         XCTAssertEqual(w.stop(), 0)
     }
+    /// Many connections end to end: 300 VXLAN tunnel-to-tunnel cross-connects
+    /// from one file (applied as one change), the generator cycling the VNI
+    /// frame by frame; every connection carries frames and counts them.
+    func testPktgenAcrossManyVXLANConnections() throws {
+        let tag = uniqueTag()
+        let w = Weftd(tag: tag)
+        let n = 300
+        var y = """
+        interfaces:
+          - name: a
+            type: memif
+            socket: \(w.dir)/a.sock
+            mac: "02:77:70:00:00:0a"
+            underlay: {ipv4: 10.254.0.1/24, neighbours: [{ip: 10.254.0.2, mac: "02:77:70:00:01:0a"}]}
+          - name: b
+            type: memif
+            socket: \(w.dir)/b.sock
+            mac: "02:77:70:00:00:0b"
+            underlay: {ipv4: 10.253.0.1/24, neighbours: [{ip: 10.253.0.2, mac: "02:77:70:00:01:0b"}]}
+
+        """
+        for i in 0..<n {
+            y += "  - {name: i\(i), type: vxlan, uplink: b, vni: \(1000 + i), remote: 10.253.0.2}\n"
+            y += "  - {name: o\(i), type: vxlan, uplink: a, vni: \(5000 + i), remote: 10.254.0.2}\n"
+        }
+        y += "cross_connects:\n"
+        for i in 0..<n { y += "  - {name: x\(i), a: i\(i), b: o\(i)}\n" }
+        w.write(y)
+        XCTAssertTrue(w.start(), w.log)
+        XCTAssertTrue(w.log.contains("applied as one change: \(2 * n + 2) interface(s) and \(n) cross-connect(s) added"), w.log)
+        let pktgen = Paths.bin.appendingPathComponent("weft-pktgen").path
+        let a = "net_memif0,role=client,socket=\(w.dir)/a.sock,socket-abstract=no"
+        let b = "net_memif1,role=client,socket=\(w.dir)/b.sock,socket-abstract=no"
+        let r = sh([pktgen, "--tx", b, "--rx", a, "--size", "114", "--vxlan-vni", "1000", "--vxlan-vnis", "\(n)",
+                    "--outer-src", "10.253.0.2", "--outer-dst", "10.253.0.1", "--rate", "200000", "--duration", "1", "--json"],
+                   timeout: 120)
+        XCTAssertEqual(r.status, 0, r.err)
+        let t = try JSONDecoder().decode(Pktgen.Trial.self, from: Data(r.out.utf8))
+        XCTAssertGreaterThan(t.rxPackets, t.txPackets / 2, "re-encapsulated frames reached a: \(r.out)")
+        XCTAssertEqual(t.rxForeign, 0)
+        let xcs = try XCTUnwrap(w.request(.init(command: .showCrossConnects)).crossConnects)
+        XCTAssertEqual(xcs.count, n)
+        let idle = xcs.filter { $0.counters.aToB.packets == 0 }.map(\.name)
+        XCTAssertEqual(idle, [], "connections that carried nothing")
+        let total = xcs.reduce(UInt64(0)) { $0 + $1.counters.aToB.packets }
+        XCTAssertEqual(total, t.rxPackets, "per-connection counters add up to what arrived")
+        XCTAssertEqual(w.stop(), 0)
+    }
 }
