@@ -40,15 +40,8 @@ case $SCENARIO in vxlan-*) VXLAN=1;; *) VXLAN=0;; esac
 UL_MAC=02:77:70:00:00:0b; GEN_UL_MAC=02:77:70:00:00:0a # the DUT's uplink (B) and the generator's
 MACS=${MACS:-1}
 DST=02:77:70:00:00:02
-./scripts/install.sh >/dev/null
-dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
-swift build -c release --product weftd >/dev/null
-swift build -c release --product weftctl >/dev/null
-swift build -c release --product weft-pktgen >/dev/null
-BIN=$(swift build -c release --show-bin-path)
-D=/run/weft/perf-p2p; OUT=$(mktemp -d /tmp/weft-perf.XXXXXX)
-mkdir -p "$D"
+. perf/lib.sh
+perf_prepare p2p
 A="net_memif0,role=client,socket=$D/a.sock,socket-abstract=no"
 B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
 

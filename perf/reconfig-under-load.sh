@@ -14,13 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 ROUNDS=${1:-3}; SECS=${2:-10}; RATE=${3:-1000000}
-./scripts/install.sh >/dev/null
-dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
-for p in weftd weftctl weft-pktgen; do swift build -c release --product $p >/dev/null; done
-BIN=$(swift build -c release --show-bin-path)
-D=/run/weft/perf-reconf; OUT=$(mktemp -d /tmp/weft-reconf.XXXXXX)
-mkdir -p "$D"
+. perf/lib.sh
+perf_prepare reconf
 A="net_memif0,role=client,socket=$D/a.sock,socket-abstract=no"
 B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no"
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }

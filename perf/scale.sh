@@ -22,19 +22,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
-. perf/lib-ovs.sh
+. perf/lib.sh
 ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; COUNTS=${4:-"1 1000 10000 100000"}
 DUTS=${DUTS:-"weft ovs"}
 SIZE=114 VNI0=1000
 UL_A=02:77:70:00:00:0a UL_B=02:77:70:00:00:0b   # the DUT's uplinks
 GEN_A=02:77:70:00:01:0a GEN_B=02:77:70:00:01:0b # the generator's side of each
-./scripts/install.sh >/dev/null
-dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
-for p in weftd weftctl weft-pktgen; do swift build -c release --product $p >/dev/null; done
-BIN=$(swift build -c release --show-bin-path)
-D=/run/weft/perf-scale; OUT=$(mktemp -d /tmp/weft-scale.XXXXXX)
-mkdir -p "$D"
+perf_prepare scale
 A="net_memif0,role=client,socket=$D/a.sock,socket-abstract=no,mac=$GEN_A"
 B="net_memif1,role=client,socket=$D/b.sock,socket-abstract=no,mac=$GEN_B"
 

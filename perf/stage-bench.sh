@@ -4,9 +4,10 @@
 # else), alternating the two contenders round by round; then instructions per
 # packet under callgrind, which do not depend on the machine's noise.
 #   perf/stage-bench.sh [ROUNDS] [ITERATIONS] [STAGE]
-# STAGE p2p (default), vlan or vxlan: the latter two time a round trip through
+# STAGE p2p (default), vlan, vxlan, bridge or replicate: vlan and vxlan time a round trip through
 # a VLAN (push + pop) or VXLAN (encap + decap) tunnel instead of the P2P
-# cross-connect; cycles per packet are the mean of the two directions.
+# cross-connect (cycles per packet: the mean of the two directions); bridge a bridge
+# domain of the two ports; replicate a replication group to 4 members (per ingress frame).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH

@@ -3,7 +3,9 @@
 // ports, in one process, alternating the two contenders round by round.
 // --stage vlan|vxlan: the "xconnect" contender is instead a round trip
 // through a VLAN (push + pop) or VXLAN (encap + decap, IPv4 underlay) tunnel:
-// cycles per packet are the mean of the two directions.
+// cycles per packet are the mean of the two directions. --stage bridge: a
+// bridge domain of the two ports (lookup + learn + unicast); --stage
+// replicate: a replication group from a to 4 members (per ingress frame).
 // See perf/stage-bench.sh and perf/RESULTS.md.
 import Foundation
 import WeftCore
@@ -12,6 +14,7 @@ var rounds = 9, iterations: UInt32 = 200_000, burst: UInt16 = 32, frameSize = 64
 var only: String? = nil
 var inflight = 512
 var stage = "p2p"
+var replicas: [PortID] = []
 var args = CommandLine.arguments.dropFirst().makeIterator()
 while let a = args.next() {
     switch a {
@@ -23,7 +26,7 @@ while let a = args.next() {
     case "--stage": stage = args.next()!
     case "--inflight": inflight = min(Int(args.next()!)!, 1024 - 256) // the test port rings hold 1024
     default:
-        FileHandle.standardError.write(Data("usage: weft-stagebench [--rounds N] [--iterations N] [--burst N] [--frame BYTES] [--only xconnect|baseline] [--inflight FRAMES] [--stage p2p|vlan|vxlan]\n".utf8))
+        FileHandle.standardError.write(Data("usage: weft-stagebench [--rounds N] [--iterations N] [--burst N] [--frame BYTES] [--only xconnect|baseline] [--inflight FRAMES] [--stage p2p|vlan|vxlan|bridge|replicate]\n".utf8))
         exit(2)
     }
 }
@@ -47,8 +50,20 @@ case "vxlan":
     try dp.addStaticNeighbour(b, ip: IPAddress.parse("10.0.0.2")!, mac: [0x02, 0, 0, 0, 0, 0x22])
     let t = try dp.addVXLAN(uplink: b, vni: 100, remote: IPAddress.parse("10.0.0.2")!, dstPort: 4789, localPort: 4789)
     _ = try dp.addCrossConnect(SideID(a), t)
+case "bridge":
+    // A bridge domain of a and b; the frames' destination is a static MAC on b,
+    // their source is learned on a: every frame is a lookup, a learn refresh
+    // and a unicast to b.
+    var bs = Dataplane.BridgeSettings()
+    bs.statics = [(mac: [0x02, 0, 0, 0, 0, 0x02], member: 1)]
+    _ = try dp.addBridge(members: [(SideID(a), 0), (SideID(b), 0)], settings: bs)
+case "replicate":
+    // A replication group: every frame from a to b and three more members
+    // (64-byte frames are copied, below clone_min_bytes); cycles per ingress frame.
+    replicas = try (1...3).map { try dp.createTestPort(name: "br\($0)") } + [b]
+    _ = try dp.addReplication(ingress: SideID(a), members: replicas.map(SideID.init))
 default:
-    FileHandle.standardError.write(Data("--stage must be p2p, vlan or vxlan\n".utf8))
+    FileHandle.standardError.write(Data("--stage must be p2p, vlan, vxlan, bridge or replicate\n".utf8))
     exit(2)
 }
 var frame = [UInt8](repeating: 0, count: frameSize)
@@ -63,7 +78,7 @@ for _ in 0..<inflight { try dp.inject(a, frame: frame) }
 // then gets its own pair of ports, and its frames at the start of each of its
 // rounds (the worker drops what is left there during the next round trip,
 // once: these ports have no cross-connect).
-let (ba, bb) = stage == "p2p" ? (a, b) : (try dp.createTestPort(name: "bc"), try dp.createTestPort(name: "bd"))
+let (ba, bb) = stage == "p2p" || stage == "bridge" ? (a, b) : (try dp.createTestPort(name: "bc"), try dp.createTestPort(name: "bd"))
 
 func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
 
@@ -74,12 +89,14 @@ for r in 0..<rounds {
     // Alternate who goes first, so drift on a noisy machine hits both.
     let order = r % 2 == 0 ? ["baseline", "xconnect"] : ["xconnect", "baseline"]
     for who in order where only == nil || only == who {
-        if who == "baseline" && stage != "p2p" && !baselineFed {
+        if who == "baseline" && stage != "p2p" && stage != "bridge" && !baselineFed {
             for _ in 0..<inflight { try dp.inject(ba, frame: frame) }
         }
-        if stage != "p2p" { baselineFed = who == "baseline" } // a round trip drops them
+        if stage != "p2p" && stage != "bridge" { baselineFed = who == "baseline" } // a round trip drops them
         let (c, p) = who == "baseline" ? try dp.benchIOBaseline(ba, bb, iterations: iterations)
-            : stage == "p2p" ? try dp.benchCrossConnect(a, b, iterations: iterations)
+            : stage == "p2p" || stage == "bridge" ? try dp.benchCrossConnect(a, b, iterations: iterations)
+            : stage == "replicate" ? try { let r = try dp.benchReplicate(ingress: a, members: replicas, iterations: iterations)
+                                           return (cycles: r.cycles, packets: r.frames) }()
             : try dp.benchRoundTrip(pod: a, uplink: b, reflectIPv4: stage == "vxlan", iterations: iterations)
         pair[who] = Double(c) / Double(max(p, 1))
         print("round \(r) \(who): \(p) packets, \(String(format: "%.2f", pair[who]!)) cycles/packet")

@@ -31,9 +31,31 @@ wf_bench_check(struct wf_dataplane *dp, uint16_t a, uint16_t b)
 	return 0;
 }
 
-int
-wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
-		  uint64_t *cycles, uint64_t *packets)
+/* Outside the timed window: frames a tunnel uplink sent go back into its RX,
+ * with the outer IPv4 source and destination swapped when `reflect`. */
+static void
+wf_turn_round(struct wf_dataplane *dp, uint16_t uplink, bool reflect)
+{
+	void *objs[WF_MAX_BURST];
+	unsigned k;
+	while ((k = rte_ring_dequeue_burst(dp->ports[uplink].test_tx, objs, WF_MAX_BURST, NULL)) > 0) {
+		for (unsigned j = 0; reflect && j < k; j++) {
+			uint8_t *f = rte_pktmbuf_mtod((struct rte_mbuf *)objs[j], uint8_t *);
+			uint8_t tmp[4];
+			memcpy(tmp, f + 26, 4);
+			memcpy(f + 26, f + 30, 4);
+			memcpy(f + 30, tmp, 4);
+		}
+		rte_ring_enqueue_burst(dp->ports[uplink].test_rx, objs, k, NULL);
+	}
+}
+
+enum wf_bench_loop { WF_LOOP_XCONNECT, WF_LOOP_ROUNDTRIP, WF_LOOP_ROUNDTRIP_VXLAN };
+
+/* Timed worker polls; between them, frames are put back where they restart. */
+static int
+wf_bench_polls(struct wf_dataplane *dp, uint16_t a, uint16_t b, enum wf_bench_loop loop,
+	       uint32_t iterations, uint64_t *cycles, uint64_t *packets)
 {
 	int rc = wf_bench_check(dp, a, b);
 	if (rc)
@@ -47,12 +69,24 @@ wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iteration
 		uint64_t t1 = rte_rdtsc_precise();
 		c += t1 - t0;
 		p += n;
-		wf_recycle(dp, b, a);
+		if (loop == WF_LOOP_XCONNECT) {
+			wf_recycle(dp, b, a);
+		} else {
+			wf_recycle(dp, a, a);
+			wf_turn_round(dp, b, loop == WF_LOOP_ROUNDTRIP_VXLAN);
+		}
 	}
 	rte_rcu_qsbr_thread_offline(dp->qs, 0);
 	*cycles = c;
 	*packets = p;
 	return 0;
+}
+
+int
+wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
+		  uint64_t *cycles, uint64_t *packets)
+{
+	return wf_bench_polls(dp, a, b, WF_LOOP_XCONNECT, iterations, cycles, packets);
 }
 
 /* Kept out of line so callgrind can count it alone (--toggle-collect). */
@@ -135,34 +169,6 @@ int
 wf_bench_roundtrip(wf_dataplane_t *dp, uint16_t pod, uint16_t uplink, uint8_t reflect_ipv4,
 		   uint32_t iterations, uint64_t *cycles, uint64_t *packets)
 {
-	int rc = wf_bench_check(dp, pod, uplink);
-	if (rc)
-		return rc;
-	struct wf_worker *w = &dp->workers[0];
-	uint64_t c = 0, p = 0;
-	void *objs[WF_MAX_BURST];
-	rte_rcu_qsbr_thread_online(dp->qs, 0);
-	for (uint32_t i = 0; i < iterations; i++) {
-		uint64_t t0 = rte_rdtsc_precise();
-		uint16_t n = wf_worker_poll(w);
-		uint64_t t1 = rte_rdtsc_precise();
-		c += t1 - t0;
-		p += n;
-		wf_recycle(dp, pod, pod);
-		unsigned k;
-		while ((k = rte_ring_dequeue_burst(dp->ports[uplink].test_tx, objs, WF_MAX_BURST, NULL)) > 0) {
-			for (unsigned j = 0; reflect_ipv4 && j < k; j++) {
-				uint8_t *f = rte_pktmbuf_mtod((struct rte_mbuf *)objs[j], uint8_t *);
-				uint8_t tmp[4];
-				memcpy(tmp, f + 26, 4);
-				memcpy(f + 26, f + 30, 4);
-				memcpy(f + 30, tmp, 4);
-			}
-			rte_ring_enqueue_burst(dp->ports[uplink].test_rx, objs, k, NULL);
-		}
-	}
-	rte_rcu_qsbr_thread_offline(dp->qs, 0);
-	*cycles = c;
-	*packets = p;
-	return 0;
+	return wf_bench_polls(dp, pod, uplink, reflect_ipv4 ? WF_LOOP_ROUNDTRIP_VXLAN : WF_LOOP_ROUNDTRIP,
+			      iterations, cycles, packets);
 }

@@ -1,6 +1,21 @@
-# Sourced by the perf scripts: start and stop a private OVS-DPDK instance
-# (its own ovsdb, run and log directory under $1) pinned like the other DUTs:
-# main thread on core 0, one PMD thread on core 1.
+# Sourced by the perf scripts.
+
+# perf_prepare NAME: install what the benchmarks need (hugepages, OVS-DPDK),
+# build the release binaries; sets BIN, D (/run/weft/perf-NAME, sockets) and
+# OUT (a fresh log directory).
+perf_prepare() {
+  ./scripts/install.sh >/dev/null
+  dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "ok installed" || {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openvswitch-switch-dpdk >/dev/null; }
+  local p
+  for p in weftd weftctl weft-pktgen; do swift build -c release --product $p >/dev/null; done
+  BIN=$(swift build -c release --show-bin-path)
+  D=/run/weft/perf-$1; OUT=$(mktemp -d /tmp/weft-$1.XXXXXX)
+  mkdir -p "$D"
+}
+
+# A private OVS-DPDK instance (its own ovsdb, run and log directory) pinned
+# like the other DUTs: main thread on core 0, one PMD thread on core 1.
 
 # ovs_start DIR FILE_PREFIX: sets OVS_DB (ovsdb socket), OVS_CTL (vswitchd
 # control socket) and OVS_DIR; br0 exists (netdev datapath), no ports.
