@@ -12,6 +12,10 @@ perf_prepare() {
   BIN=$(swift build -c release --show-bin-path)
   D=/run/weft/perf-$1; OUT=$(mktemp -d /tmp/weft-$1.XXXXXX)
   mkdir -p "$D"
+  # However the script ends: no DUT left running (weftd's config and OVS's
+  # pid files live in $OUT), no OVS tap device left holding an address.
+  trap 'pkill -f -- "$OUT/" 2>/dev/null || true
+        for l in br-phy br-phy-a br-phy-b br0 ovs-netdev; do ip link del $l 2>/dev/null || true; done' EXIT
 }
 
 # A private OVS-DPDK instance (its own ovsdb, run and log directory) pinned

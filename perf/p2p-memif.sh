@@ -123,26 +123,17 @@ run_testpmd() {
 }
 
 run_ovs() {
-  export OVS_RUNDIR=$OUT/ovs OVS_DBDIR=$OUT/ovs OVS_LOGDIR=$OUT/ovs
-  rm -rf "$OUT/ovs"; mkdir -p "$OUT/ovs"
-  local db=unix:$OUT/ovs/db.sock
-  ovsdb-tool create "$OUT/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-server --remote=punix:$OUT/ovs/db.sock --pidfile=$OUT/ovs/ovsdb.pid --detach --log-file=$OUT/ovs/ovsdb.log "$OUT/ovs/conf.db"
-  ovs-vsctl --db=$db --no-wait init
-  ovs-vsctl --db=$db --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
-    other_config:pmd-cpu-mask=0x2 other_config:dpdk-socket-mem=512 "other_config:dpdk-extra=--no-pci --file-prefix=perf-ovs"
-  /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk $db --pidfile=$OUT/ovs/vswitchd.pid --detach --log-file=$OUT/ovs/vswitchd.log
-  ovs-vsctl --db=$db add-br br0 -- set bridge br0 datapath_type=netdev
+  ovs_start "$OUT/ovs" perf-ovs
+  local db=$OVS_DB
   ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
   [ "$VXLAN" = 1 ] || ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
-  ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
   if [ "$SCENARIO" = bridge ]; then
     for n in 1 2; do
       ovs-vsctl --db=$db add-port br0 n$n -- set Interface n$n type=dpdk "options:dpdk-devargs=net_null_p$n,no-rx=1"
     done
     ovs-vsctl --db=$db set bridge br0 other_config:mac-table-size=4096
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "actions=NORMAL"
-    ovs-appctl -t "$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl" fdb/add br0 b 0 "$DST" >/dev/null
+    ovs-appctl -t "$OVS_CTL" fdb/add br0 b 0 "$DST" >/dev/null
   elif [ "$SCENARIO" = replicate ]; then
     for n in 1 2 3; do
       ovs-vsctl --db=$db add-port br0 n$n -- set Interface n$n type=dpdk "options:dpdk-devargs=net_null_p$n,no-rx=1"
@@ -158,9 +149,8 @@ run_ovs() {
     ovs-vsctl --db=$db add-port br-phy b -- set Interface b type=dpdk \
       "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no,mac=$UL_MAC"
     ip addr add 10.253.0.1/24 dev br-phy; ip link set br-phy up
-    local ctl0; ctl0=$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl
-    ovs-appctl -t "$ctl0" ovs/route/add 10.253.0.1/24 br-phy >/dev/null
-    ovs-appctl -t "$ctl0" tnl/neigh/set br-phy 10.253.0.2 $GEN_UL_MAC >/dev/null
+    ovs-appctl -t "$OVS_CTL" ovs/route/add 10.253.0.1/24 br-phy >/dev/null
+    ovs-appctl -t "$OVS_CTL" tnl/neigh/set br-phy 10.253.0.2 $GEN_UL_MAC >/dev/null
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:vx"
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=vx,actions=output:a"
   elif [ "$SCENARIO" = vlan ] || [ "$SCENARIO" = vlan-push ]; then
@@ -170,16 +160,13 @@ run_ovs() {
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:b"
     ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
   fi
-  local ctl; ctl=$OUT/ovs/ovs-vswitchd-dpdk.$(cat $OUT/ovs/vswitchd.pid).ctl
+  local ctl=$OVS_CTL
   sleep 1
   ovs-appctl -t "$ctl" dpif-netdev/pmd-stats-clear >/dev/null
   # OVS sends on one TX queue per PMD thread plus one: the client needs as many RX queues.
   local t; t=$(pktgen 2)
   local cpp; cpp=$(ovs-appctl -t "$ctl" dpif-netdev/pmd-stats-show | grep -o 'avg processing cycles per packet: [0-9.]*' | head -1 | awk '{print $NF}')
-  kill $(cat $OUT/ovs/vswitchd.pid) $(cat $OUT/ovs/ovsdb.pid) 2>/dev/null || true
-  sleep 1
-  # The netdev datapath's tap devices outlive ovs-vswitchd: remove them (br-phy holds an address).
-  for l in br-phy br0 ovs-netdev; do ip link del $l 2>/dev/null || true; done
+  ovs_stop br-phy
   echo "$t" > "$OUT/ovs.json"; echo "$cpp"
 }
 

@@ -53,28 +53,16 @@ churn_weft() { # runs until killed; counts changes in $OUT/changes
 
 OVSDB=""
 start_ovs() {
-  export OVS_RUNDIR=$OUT/ovs OVS_DBDIR=$OUT/ovs OVS_LOGDIR=$OUT/ovs
-  rm -rf "$OUT/ovs"; mkdir -p "$OUT/ovs"
-  OVSDB=unix:$OUT/ovs/db.sock
-  ovsdb-tool create "$OUT/ovs/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-server --remote=punix:$OUT/ovs/db.sock --pidfile=$OUT/ovs/ovsdb.pid --detach --log-file=$OUT/ovs/ovsdb.log "$OUT/ovs/conf.db"
-  ovs-vsctl --db=$OVSDB --no-wait init
-  ovs-vsctl --db=$OVSDB --no-wait set Open_vSwitch . other_config:dpdk-init=true other_config:dpdk-lcore-mask=0x1 \
-    other_config:pmd-cpu-mask=0x2 other_config:dpdk-socket-mem=512 "other_config:dpdk-extra=--no-pci --file-prefix=perf-reconf-ovs"
-  /usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk $OVSDB --pidfile=$OUT/ovs/vswitchd.pid --detach --log-file=$OUT/ovs/vswitchd.log
-  ovs-vsctl --db=$OVSDB add-br br0 -- set bridge br0 datapath_type=netdev
+  ovs_start "$OUT/ovs" perf-reconf-ovs
+  OVSDB=$OVS_DB
   ovs-vsctl --db=$OVSDB add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
   ovs-vsctl --db=$OVSDB add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
-  ovs-ofctl del-flows unix:$OUT/ovs/br0.mgmt
   ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=a,actions=output:b"
   ovs-ofctl add-flow unix:$OUT/ovs/br0.mgmt "in_port=b,actions=output:a"
   for _ in $(seq 100); do [ -S "$D/a.sock" ] && [ -S "$D/b.sock" ] && break; sleep 0.1; done
   sleep 1
 }
-stop_ovs() {
-  kill $(cat $OUT/ovs/vswitchd.pid) $(cat $OUT/ovs/ovsdb.pid) 2>/dev/null || true; sleep 1
-  for l in br0 ovs-netdev; do ip link del $l 2>/dev/null || true; done
-}
+stop_ovs() { ovs_stop; }
 churn_ovs() {
   local n=0 k=0 m=unix:$OUT/ovs/br0.mgmt
   while :; do
