@@ -218,4 +218,25 @@ final class ScaleStageTests: XCTestCase {
             try dp.deleteCrossConnect(x)
         }
     }
+
+    /// An uplink removed in the same held change as its tunnels takes its
+    /// static neighbours with it (the tunnels still counted as their users
+    /// until a publish), so a later underlay on that port does not inherit one.
+    func testUnderlayClearedWhileHeldTakesItsStaticNeighbours() throws {
+        try setUp(maxCrossConnects: 16)
+        let t = try dp.addVXLAN(uplink: up, vni: 5, remote: peer4, dstPort: 4789, localPort: 4789)
+        XCTAssertEqual(dp.neighbours().filter { $0.port == up.raw }.count, 1)
+        dp.hold()
+        try dp.deleteTunnel(t)
+        try dp.clearUnderlay(up)
+        try dp.release()
+        XCTAssertEqual(dp.neighbours().filter { $0.port == up.raw }, [], "static neighbour left behind")
+        var u = Dataplane.Underlay()
+        u.ipv4 = (ip4, 24)
+        u.vxlanPorts = [4789]
+        try dp.setUnderlay(up, u)
+        _ = try dp.addVXLAN(uplink: up, vni: 5, remote: peer4, dstPort: 4789, localPort: 4789)
+        let n = try XCTUnwrap(dp.neighbours().first { $0.port == up.raw })
+        XCTAssertNotEqual(n.state, "static", "the old static MAC came back")
+    }
 }

@@ -137,6 +137,13 @@ wf_underlay_clear(wf_dataplane_t *dp, uint16_t port)
 			wf_set_error("%s carries VXLAN tunnels; remove them first", dp->ports[port].devname);
 			return -EBUSY;
 		}
+	/* Tunnels removed while publishing was held still count as users of their
+	 * neighbours: publish first, so the static neighbours below can go. */
+	if (dp->n_retiring > 0) {
+		int rc = wf_table_publish(dp);
+		if (rc != 0)
+			return rc;
+	}
 	pthread_mutex_lock(&dp->ul_lock);
 	struct wf_underlay *old = dp->ul_ctl[port];
 	dp->ul_ctl[port] = NULL;
