@@ -119,12 +119,14 @@ void wf_dp_destroy(wf_dataplane_t *dp);
 
 /*
  * Batch a set of changes: between wf_dp_hold and wf_dp_release, additions
- * (ports, tunnels, cross-connects, groups, underlays) change the control
- * state only, and the workers' table is rebuilt and published once at
- * release, so a large configuration costs one rebuild and the workers see
- * it whole. Removals still publish at once. Holds nest. wf_dp_release
- * returns the publish's error; the additions are then in the control state
- * but not published (the caller rolls them back).
+ * (ports, tunnels, cross-connects, groups, underlays) and removals of
+ * cross-connects and tunnels change the control state only, and the
+ * workers' table is rebuilt and published once at release, so a large
+ * configuration costs one rebuild and the workers see it whole. A removed
+ * slot is not reused before that publish. Removing a port, a group or an
+ * underlay still publishes at once (taking what is pending with it). Holds
+ * nest. wf_dp_release returns the publish's error; the changes are then in
+ * the control state but not published (the caller rolls them back).
  */
 int wf_dp_hold(wf_dataplane_t *dp);
 int wf_dp_release(wf_dataplane_t *dp);

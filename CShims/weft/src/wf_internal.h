@@ -278,9 +278,10 @@ struct wf_dataplane {
 	volatile uint8_t ul_stop;
 	uint32_t name_seq;
 
-	/* Publishing held (wf_dp_hold): additions are published together at
-	 * wf_dp_release; removals still publish at once (workers must stop
-	 * using what goes before it is reused). */
+	/* Publishing held (wf_dp_hold): changes are published together at
+	 * wf_dp_release. Removed cross-connect and tunnel slots are marked
+	 * retiring and not reused before that publish; removing a port, a
+	 * group or an underlay publishes at once. */
 	uint32_t hold;
 	bool pending;
 	uint32_t n_retiring; /* cross-connect and tunnel slots waiting for a publish */
