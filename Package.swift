@@ -15,7 +15,7 @@ let dpdkCFlags: [String] = [
 let dpdkLibs = [
     "rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_rcu",
     "rte_net", "rte_kvargs", "rte_telemetry", "rte_net_ring", "rte_bus_vdev",
-    "mnl",
+    "mnl", "bpf", "xdp",
 ]
 
 let package = Package(
@@ -44,7 +44,7 @@ let package = Package(
             path: "CShims/weft",
             sources: ["src"],
             publicHeadersPath: "include",
-            cSettings: [.unsafeFlags(dpdkCFlags)],
+            cSettings: [.headerSearchPath("src"), .unsafeFlags(dpdkCFlags)],
             linkerSettings: dpdkLibs.map { .linkedLibrary($0) }
         ),
         .target(
@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftNSMTests",
-            dependencies: ["WeftNSM", "WeftNSMProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["WeftNSM", "WeftCore", "WeftNSMProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

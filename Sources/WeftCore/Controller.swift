@@ -21,6 +21,9 @@ public struct InterfaceStatus: Codable, Equatable, Sendable {
     public var counters: InterfaceCounters
     /// TX offloads in use (e.g. "ipv4-cksum" for VXLAN outer headers).
     public var offloads: [String] = []
+    /// What the driver did or could not do: offloads turned off on a veth peer,
+    /// why `kernel` runs on AF_PACKET, the XDP mode.
+    public var note: String = ""
 }
 
 public struct CrossConnectStatus: Codable, Equatable, Sendable {
@@ -139,7 +142,15 @@ public final class Controller: @unchecked Sendable {
     var interfaces: [String: RunningInterface] = [:]
     var crossConnects: [String: RunningCrossConnect] = [:]
     var deviceSeq = 0
+    /// Why a `kernel` interface runs on AF_PACKET instead of AF_XDP.
+    var fallbacks: [String: String] = [:]
     let state: RuntimeState?
+
+    /// The reason of a fallback, short enough for a table cell.
+    static func shortReason(_ error: Error) -> String {
+        if let d = error as? DataplaneError { return String(cString: strerror(d.errno)) }
+        return "\(error)"
+    }
 
     public init(base: WeftConfig, dataplane: Dataplane, logger: Logger, state: RuntimeState?) {
         precondition(base.vxlanPort > 0, "validated configuration")
@@ -554,16 +565,30 @@ public final class Controller: @unchecked Sendable {
         switch itf.type {
         case .ring:
             return (try dataplane.createTestPort(name: device), "ring")
-        case .kernel:
-            // AF_XDP where the kernel and driver allow it; otherwise AF_PACKET, and say so.
-            let xdp = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers, kernelBackend: .afXDP)
+        case .memif:
+            var m = Dataplane.MemifSettings(socket: Realizer.memifSocket(itf, runtimeDir: running.admin.runtimeDir))
+            m.abstract = itf.abstract == true
+            m.client = itf.role == .client
+            m.id = UInt32(itf.id ?? 0)
+            m.secret = itf.secret
+            m.netns = itf.netns
+            m.rxQueues = rxq
+            m.mac = itf.mac.flatMap(parseMAC)
+            m.mtu = mtu
+            return (try dataplane.attachMemif(m), "memif")
+        case .afPacket, .afXDP, .kernel:
+            if let mtu = itf.mtu { try Realizer.setKernelMTU(itf.iface ?? "", netns: itf.netns, mtu: mtu) }
+            if itf.type == .afPacket {
+                return (try dataplane.attachKernel(ifname: itf.iface ?? "", netns: itf.netns, backend: .afPacket, rxQueues: rxq), "af_packet")
+            }
             do {
-                return (try dataplane.attach(devargs: xdp, rxQueues: rxq, mtu: mtu, netns: itf.netns), "af_xdp")
-            } catch {
-                logger.warning("interface \(itf.name): AF_XDP unavailable on \(itf.iface ?? "?") (\(error)); falling back to AF_PACKET")
-                deviceSeq += 1
-                let pkt = Realizer.devargs(itf, device: "w\(deviceSeq)", runtimeDir: running.admin.runtimeDir, workers: workers, kernelBackend: .afPacket)
-                return (try dataplane.attach(devargs: pkt, rxQueues: rxq, mtu: mtu, netns: itf.netns), "af_packet (af_xdp unavailable)")
+                return (try dataplane.attachKernel(ifname: itf.iface ?? "", netns: itf.netns, backend: .afXDP, rxQueues: rxq), "af_xdp")
+            } catch where itf.type == .kernel {
+                // AF_XDP where the kernel and driver allow it; otherwise AF_PACKET, and say why.
+                logger.warning("interface \(itf.name): AF_XDP unavailable on \(itf.iface ?? "?") (\(error)); using AF_PACKET")
+                let port = try dataplane.attachKernel(ifname: itf.iface ?? "", netns: itf.netns, backend: .afPacket, rxQueues: rxq)
+                fallbacks[itf.name] = "\(error)"
+                return (port, "af_packet (af_xdp: \(Self.shortReason(error)))")
             }
         default:
             let args = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers)
@@ -607,7 +632,9 @@ public final class Controller: @unchecked Sendable {
                 link: info.map { $0.linkUp ? "up" : "down" } ?? "unknown", mtu: info?.mtu ?? 0,
                 rxQueues: r.port == nil ? 0 : info?.rxQueues ?? 0, rxWorkers: r.port == nil ? [] : info?.rxWorkers ?? [],
                 crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? InterfaceCounters(),
-                offloads: r.port != nil && info?.txIPv4ChecksumOffload == true ? ["ipv4-cksum"] : [])
+                offloads: r.port != nil && info?.txIPv4ChecksumOffload == true ? ["ipv4-cksum"] : [],
+                note: r.port == nil ? "" : [info?.note ?? "", fallbacks[cfg.name].map { "AF_XDP not used: \($0)" } ?? ""]
+                    .filter { !$0.isEmpty }.joined(separator: "; "))
         }
     }
 
@@ -641,7 +668,9 @@ public final class Controller: @unchecked Sendable {
             var by: [String: UInt64] = [:]
             for i in ifs { if let n = i.counters.drops[reason.name], n > 0 { by[i.name] = n } }
             // Node-wide totals come from the workers: they outlive removed interfaces.
-            let total = workers.reduce(0) { $0 + ($1.drops[reason.name] ?? 0) }
+            // The kernel's own ring drops are counted by the drivers, per interface.
+            var total = workers.reduce(0) { $0 + ($1.drops[reason.name] ?? 0) }
+            if reason.name == "rx-ring-full" { total += by.values.reduce(0, +) }
             return DropStatus(reason: reason.name, description: reason.description, count: total, byInterface: by)
         }
     }

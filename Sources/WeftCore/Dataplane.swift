@@ -125,6 +125,13 @@ public struct PortInfo: Equatable, Sendable {
     public var mtu: UInt16
     public var rxWorkers: [UInt32]
     public var txIPv4ChecksumOffload: Bool
+    /// What the driver did or could not do (offloads, fallbacks), for `show interfaces`.
+    public var note: String = ""
+}
+
+/// Weft's own drivers for kernel interfaces.
+public enum KernelBackend: String, Codable, Sendable {
+    case afXDP = "af_xdp", afPacket = "af_packet"
 }
 
 /// Typed wrapper over the C core. Not thread-safe: one control thread (the
@@ -195,6 +202,106 @@ public final class Dataplane {
         return PortID(port)
     }
 
+    /// A kernel interface through Weft's own AF_PACKET or AF_XDP driver (no DPDK port).
+    /// `fixPeerChecksum`: AF_XDP cannot see partial checksums, so a veth peer's TX
+    /// checksum offload is turned off (and the port's note says so).
+    public func attachKernel(ifname: String, netns: String? = nil, backend: KernelBackend, rxQueues: UInt16 = 1,
+                             promiscuous: Bool = true, fixPeerChecksum: Bool = true) throws -> PortID {
+        var port: UInt16 = 0
+        let rc = ifname.withCString { n -> Int32 in
+            withOptionalCString(netns) { ns in
+                var req = wf_kif_attach()
+                req.ifname = n
+                req.netns = ns
+                req.backend = UInt8(backend == .afPacket ? WF_KIF_AF_PACKET.rawValue : WF_KIF_AF_XDP.rawValue)
+                req.promiscuous = promiscuous ? 1 : 0
+                req.rx_queues = rxQueues
+                req.fix_peer_csum = fixPeerChecksum ? 1 : 0
+                return wf_kif_attach(dp, &req, &port)
+            }
+        }
+        try check(rc, "attach \(backend.rawValue)", ifname + (netns.map { " in \($0)" } ?? ""))
+        return PortID(port)
+    }
+
+    /// A memif interface through Weft's own driver (no DPDK port).
+    public struct MemifSettings: Sendable {
+        public var socket: String
+        public var abstract = false
+        public var client = false
+        public var id: UInt32 = 0
+        public var secret: String?
+        public var netns: String?
+        public var ipMode = false
+        public var rxQueues: UInt16 = 1
+        public var mac: [UInt8]?
+        public var mtu: UInt16 = 0
+        public var log2RingSize: UInt8 = 0
+        public var bufferSize: UInt16 = 0
+        public init(socket: String) { self.socket = socket }
+    }
+
+    public func attachMemif(_ m: MemifSettings) throws -> PortID {
+        var port: UInt16 = 0
+        let rc = m.socket.withCString { sock in
+            withOptionalCString(m.netns) { ns in
+                withOptionalCString(m.secret) { sec -> Int32 in
+                    var c = wf_memif_cfg()
+                    c.socket = sock
+                    c.netns = ns
+                    c.secret = sec
+                    c.id = m.id
+                    c.client = m.client ? 1 : 0
+                    c.abstract = m.abstract ? 1 : 0
+                    c.ip_mode = m.ipMode ? 1 : 0
+                    c.log2_ring = m.log2RingSize
+                    c.rx_queues = m.rxQueues
+                    c.buffer_size = m.bufferSize
+                    c.mtu = m.mtu
+                    if let mac = m.mac, mac.count == 6 {
+                        withUnsafeMutableBytes(of: &c.mac) { $0.copyBytes(from: mac) }
+                    }
+                    return wf_memif_attach(dp, &c, &port)
+                }
+            }
+        }
+        // The secret never goes into an error or a log line.
+        try check(rc, "attach memif \(m.client ? "client" : "server")", "\(m.abstract ? "@" : "")\(m.socket) id \(m.id)")
+        return PortID(port)
+    }
+
+    public struct MemifStatus: Codable, Equatable, Sendable {
+        public var connected: Bool
+        public var rxRings: Int
+        public var txRings: Int
+        public var peer: String
+        public var lastReason: String
+        /// Control-channel events of this interface, and of its socket before a peer named an interface.
+        public var events: [String: UInt64]
+        public var socketEvents: [String: UInt64]
+    }
+
+    public func memifStatus(_ port: PortID) -> MemifStatus? {
+        var s = wf_memif_stats()
+        guard wf_memif_stats(dp, port.raw, &s) == 0 else { return nil }
+        func events<T>(_ t: T) -> [String: UInt64] {
+            withUnsafeBytes(of: t) { raw in
+                var m: [String: UInt64] = [:]
+                for (i, v) in raw.bindMemory(to: UInt64.self).enumerated() where v != 0 {
+                    if let n = wf_memif_event_name(UInt32(i)) { m[String(cString: n)] = v }
+                }
+                return m
+            }
+        }
+        return MemifStatus(connected: s.connected != 0, rxRings: Int(s.rx_rings), txRings: Int(s.tx_rings),
+                           peer: cString(s.peer_name), lastReason: cString(s.last_reason),
+                           events: events(s.events), socketEvents: events(s.socket_events))
+    }
+
+    /// Stage tests: the events thread's work, on the calling thread.
+    @discardableResult
+    public func serviceEvents(timeoutMs: Int32 = 0) -> Int { Int(wf_events_service(dp, timeoutMs)) }
+
     public func createTestPort(name: String) throws -> PortID {
         var port: UInt16 = 0
         try check(wf_testport_create(dp, name, &port), "create ring port", name)
@@ -213,7 +320,7 @@ public final class Dataplane {
         return PortInfo(deviceName: cString(i.name), driver: cString(i.driver), mac: mac,
                         linkUp: i.link_up != 0, speedMbps: i.link_speed_mbps,
                         rxQueues: i.rx_queues, txQueues: i.tx_queues, mtu: i.mtu, rxWorkers: workers,
-                        txIPv4ChecksumOffload: i.tx_ip4_cksum_offload != 0)
+                        txIPv4ChecksumOffload: i.tx_ip4_cksum_offload != 0, note: cString(i.note))
     }
 
     @discardableResult

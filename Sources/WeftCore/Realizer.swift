@@ -6,8 +6,6 @@ import CWeft
 /// checks against the machine made before anything is applied, and what it
 /// leaves on the machine (socket files, kernel devices) for cleanup.
 public enum Realizer {
-    public enum KernelBackend: String, Codable, Sendable { case afXDP = "af_xdp", afPacket = "af_packet" }
-
     /// The memif socket of an interface: configured, or one per interface in the runtime dir.
     public static func memifSocket(_ itf: InterfaceConfig, runtimeDir: String) -> String {
         itf.socket ?? "\(runtimeDir)/memif-\(itf.name).sock"
@@ -68,9 +66,7 @@ public enum Realizer {
     }
 
     /// DPDK devargs for an interface. `device` is a unique DPDK device suffix.
-    public static func devargs(_ itf: InterfaceConfig, device: String, runtimeDir: String, workers: Int,
-                               kernelBackend: KernelBackend = .afPacket) -> String {
-        let q = max(itf.rxQueues ?? 1, workers)
+    public static func devargs(_ itf: InterfaceConfig, device: String, runtimeDir: String, workers: Int) -> String {
         switch itf.type {
         case .memif:
             var a = "net_memif_\(device),role=\((itf.role ?? .server).rawValue),id=\(itf.id ?? 0)"
@@ -79,14 +75,8 @@ public enum Realizer {
             if let s = itf.secret { a += ",secret=\(s)" }
             if let m = itf.mac { a += ",mac=\(m)" }
             return a
-        case .afPacket:
-            return "net_af_packet_\(device),iface=\(itf.iface!),qpairs=\(q)"
-        case .afXDP:
-            return "net_af_xdp_\(device),iface=\(itf.iface!),start_queue=0,queue_count=\(q)"
-        case .kernel:
-            return kernelBackend == .afXDP
-                ? "net_af_xdp_\(device),iface=\(itf.iface!),start_queue=0,queue_count=\(q)"
-                : "net_af_packet_\(device),iface=\(itf.iface!),qpairs=\(q)"
+        case .afPacket, .afXDP, .kernel:
+            preconditionFailure("kernel interfaces are Weft's own drivers, not DPDK devargs")
         case .tap:
             var a = "net_tap_\(device),iface=\(tapName(itf))"
             if let m = itf.mac { a += ",mac=\(m)" }
@@ -116,6 +106,15 @@ public enum Realizer {
         }
         unlink(path)
         return true
+    }
+
+    /// The `mtu` of a kernel interface Weft attaches: set on the interface itself.
+    static func setKernelMTU(_ ifname: String, netns: String?, mtu: Int) throws {
+        let nl = try Netlink(netns: netns)
+        guard let i = try nl.index(of: ifname) else {
+            throw ApplyError(message: "kernel interface '\(ifname)' does not exist")
+        }
+        if try nl.link(i).mtu != UInt32(mtu) { try nl.set(i, mtu: UInt32(mtu)) }
     }
 
     /// NSM's device-selector file (NSM_DEVICE_SELECTOR_FILE): `via` label -> host NIC name.

@@ -127,6 +127,11 @@ final class Plumbing {
             guard let hi = try root.index(of: host), let pi = try pod.index(of: podName) else {
                 throw NSMError(.internalError, "kernel interface", "veth \(host)/\(podName) vanished after creation")
             }
+            // The pod's stack must hand over complete frames: with TX checksum offload on,
+            // a veth passes partial checksums (and, with it, TSO super-frames) to whatever
+            // reads its peer. NSM's own kernel forwarders turn it off on both ends too.
+            _ = try step("turn off TX checksum offload on \(podName) in \(ns)") { try pod.setTxChecksum(podName, false) }
+            _ = try step("turn off TX checksum offload on \(host)") { try root.setTxChecksum(host, false) }
             try step("configure \(host)") { try root.set(hi, alias: Names.hostAlias(forwarderName, connectionID, side), up: true) }
             try step("configure \(podName) in \(ns)") { try pod.set(pi, alias: podAlias, up: true) }
             let mac = (try? pod.link(pi).mac) ?? []

@@ -240,10 +240,6 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "m", type: .memif, role: .client, socket: "pod-x", abstract: true, id: 7, secret: "s3"),
                                         device: "w2", runtimeDir: rd, workers: 1),
                        "net_memif_w2,role=client,id=7,socket=pod-x,socket-abstract=yes,secret=s3")
-        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "k", type: .afPacket, iface: "veth0"), device: "w3", runtimeDir: rd, workers: 2),
-                       "net_af_packet_w3,iface=veth0,qpairs=2")
-        XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "k", type: .kernel, iface: "veth0"), device: "w4", runtimeDir: rd, workers: 1, kernelBackend: .afXDP),
-                       "net_af_xdp_w4,iface=veth0,start_queue=0,queue_count=1")
         XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "tapper-long-name", type: .tap), device: "w5", runtimeDir: rd, workers: 1),
                        "net_tap_w5,iface=wf-tapper-long-")
         XCTAssertEqual(Realizer.devargs(InterfaceConfig(name: "n", type: .pci, pci: "0000:05:00.0", devargs: "rxq_cqe_comp_en=0"),

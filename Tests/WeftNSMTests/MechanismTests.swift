@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import WeftNSM
+import WeftCore
 import WeftNSMProto
 #if canImport(Glibc)
 import Glibc

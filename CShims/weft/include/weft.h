@@ -43,14 +43,20 @@ extern "C" {
 	X(VXLAN_BAD_FLAGS, "vxlan-bad-flags", "VXLAN header without the I (valid VNI) flag") \
 	X(VXLAN_UNKNOWN_VNI, "vxlan-unknown-vni", "VXLAN VNI (on that UDP port) matches no tunnel") \
 	X(VXLAN_UNKNOWN_SOURCE, "vxlan-unknown-source", "VXLAN from a source address the VNI's tunnel does not name (anti-spoofing)") \
-	X(MTU_EXCEEDED, "mtu-exceeded", "inner frame too large for the uplink MTU after encapsulation") \
+	X(MTU_EXCEEDED, "mtu-exceeded", "frame too large for the egress interface's MTU (after any encapsulation)") \
 	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet") \
 	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
 	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
 	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)") \
 	X(REPLICA_ALLOC, "replica-alloc", "no mbuf for a replica (pool exhausted)")  \
 	X(MAC_LIMIT, "mac-limit", "bridge frame from a new MAC past the domain's MAC limit") \
-	X(BRIDGE_FILTER, "bridge-filter", "bridge frame for its own ingress member or its split-horizon group")
+	X(BRIDGE_FILTER, "bridge-filter", "bridge frame for its own ingress member or its split-horizon group") \
+	X(BAD_CSUM_OFFLOAD, "bad-checksum-offload", "partial checksum the kernel handed over whose offsets lie outside the frame") \
+	X(OVERSIZE_GSO, "oversize-gso", "super-frame (GSO) Weft cannot segment: unsupported type or headers that do not match") \
+	X(RX_TRUNCATED, "rx-truncated", "frame longer than the receive ring's slot (the kernel cut it)") \
+	X(RX_RING_FULL, "rx-ring-full", "dropped by the kernel: the interface's receive ring was full") \
+	X(NO_MBUF, "no-mbuf", "no packet buffer to receive or segment into (pool exhausted)") \
+	X(PEER_BAD_DESC, "peer-bad-descriptor", "a memif peer's ring index or descriptor pointed outside its shared memory: the peer is disconnected")
 
 enum wf_drop_reason {
 #define WF_X_ENUM(e, s, d) WF_DROP_##e,
@@ -183,9 +189,112 @@ struct wf_port_info {
 	uint8_t tx_ip4_cksum_offload; /* VXLAN outer IPv4 checksums done by the port */
 	uint8_t pad;
 	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
+	char note[160];             /* what the driver did or could not do (offloads, fallbacks) */
 };
 int wf_port_info(const wf_dataplane_t *dp, uint16_t port_id,
 		 struct wf_port_info *info);
+
+/*
+ * A kernel interface through one of Weft's own drivers (no DPDK port):
+ * AF_PACKET (TPACKET_V3 ring, virtio-net header: partial checksums and
+ * TSO/GSO super-frames honoured) or AF_XDP (one XDP program per interface;
+ * the interface's veth peer gets TX checksum offload turned off when
+ * fix_peer_csum is set, since AF_XDP cannot see partial checksums).
+ * Hitless: safe while workers run.
+ */
+enum wf_kif_backend { WF_KIF_AF_PACKET = 1, WF_KIF_AF_XDP = 2 };
+struct wf_kif_attach {
+	const char *ifname;
+	const char *netns;      /* NULL: weftd's own namespace */
+	uint8_t backend;        /* enum wf_kif_backend */
+	uint8_t promiscuous;
+	uint16_t rx_queues;     /* 0 -> 1 */
+	uint8_t fix_peer_csum;  /* AF_XDP */
+	uint8_t pad[3];
+	uint32_t ring_kb;       /* receive ring memory per queue; 0: the default (1 MiB) */
+};
+int wf_kif_attach(wf_dataplane_t *dp, const struct wf_kif_attach *req, uint16_t *port);
+
+/*
+ * memif interfaces through Weft's own driver (no DPDK port): the memif
+ * protocol (version 2.0) as a server (a listening socket, many interface ids
+ * on one socket) or a client (Weft creates the shared memory). Every peer
+ * is untrusted: a bad message, region, ring or descriptor disconnects it
+ * with a counted reason (wf_memif_stats) and the interface waits for the
+ * next peer. Hitless: safe while workers run.
+ */
+struct wf_memif_cfg {
+	const char *socket;     /* file path, or an abstract name (abstract = 1) */
+	const char *netns;      /* NULL: weftd's own; the socket is bound/connected there */
+	const char *secret;     /* NULL or "": none; at most 23 characters */
+	uint32_t id;            /* interface id on the socket */
+	uint8_t client;         /* 0: server (listen), 1: client (connect) */
+	uint8_t abstract;
+	uint8_t ip_mode;        /* 0: Ethernet frames, 1: IP packets */
+	uint8_t log2_ring;      /* client: ring size (log2, 0 -> 10); server: the most it accepts (0 -> 14) */
+	uint16_t rx_queues;     /* rings Weft reads (0 -> 1) */
+	uint16_t buffer_size;   /* client: bytes per buffer (0 -> 2048) */
+	uint8_t mac[6];         /* the port's MAC (all zero: a locally administered one is made) */
+	uint16_t mtu;           /* 0: 1500 (frames up to 64 KiB cross as chained buffers) */
+};
+int wf_memif_attach(wf_dataplane_t *dp, const struct wf_memif_cfg *cfg, uint16_t *port);
+
+/* What happened on a memif interface's control channel, by reason. */
+#define WF_MEMIF_EVENTS(X) \
+	X(CONNECTED, "connected", "a peer completed the handshake") \
+	X(PEER_CLOSED, "peer-closed", "the peer closed the control socket or sent DISCONNECT") \
+	X(EARLY_CLOSE, "closed-before-init", "a connection closed before identifying itself (counted on its socket)") \
+	X(BAD_SIZE, "bad-message-size", "a control message that was not 128 bytes") \
+	X(BAD_TYPE, "unknown-message", "a control message of an unknown type") \
+	X(UNEXPECTED, "unexpected-message", "a control message out of order") \
+	X(BAD_VERSION, "incompatible-version", "a peer of another memif version") \
+	X(NO_ID, "unknown-id", "INIT for an interface id this socket does not serve (counted on its socket)") \
+	X(BUSY, "already-connected", "INIT for an interface that has a peer") \
+	X(BAD_MODE, "mode-mismatch", "INIT with another mode (Ethernet/IP) than the interface's") \
+	X(BAD_SECRET, "bad-secret", "INIT without the secret, or with another one") \
+	X(BAD_REGION, "bad-region", "a region without fd, out of order, too big, not sealed against shrinking, or unmappable") \
+	X(BAD_RING, "bad-ring", "a ring without eventfd, with a bad index, size or place, or a wrong cookie") \
+	X(TIMEOUT, "handshake-timeout", "a peer that did not finish the handshake within 5 s") \
+	X(FLOOD, "too-many-pending", "a connection refused: too many unfinished ones on the socket") \
+	X(BAD_INDEX, "bad-ring-index", "a ring index moved by more than the ring holds (data path)") \
+	X(BAD_DESC, "bad-descriptor", "a descriptor outside its region (data path)") \
+	X(BAD_CHAIN, "bad-chain", "a frame chained over too many buffers or bytes (data path)") \
+	X(REFUSED, "refused-by-server", "as a client: the server refused us (its DISCONNECT reason is in the note)")
+
+enum wf_memif_event {
+#define WF_X_ENUM(e, s, d) WF_MEMIF_EV_##e,
+	WF_MEMIF_EVENTS(WF_X_ENUM)
+#undef WF_X_ENUM
+	WF_MEMIF_EV_MAX
+};
+const char *wf_memif_event_name(uint32_t ev);
+const char *wf_memif_event_description(uint32_t ev);
+
+struct wf_memif_stats {
+	uint8_t connected;
+	uint8_t pad[3];
+	uint16_t rx_rings, tx_rings;  /* while connected */
+	uint64_t events[WF_MEMIF_EV_MAX];        /* this interface's */
+	uint64_t socket_events[WF_MEMIF_EV_MAX]; /* its socket's, before a peer named an interface (server) */
+	char peer_name[32];
+	char last_reason[96];
+};
+int wf_memif_stats(wf_dataplane_t *dp, uint16_t port, struct wf_memif_stats *s);
+
+/*
+ * TX checksum offload of a kernel interface in a namespace (NULL: weftd's):
+ * enable 0/1 sets it, -1 only reads. Returns the state before (0/1) or -errno.
+ */
+int wf_ethtool_tx_csum(const char *netns_path, const char *ifname, int enable);
+
+/*
+ * Run the events thread's work once on the calling thread (stage tests; weftd
+ * runs it on its own thread from wf_dp_start): memif control messages, link
+ * events, wake-ups. Waits at most timeout_ms. Returns events handled.
+ */
+int wf_events_service(wf_dataplane_t *dp, int timeout_ms);
+/* Start the events thread without starting workers (weft-pktgen). */
+int wf_events_start(wf_dataplane_t *dp);
 
 /*
  * Refresh the link state the workers read (no syscalls on workers). Call it
@@ -358,7 +467,8 @@ struct wf_if_stats {
 	uint64_t tx_packets, tx_bytes;
 	uint64_t drops[WF_DROP_MAX];
 };
-int wf_if_stats(const wf_dataplane_t *dp, uint16_t port_id, struct wf_if_stats *s);
+/* Also reads the drivers' own counts (the kernel's ring drops): control threads. */
+int wf_if_stats(wf_dataplane_t *dp, uint16_t port_id, struct wf_if_stats *s);
 
 struct wf_xc_stats {
 	/* [0]: a -> b, [1]: b -> a */

@@ -18,8 +18,9 @@
 
 #include "weft.h"
 
-#define WF_MAX_PORTS RTE_MAX_ETHPORTS
-#define WF_MAX_POLLS (WF_MAX_PORTS * WF_MAX_RXQ_PER_PORT)
+/* Weft's port ids: NICs (DPDK ethdevs) and pod interfaces of Weft's own
+ * drivers share one space, independent of DPDK's RTE_MAX_ETHPORTS. */
+#define WF_MAX_PORTS 4096
 #define WF_MAX_BURST 256
 
 #define WF_VLAN_IDS 4096
@@ -138,9 +139,20 @@ struct wf_nbr_ctl {
 	uint64_t confirmed_tsc, next_probe_tsc;
 };
 
+/*
+ * One RX queue a worker polls: a DPDK ethdev queue (eth != WF_PORT_NONE,
+ * read with the inline rte_eth_rx_burst) or a queue of one of Weft's own
+ * drivers (rx(rxq, ...)).
+ */
+typedef uint16_t (*wf_burst_fn)(void *q, struct rte_mbuf **pkts, uint16_t n);
+
 struct wf_poll {
 	uint16_t port;
 	uint16_t queue;
+	uint16_t eth;
+	uint16_t pad;
+	wf_burst_fn rx;
+	void *rxq;
 };
 
 /*
@@ -164,7 +176,7 @@ struct wf_table {
 	uint32_t mark_mask;
 	struct wf_p2mp_tbl *p2mp[WF_MAX_P2MP];
 	uint32_t n_polls[WF_MAX_WORKERS];
-	struct wf_poll polls[WF_MAX_WORKERS][WF_MAX_POLLS];
+	struct wf_poll *polls[WF_MAX_WORKERS]; /* [n_polls[w]] */
 };
 
 /* Per worker, per interface. One cache line pair, written by one core. */
@@ -195,18 +207,62 @@ struct wf_worker {
 	struct wf_mac_tbl *mac[WF_MAX_P2MP]; /* bridge domains: this worker's MAC table */
 } __rte_cache_aligned;
 
-/* Control-side view of a port; read only by the control thread. */
+/*
+ * Ports. A port is a DPDK ethdev (NICs; ring and null vdevs in tests; any
+ * DPDK vdev a user asks for) or an interface of one of Weft's own drivers
+ * (memif, AF_PACKET, AF_XDP), which never touch DPDK's port table.
+ */
+
+/* What a port can take from the egress node (struct wf_port_fp.caps). */
+#define WF_CAP_L4_CSUM 0x1  /* frames whose TCP/UDP checksum is still partial */
+#define WF_CAP_GSO 0x2      /* TCP/UDP super-frames (it segments them) */
+#define WF_CAP_IP4_CSUM 0x4 /* RTE_MBUF_F_TX_IP_CKSUM: it computes IPv4 header checksums */
+
+struct wf_port_ctl;
+
+/* A driver's control side. Every function runs on a control thread. */
+struct wf_port_ops {
+	const char *name;
+	/* Link state (1 up, 0 down) for the workers' flag; cheap, no worker calls it. */
+	int (*link)(struct wf_dataplane *dp, struct wf_port_ctl *pc);
+	/* Fill what the port knows beyond struct wf_port_ctl (driver name, speed, ...). */
+	void (*info)(const struct wf_dataplane *dp, const struct wf_port_ctl *pc, struct wf_port_info *i);
+	/* The port is in no published table any more: free what the driver holds. */
+	void (*close)(struct wf_dataplane *dp, struct wf_port_ctl *pc);
+	/* Optional: add what the driver counts outside the workers (the kernel's
+	 * drops before a frame reached Weft). Control threads, serialised. */
+	void (*stats)(struct wf_dataplane *dp, struct wf_port_ctl *pc, struct wf_if_stats *s);
+};
+
+/* What a worker reads to transmit on a port: one TX queue per worker. */
+struct wf_port_fp {
+	uint16_t eth;   /* DPDK port id, or WF_PORT_NONE for Weft's own drivers */
+	uint8_t caps;   /* WF_CAP_* */
+	uint8_t pad;
+	uint32_t max_frame; /* longest frame it takes (MTU + Ethernet + one tag); 0: not checked */
+	wf_burst_fn tx;
+	void *txq[WF_MAX_WORKERS];
+} __rte_cache_aligned;
+
+/* Control-side view of a port; read only by control threads. */
 struct wf_port_ctl {
 	bool attached;
 	bool is_testport;
 	uint16_t nb_rxq;
 	uint16_t nb_txq;
+	uint16_t eth;     /* DPDK port id; WF_PORT_NONE for Weft's own drivers */
+	const struct wf_port_ops *ops;
+	void *priv;       /* the driver's state */
+	wf_burst_fn rx;   /* own drivers: RX burst over rxq[q] */
+	void *rxq[WF_MAX_RXQ_PER_PORT];
 	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
-	char devname[RTE_DEV_NAME_MAX_LEN];
+	char devname[WF_NAME_LEN];
+	uint8_t mac[6];
+	uint16_t mtu;
 	uint32_t xc_slot; /* UINT32_MAX when not cross-connected */
 	bool tx_ip4_cksum; /* IPv4 header checksum TX offload enabled */
 	struct rte_ring *test_rx, *test_tx;
-	/* memif server: its listening socket (see wf_memif_listener_retire) */
+	/* DPDK memif PMD server: its listening socket (see memif_listener_retire) */
 	bool memif_server;
 	bool memif_abstract;
 	char memif_socket[108];
@@ -255,10 +311,11 @@ struct wf_dataplane {
 	volatile uint8_t stop;
 	bool started;
 	uint8_t link_up[WF_MAX_PORTS]; /* written by control, read by workers */
-	/* Ports whose link state a worker may read itself (memif: the PMD reports the
-	 * connection state from memory, no syscall): a stale link-down is re-checked
-	 * at TX instead of dropping a just-connected peer's first frames. */
+	/* Ports whose link state a worker may read itself (DPDK's memif PMD reports
+	 * the connection state from memory, no syscall): a stale link-down is
+	 * re-checked at TX instead of dropping a just-connected peer's first frames. */
 	uint8_t link_cheap[WF_MAX_PORTS];
+	struct wf_port_fp fp[WF_MAX_PORTS]; /* read by workers while a table names the port */
 	struct wf_worker workers[WF_MAX_WORKERS];
 	struct wf_port_ctl ports[WF_MAX_PORTS];
 	struct wf_xc_ctl *xcs; /* [max_xconnects] */
@@ -285,6 +342,14 @@ struct wf_dataplane {
 	uint32_t hold;
 	bool pending;
 	uint32_t n_retiring; /* cross-connect and tunnel slots waiting for a publish */
+	struct wf_events *ev;     /* the events thread (platform/events.c) */
+	struct wf_nlmon *nlmon;   /* link monitors per namespace (ports/kif.c), under the events lock */
+	/* memif (ports/memif_ctl.c), under the events lock */
+	struct wf_memif_listener *memif_listeners;
+	struct wf_memif_conn *memif_conns;
+	struct wf_memif **memifs;
+	uint32_t n_memifs, cap_memifs;
+	bool memif_tick;
 	/* Where the next free tunnel / cross-connect slot search starts. */
 	uint32_t tun_hint, xc_hint;
 	/* VXLAN demux keys -> tunnel index + 1 (open addressing, linear probing):
@@ -293,9 +358,116 @@ struct wf_dataplane {
 	uint32_t vxk_mask, vxk_used;
 };
 
-/* port.c */
-int wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
-		  uint16_t nb_rxq, uint16_t mtu, uint8_t promisc);
+/* ports/port.c: the driver-independent part of attaching and detaching */
+/* A free port id (the lowest), or -ENOSPC. */
+int wf_port_alloc(struct wf_dataplane *dp, uint16_t *port);
+/* Counters reset, RX queues spread over the workers, link state read, the
+ * port published (or left for wf_dp_release while publishing is held). The
+ * driver has filled pc (ops, rx/rxq or eth, nb_rxq) and dp->fp[port]. */
+int wf_port_publish_new(struct wf_dataplane *dp, uint16_t port);
+
+/*
+ * Queues of Weft's own drivers start with this: the port and the counters of
+ * the one worker that polls the queue (set when the port is published), so a
+ * driver counts what it drops itself, with its reason.
+ */
+struct wf_rxq_base {
+	struct wf_if_counters *ic;
+	uint64_t *wdrops;
+	uint16_t port;
+};
+
+/*
+ * TX queues of Weft's own drivers start with this: why the driver took fewer
+ * frames than it was given (the egress node counts the rest with it).
+ */
+struct wf_txq_base {
+	uint8_t short_reason; /* enum wf_drop_reason; 0 (no-peer) is read as tx-full */
+};
+
+static inline enum wf_drop_reason
+wf_tx_short_reason(const struct wf_dataplane *dp, uint16_t port, uint32_t worker);
+
+static inline void
+wf_rxq_drop(struct wf_rxq_base *b, enum wf_drop_reason why, uint32_t len)
+{
+	b->ic->rx_packets++;
+	b->ic->rx_bytes += len;
+	b->ic->drops[why]++;
+	b->wdrops[why]++;
+}
+
+#define WF_NETNS_LEN 128
+
+/* A kernel interface as Weft's AF_PACKET and AF_XDP drivers see it (kif.c). */
+struct wf_kif {
+	char ifname[16];
+	char netns[WF_NETNS_LEN]; /* "" = weftd's own */
+	uint64_t ns_dev, ns_ino;
+	int ifindex;
+	uint8_t mac[6];
+	uint32_t mtu;
+	uint8_t link; /* IFF_RUNNING, kept from link events */
+};
+int wf_kif_lookup(struct wf_kif *k, const char *ifname, const char *netns);
+int wf_kif_watch(struct wf_dataplane *dp, struct wf_kif *k);
+void wf_kif_unwatch(struct wf_dataplane *dp, struct wf_kif *k);
+int wf_afp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t *port);
+int wf_xdp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t *port);
+/* platform/netlink.c: the other end of a veth (its namespace's path, "" when
+ * it is the same, and its name); -ENOENT when ifindex is not a veth. */
+int wf_nl_veth_peer(const char *netns, int32_t ifindex, char *peer_ns, size_t peer_ns_len, char peer[16]);
+
+/* platform/events.c: the events thread's epoll set */
+#include <sys/epoll.h>
+typedef void (*wf_ev_fn)(struct wf_dataplane *dp, void *arg, uint32_t events);
+int wf_events_init(struct wf_dataplane *dp);
+void wf_events_fini(struct wf_dataplane *dp);
+void wf_events_stop(struct wf_dataplane *dp);
+int wf_ev_add(struct wf_dataplane *dp, int fd, uint32_t events, wf_ev_fn fn, void *arg, uint32_t *id);
+int wf_ev_mod(struct wf_dataplane *dp, uint32_t id, uint32_t events);
+void wf_ev_del(struct wf_dataplane *dp, uint32_t id);
+void wf_ev_lock(struct wf_dataplane *dp);
+/* fn(dp, arg, 0) every ~100 ms on the events thread (and in wf_events_service). */
+int wf_ev_tick_add(struct wf_dataplane *dp, wf_ev_fn fn, void *arg);
+void wf_ev_unlock(struct wf_dataplane *dp);
+
+/* ports/ethdev.c */
+int wf_ethdev_setup(struct wf_dataplane *dp, uint16_t port, uint16_t eth, const char *devname,
+		    uint16_t nb_rxq, uint16_t mtu, uint8_t promisc);
+extern const struct wf_port_ops wf_ethdev_ops;
+
+/* Transmit on a port through this worker's TX queue. */
+static inline uint16_t
+wf_port_tx(const struct wf_worker *w, uint16_t port, struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct wf_port_fp *fp = &w->dp->fp[port];
+	if (likely(fp->eth != WF_PORT_NONE))
+		return rte_eth_tx_burst(fp->eth, w->txq, pkts, n);
+	return fp->tx(fp->txq[w->idx], pkts, n);
+}
+
+static inline enum wf_drop_reason
+wf_tx_short_reason(const struct wf_dataplane *dp, uint16_t port, uint32_t worker)
+{
+	const struct wf_port_fp *fp = &dp->fp[port];
+	if (fp->eth != WF_PORT_NONE || fp->txq[worker] == NULL)
+		return WF_DROP_TX_FULL;
+	uint8_t r = ((const struct wf_txq_base *)fp->txq[worker])->short_reason;
+	return r == 0 ? WF_DROP_TX_FULL : (enum wf_drop_reason)r;
+}
+
+/* Receive on a port's queue outside the workers' poll lists (weft-pktgen). */
+static inline uint16_t
+wf_port_rx(const struct wf_dataplane *dp, uint16_t port, uint16_t q, struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct wf_port_ctl *pc = &dp->ports[port];
+	if (q >= pc->nb_rxq)
+		return 0;
+	if (pc->eth != WF_PORT_NONE)
+		return rte_eth_rx_burst(pc->eth, q, pkts, n);
+	return pc->rx(pc->rxq[q], pkts, n);
+}
 
 /* table.c */
 int wf_table_publish(struct wf_dataplane *dp);
@@ -320,8 +492,41 @@ void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
 void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
 		     uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
 
+/* nodes/egress_node.c: the one way out */
 void wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
 	     uint16_t n, uint64_t bytes);
+typedef void (*wf_next_fn)(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
+			   struct rte_mbuf **pkts, uint16_t n);
+void wf_finish_then(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+		    uint16_t n, uint8_t caps, uint32_t max_frame, wf_next_fn next);
+
+/*
+ * Offloads a frame may still carry (nodes/offload.c): a partial TCP/UDP
+ * checksum (pseudo-header sum in the field, L4 header at l2_len + l3_len) or
+ * a super-frame to cut into tso_segsz-byte segments.
+ */
+#define WF_OL_SEG (RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_UDP_SEG)
+#define WF_OL_PENDING (RTE_MBUF_F_TX_L4_MASK | WF_OL_SEG)
+int wf_csum_finish(struct rte_mbuf *m);
+/* `removed` bytes went from the front of a frame that may carry offload metadata
+ * (tag: a VLAN tag popped; else outer tunnel headers): keep the metadata right. */
+void wf_ol_front_removed(struct rte_mbuf *m, uint32_t removed, bool tag);
+/* Complete the Internet checksum at start + off over [start, end) in software. */
+int wf_csum_at(struct rte_mbuf *m, uint32_t start, uint32_t off, bool udp);
+/* Append bytes to an mbuf, chaining new segments from pool as needed. */
+int wf_mbuf_put(struct rte_mbuf *m, struct rte_mempool *pool, const void *data, uint32_t len);
+int wf_gso_count(const struct rte_mbuf *m);
+int wf_gso_range(const struct rte_mbuf *m, struct rte_mempool *pool, uint32_t first, uint16_t cap,
+		 struct rte_mbuf **out);
+
+static inline uint64_t
+wf_burst_bytes(struct rte_mbuf **pkts, uint16_t n)
+{
+	uint64_t b = 0;
+	for (uint16_t i = 0; i < n; i++)
+		b += rte_pktmbuf_pkt_len(pkts[i]);
+	return b;
+}
 
 /* vxlan_node.c */
 int wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, struct rte_mbuf *m,
@@ -365,9 +570,12 @@ wf_vx_hash(const struct wf_vxkey *k)
 	return rte_hash_crc_8byte(w[2], h);
 }
 
-/* p2mp_node.c */
+/* nodes/xconnect_node.c: hand frames on along way f (egress or a group/domain) */
 void wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 		struct rte_mbuf **pkts, uint16_t n, uint64_t bytes);
+/* nodes/p2mp_node.c: frames into a replication group or bridge domain */
+void wf_p2mp_burst(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+		   uint16_t n, uint64_t bytes);
 
 /* vlan_node.c */
 int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);

@@ -66,7 +66,7 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		goto fail;
 	}
 
-	if (wf_underlay_init(dp) != 0)
+	if (wf_underlay_init(dp) != 0 || wf_events_init(dp) != 0)
 		goto fail;
 
 	size_t qsz = rte_rcu_qsbr_get_memsize(dp->n_pollers);
@@ -93,14 +93,15 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 			goto fail;
 		rte_rcu_qsbr_thread_register(dp->qs, i);
 	}
-	for (uint32_t i = 0; i < WF_MAX_PORTS; i++)
+	for (uint32_t i = 0; i < WF_MAX_PORTS; i++) {
 		dp->ports[i].xc_slot = UINT32_MAX;
+		dp->ports[i].eth = WF_PORT_NONE;
+		dp->fp[i].eth = WF_PORT_NONE;
+	}
 
-	dp->table = rte_zmalloc("weft_table", sizeof(*dp->table), RTE_CACHE_LINE_SIZE);
-	if (dp->table == NULL)
+	/* The first table: no ports, nothing to poll. */
+	if (wf_table_publish(dp) != 0)
 		goto fail;
-	for (uint32_t i = 0; i < WF_MAX_PORTS; i++)
-		dp->table->fwd[i].out_port = WF_PORT_NONE;
 	*out = dp;
 	return 0;
 fail:
@@ -133,6 +134,12 @@ wf_dp_start(wf_dataplane_t *dp)
 		wf_dp_stop(dp);
 		return rc;
 	}
+	rc = wf_events_start(dp);
+	if (rc != 0) {
+		wf_set_error("cannot start the events thread: %s", strerror(-rc));
+		wf_dp_stop(dp);
+		return rc;
+	}
 	dp->started = true;
 	return 0;
 }
@@ -143,6 +150,8 @@ wf_dp_stop(wf_dataplane_t *dp)
 	if (dp == NULL)
 		return -EINVAL;
 	wf_underlay_stop(dp);
+	if (dp->ev != NULL)
+		wf_events_stop(dp);
 	__atomic_store_n(&dp->stop, 1, __ATOMIC_RELEASE);
 	for (uint32_t i = 0; i < dp->cfg.n_workers; i++) {
 		struct wf_worker *w = &dp->workers[i];
@@ -186,6 +195,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 		rte_free(dp->workers[i].xcc);
 	}
 	wf_underlay_fini(dp);
+	wf_events_fini(dp);
 	wf_table_free(dp->table);
 	free(dp->xcs);
 	free(dp->tunnels);
@@ -219,7 +229,7 @@ wf_dp_mbufs_available(const wf_dataplane_t *dp)
 #define WF_RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 int
-wf_if_stats(const wf_dataplane_t *dp, uint16_t port, struct wf_if_stats *s)
+wf_if_stats(wf_dataplane_t *dp, uint16_t port, struct wf_if_stats *s)
 {
 	if (dp == NULL || s == NULL || port >= WF_MAX_PORTS)
 		return -EINVAL;
@@ -233,6 +243,11 @@ wf_if_stats(const wf_dataplane_t *dp, uint16_t port, struct wf_if_stats *s)
 		for (int r = 0; r < WF_DROP_MAX; r++)
 			s->drops[r] += WF_RD(c->drops[r]);
 	}
+	struct wf_port_ctl *pc = &dp->ports[port];
+	pthread_mutex_lock(&dp->ul_lock);
+	if (pc->attached && pc->ops != NULL && pc->ops->stats != NULL)
+		pc->ops->stats(dp, pc, s);
+	pthread_mutex_unlock(&dp->ul_lock);
 	return 0;
 }
 

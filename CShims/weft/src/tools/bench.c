@@ -115,7 +115,7 @@ wf_bench_io_baseline(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterat
 	uint64_t c = 0, p = 0;
 	for (uint32_t i = 0; i < iterations; i++) {
 		uint64_t t0 = rte_rdtsc_precise();
-		uint16_t n = wf_io_poll_once(a, b, dp->cfg.burst);
+		uint16_t n = wf_io_poll_once(dp->ports[a].eth, dp->ports[b].eth, dp->cfg.burst);
 		uint64_t t1 = rte_rdtsc_precise();
 		c += t1 - t0;
 		p += n;

@@ -282,7 +282,7 @@ wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const stru
 					struct pg_payload pl = { .magic = PG_MAGIC, .seq = seq + i, .tsc = rte_rdtsc() };
 					memcpy(p + poff, &pl, sizeof(pl));
 				}
-				uint16_t sent = rte_eth_tx_burst(tx_port, 0, tx, (uint16_t)due);
+				uint16_t sent = wf_port_tx(&dp->workers[0], tx_port, tx, (uint16_t)due);
 				for (uint16_t i = 0; i < sent; i++)
 					r->tx_bytes += rte_pktmbuf_pkt_len(tx[i]);
 				if (sent < due) {
@@ -300,7 +300,7 @@ wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const stru
 			break;
 		}
 		for (uint16_t q = 0; q < (c->rx_queues ? c->rx_queues : 1); q++) {
-			uint16_t n = rte_eth_rx_burst(rx_port, q, rx, c->burst);
+			uint16_t n = wf_port_rx(dp, rx_port, q, rx, c->burst);
 			if (n)
 				pg_receive(r, rx, n, poff, seen, rte_rdtsc());
 		}

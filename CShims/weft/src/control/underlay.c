@@ -101,9 +101,7 @@ wf_underlay_set(wf_dataplane_t *dp, uint16_t port, const struct wf_underlay_cfg 
 	if (u == NULL)
 		return -ENOMEM;
 	u->cfg = *cfg;
-	struct rte_ether_addr mac;
-	rte_eth_macaddr_get(port, &mac);
-	memcpy(u->mac, mac.addr_bytes, 6);
+	memcpy(u->mac, dp->ports[port].mac, 6);
 	pthread_mutex_lock(&dp->ul_lock);
 	struct wf_underlay *old = dp->ul_ctl[port];
 	if (old != NULL && dp->n_tunnels_on[port] > 0) {
@@ -533,25 +531,11 @@ wf_underlay_service(wf_dataplane_t *dp)
 }
 
 /*
- * Link state for the workers, every 5 ms: memif raises no link events, and a
- * peer that just connected must not lose its first frames to a stale
- * link-down. Ports flip `attached` under ul_lock, so none goes away here.
+ * Link state for the workers, every 5 ms: DPDK's memif PMD raises no link
+ * events, and a peer that just connected must not lose its first frames to a
+ * stale link-down. Drivers of Weft's own answer from memory (memif's
+ * connection state, the kernel interfaces' state from netlink events).
  */
-static void
-ul_links(struct wf_dataplane *dp)
-{
-	pthread_mutex_lock(&dp->ul_lock);
-	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
-		if (!dp->ports[p].attached)
-			continue;
-		struct rte_eth_link link;
-		memset(&link, 0, sizeof(link));
-		if (rte_eth_link_get_nowait(p, &link) == 0)
-			__atomic_store_n(&dp->link_up[p], link.link_status ? 1 : 0, __ATOMIC_RELAXED);
-	}
-	pthread_mutex_unlock(&dp->ul_lock);
-}
-
 static void *
 ul_main(void *arg)
 {
@@ -561,7 +545,7 @@ ul_main(void *arg)
 	while (!__atomic_load_n(&dp->ul_stop, __ATOMIC_ACQUIRE)) {
 		uint64_t now = rte_rdtsc();
 		if (now >= next_links) {
-			ul_links(dp);
+			wf_link_poll(dp);
 			next_links = now + link_period;
 		}
 		if (ul_service(dp) == 0)

@@ -1,8 +1,8 @@
 /*
- * port.c: ports created and removed at runtime from devargs (memif,
- * af_packet, af_xdp, tap, null, ring, PCI), each with its RX queues spread
- * over the workers and one TX queue per worker, plus the link state that
- * workers read without making a syscall.
+ * ethdev.c: ports that are DPDK ethdevs: NICs (vfio-pci, mlx5), the ring and
+ * null vdevs of the tests, and any DPDK vdev a user names (`type: vdev`,
+ * e.g. DPDK's own memif PMD). Probed from devargs at runtime, configured with
+ * one TX queue per worker, RSS over `rx_queues` where the NIC has it.
  */
 #include <dirent.h>
 #include <stddef.h>
@@ -21,45 +21,70 @@
 
 #include "wf_internal.h"
 
-/* The worker with the fewest (port, queue) pairs gets the next queue. */
-static uint32_t
-wf_least_loaded_worker(const struct wf_dataplane *dp)
+static uint16_t
+wf_ethdev_tx(void *q, struct rte_mbuf **pkts, uint16_t n)
 {
-	uint32_t load[WF_MAX_WORKERS] = { 0 };
-	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
-		const struct wf_port_ctl *pc = &dp->ports[p];
-		if (!pc->attached)
-			continue;
-		for (uint16_t q = 0; q < pc->nb_rxq; q++)
-			load[pc->rx_worker[q]]++;
-	}
-	uint32_t best = 0;
-	for (uint32_t w = 1; w < dp->n_pollers; w++)
-		if (load[w] < load[best])
-			best = w;
-	return best;
+	/* Never called: wf_port_tx calls rte_eth_tx_burst inline for ethdevs. */
+	(void)q;
+	(void)pkts;
+	(void)n;
+	return 0;
 }
 
 static void
-wf_port_release(uint16_t port)
+wf_ethdev_release(uint16_t eth)
 {
 	struct rte_eth_dev_info info;
-	if (rte_eth_dev_info_get(port, &info) != 0 || info.device == NULL) {
-		rte_eth_dev_close(port);
+	if (rte_eth_dev_info_get(eth, &info) != 0 || info.device == NULL) {
+		rte_eth_dev_close(eth);
 		return;
 	}
-	rte_eth_dev_stop(port);
+	rte_eth_dev_stop(eth);
 	if (rte_dev_remove(info.device) != 0)
-		rte_eth_dev_close(port);
+		rte_eth_dev_close(eth);
 }
 
-/* Configure, set up and start a probed port, then publish its RX queues. */
+static int
+wf_ethdev_link(struct wf_dataplane *dp, struct wf_port_ctl *pc)
+{
+	(void)dp;
+	struct rte_eth_link link;
+	memset(&link, 0, sizeof(link));
+	if (rte_eth_link_get_nowait(pc->eth, &link) != 0)
+		return 0;
+	return link.link_status ? 1 : 0;
+}
+
+static void
+wf_ethdev_info(const struct wf_dataplane *dp, const struct wf_port_ctl *pc, struct wf_port_info *i)
+{
+	(void)dp;
+	struct rte_eth_dev_info di;
+	if (rte_eth_dev_info_get(pc->eth, &di) == 0 && di.driver_name)
+		snprintf(i->driver, sizeof(i->driver), "%s", di.driver_name);
+	struct rte_eth_link link;
+	memset(&link, 0, sizeof(link));
+	rte_eth_link_get_nowait(pc->eth, &link);
+	i->link_speed_mbps = link.link_speed;
+	rte_eth_dev_get_mtu(pc->eth, &i->mtu);
+}
+
+static void wf_ethdev_close(struct wf_dataplane *dp, struct wf_port_ctl *pc);
+
+const struct wf_port_ops wf_ethdev_ops = {
+	.name = "ethdev",
+	.link = wf_ethdev_link,
+	.info = wf_ethdev_info,
+	.close = wf_ethdev_close,
+};
+
+/* Configure, set up and start a probed ethdev as Weft port `port`, then publish it. */
 int
-wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
-	      uint16_t nb_rxq, uint16_t mtu, uint8_t promisc)
+wf_ethdev_setup(struct wf_dataplane *dp, uint16_t port, uint16_t eth, const char *devname,
+		uint16_t nb_rxq, uint16_t mtu, uint8_t promisc)
 {
 	struct rte_eth_dev_info info;
-	int rc = rte_eth_dev_info_get(port, &info);
+	int rc = rte_eth_dev_info_get(eth, &info);
 	if (rc != 0) {
 		wf_set_error("%s: cannot read device info: %s", devname, rte_strerror(-rc));
 		return rc;
@@ -85,70 +110,69 @@ wf_port_setup(struct wf_dataplane *dp, uint16_t port, const char *devname,
 	const bool ip4_ck = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_IPV4_CKSUM) != 0;
 	if (ip4_ck)
 		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
-	rc = rte_eth_dev_configure(port, nb_rxq, nb_txq, &conf);
+	/* Frames longer than one mbuf (jumbo) leave as mbuf chains where the PMD takes them. */
+	if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS)
+		conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+	if (mtu > RTE_ETHER_MTU && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER))
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+	rc = rte_eth_dev_configure(eth, nb_rxq, nb_txq, &conf);
 	if (rc != 0) {
 		wf_set_error("%s: configure failed: %s", devname, rte_strerror(-rc));
 		return rc;
 	}
-	if (mtu != 0 && (rc = rte_eth_dev_set_mtu(port, mtu)) != 0) {
+	if (mtu != 0 && (rc = rte_eth_dev_set_mtu(eth, mtu)) != 0) {
 		wf_set_error("%s: cannot set MTU %u: %s", devname, mtu, rte_strerror(-rc));
 		return rc;
 	}
 	uint16_t nrx = dp->cfg.rx_desc, ntx = dp->cfg.tx_desc;
-	rte_eth_dev_adjust_nb_rx_tx_desc(port, &nrx, &ntx);
-	const int socket = rte_eth_dev_socket_id(port) < 0 ? (int)rte_socket_id()
-							    : rte_eth_dev_socket_id(port);
+	rte_eth_dev_adjust_nb_rx_tx_desc(eth, &nrx, &ntx);
+	const int socket = rte_eth_dev_socket_id(eth) < 0 ? (int)rte_socket_id()
+							   : rte_eth_dev_socket_id(eth);
 	for (uint16_t q = 0; q < nb_rxq; q++)
-		if ((rc = rte_eth_rx_queue_setup(port, q, nrx, socket, NULL, dp->pool)) != 0) {
+		if ((rc = rte_eth_rx_queue_setup(eth, q, nrx, socket, NULL, dp->pool)) != 0) {
 			wf_set_error("%s: RX queue %u setup failed: %s", devname, q,
 				     rte_strerror(-rc));
 			return rc;
 		}
 	for (uint16_t q = 0; q < nb_txq; q++)
-		if ((rc = rte_eth_tx_queue_setup(port, q, ntx, socket, NULL)) != 0) {
+		if ((rc = rte_eth_tx_queue_setup(eth, q, ntx, socket, NULL)) != 0) {
 			wf_set_error("%s: TX queue %u setup failed: %s", devname, q,
 				     rte_strerror(-rc));
 			return rc;
 		}
 	if (promisc) {
-		rc = rte_eth_promiscuous_enable(port);
+		rc = rte_eth_promiscuous_enable(eth);
 		if (rc != 0 && rc != -ENOTSUP) {
 			wf_set_error("%s: promiscuous mode failed: %s", devname, rte_strerror(-rc));
 			return rc;
 		}
 	}
-	if ((rc = rte_eth_dev_start(port)) != 0) {
+	if ((rc = rte_eth_dev_start(eth)) != 0) {
 		wf_set_error("%s: start failed: %s", devname, rte_strerror(-rc));
 		return rc;
 	}
 
-	/* Fresh counters: the slot may have belonged to an earlier port. */
-	for (uint32_t w = 0; w < dp->n_pollers; w++)
-		memset(&dp->workers[w].ifc[port], 0, sizeof(struct wf_if_counters));
-	struct rte_eth_link link;
-	memset(&link, 0, sizeof(link));
-	rte_eth_link_get_nowait(port, &link);
-	__atomic_store_n(&dp->link_up[port], link.link_status ? 1 : 0, __ATOMIC_RELAXED);
-
 	struct wf_port_ctl *pc = &dp->ports[port];
+	pc->ops = &wf_ethdev_ops;
+	pc->eth = eth;
 	pc->tx_ip4_cksum = ip4_ck;
 	pc->nb_rxq = nb_rxq;
 	pc->nb_txq = nb_txq;
-	pc->xc_slot = UINT32_MAX;
 	snprintf(pc->devname, sizeof(pc->devname), "%s", devname);
-	for (uint16_t q = 0; q < nb_rxq; q++)
-		pc->rx_worker[q] = 0;
-	for (uint16_t q = 0; q < nb_rxq; q++)
-		pc->rx_worker[q] = wf_least_loaded_worker(dp);
-	pthread_mutex_lock(&dp->ul_lock); /* the link poller reads `attached` */
-	pc->attached = true;
-	pthread_mutex_unlock(&dp->ul_lock);
-	rc = wf_table_publish_add(dp);
+	struct rte_ether_addr mac;
+	if (rte_eth_macaddr_get(eth, &mac) == 0)
+		memcpy(pc->mac, mac.addr_bytes, 6);
+	rte_eth_dev_get_mtu(eth, &pc->mtu);
+	struct wf_port_fp *fp = &dp->fp[port];
+	memset(fp, 0, sizeof(*fp));
+	fp->eth = eth;
+	fp->tx = wf_ethdev_tx;
+	fp->caps = ip4_ck ? WF_CAP_IP4_CSUM : 0;
+	rc = wf_port_publish_new(dp, port);
 	if (rc != 0) {
-		pthread_mutex_lock(&dp->ul_lock);
-		pc->attached = false;
-		pthread_mutex_unlock(&dp->ul_lock);
-		rte_eth_dev_stop(port);
+		rte_eth_dev_stop(eth);
+		pc->ops = NULL;
+		fp->eth = WF_PORT_NONE;
 	}
 	return rc;
 }
@@ -230,6 +254,26 @@ memif_listener_retire(const char *name, bool abstract)
 	closedir(d);
 }
 
+static void
+wf_ethdev_close(struct wf_dataplane *dp, struct wf_port_ctl *pc)
+{
+	wf_ethdev_release(pc->eth);
+	if (pc->memif_server) {
+		bool shared = false;
+		for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
+			if (&dp->ports[p] != pc && dp->ports[p].attached && dp->ports[p].memif_server &&
+			    dp->ports[p].memif_abstract == pc->memif_abstract &&
+			    strcmp(dp->ports[p].memif_socket, pc->memif_socket) == 0)
+				shared = true;
+		if (!shared)
+			memif_listener_retire(pc->memif_socket, pc->memif_abstract);
+	}
+	if (pc->is_testport) {
+		rte_ring_free(pc->test_rx);
+		rte_ring_free(pc->test_tx);
+	}
+}
+
 static int
 probe_cb(void *devargs)
 {
@@ -253,11 +297,13 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 	snprintf(devname, sizeof(devname), "%s", da.name);
 	rte_devargs_reset(&da);
 
-	uint16_t port;
-	if (rte_eth_dev_get_port_by_name(devname, &port) == 0) {
+	uint16_t eth, port;
+	if (rte_eth_dev_get_port_by_name(devname, &eth) == 0) {
 		wf_set_error("device %s already exists", devname);
 		return -EEXIST;
 	}
+	if ((rc = wf_port_alloc(dp, &port)) != 0)
+		return rc;
 	rc = wf_in_netns(req->netns, probe_cb, (void *)(uintptr_t)req->devargs);
 	if (rc != 0) {
 		char why[256];
@@ -266,124 +312,18 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 			     why[0] ? "; " : "", why);
 		return rc < 0 ? rc : -ENODEV;
 	}
-	if (rte_eth_dev_get_port_by_name(devname, &port) != 0) {
+	if (rte_eth_dev_get_port_by_name(devname, &eth) != 0) {
 		wf_set_error("device %s probed but no ethdev port appeared", devname);
 		return -ENODEV;
 	}
-	if (port >= WF_MAX_PORTS) {
-		wf_port_release(port);
-		return -ENOSPC;
-	}
-	rc = wf_port_setup(dp, port, devname, req->rx_queues ? req->rx_queues : 1, req->mtu,
-			   req->promiscuous);
+	rc = wf_ethdev_setup(dp, port, eth, devname, req->rx_queues ? req->rx_queues : 1, req->mtu,
+			     req->promiscuous);
 	if (rc != 0) {
-		wf_port_release(port);
+		wf_ethdev_release(eth);
 		return rc;
 	}
 	memif_note(&dp->ports[port], req->devargs);
 	dp->link_cheap[port] = strncmp(req->devargs, "net_memif", 9) == 0;
 	*port_id = port;
 	return 0;
-}
-
-int
-wf_port_detach(wf_dataplane_t *dp, uint16_t port)
-{
-	if (dp == NULL || port >= WF_MAX_PORTS)
-		return -EINVAL;
-	struct wf_port_ctl *pc = &dp->ports[port];
-	if (!pc->attached)
-		return -ENODEV;
-	if (pc->xc_slot != UINT32_MAX) {
-		wf_set_error("%s is cross-connected; remove the cross-connect first", pc->devname);
-		return -EBUSY;
-	}
-	if (dp->n_tunnels_on[port] > 0 || dp->ul_ctl[port] != NULL) {
-		wf_set_error("%s carries tunnels or underlay addresses; remove them first", pc->devname);
-		return -EBUSY;
-	}
-	pthread_mutex_lock(&dp->ul_lock);
-	pc->attached = false;
-	pthread_mutex_unlock(&dp->ul_lock);
-	int rc = wf_table_publish(dp);
-	if (rc != 0) {
-		pthread_mutex_lock(&dp->ul_lock);
-		pc->attached = true;
-		pthread_mutex_unlock(&dp->ul_lock);
-		return rc;
-	}
-	/* No worker polls or transmits on it any more. */
-	__atomic_store_n(&dp->link_up[port], 0, __ATOMIC_RELAXED);
-	dp->link_cheap[port] = 0;
-	wf_port_release(port);
-	if (pc->memif_server) {
-		bool shared = false;
-		for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
-			if (p != port && dp->ports[p].attached && dp->ports[p].memif_server &&
-			    dp->ports[p].memif_abstract == pc->memif_abstract &&
-			    strcmp(dp->ports[p].memif_socket, pc->memif_socket) == 0)
-				shared = true;
-		if (!shared)
-			memif_listener_retire(pc->memif_socket, pc->memif_abstract);
-	}
-	if (pc->is_testport) {
-		rte_ring_free(pc->test_rx);
-		rte_ring_free(pc->test_tx);
-	}
-	memset(pc, 0, sizeof(*pc));
-	pc->xc_slot = UINT32_MAX;
-	return 0;
-}
-
-int
-wf_port_info(const wf_dataplane_t *dp, uint16_t port, struct wf_port_info *info)
-{
-	if (dp == NULL || info == NULL || port >= WF_MAX_PORTS)
-		return -EINVAL;
-	const struct wf_port_ctl *pc = &dp->ports[port];
-	memset(info, 0, sizeof(*info));
-	if (!pc->attached)
-		return -ENODEV;
-	snprintf(info->name, sizeof(info->name), "%s", pc->devname);
-	struct rte_eth_dev_info di;
-	if (rte_eth_dev_info_get(port, &di) == 0 && di.driver_name)
-		snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name);
-	struct rte_ether_addr mac;
-	if (rte_eth_macaddr_get(port, &mac) == 0)
-		memcpy(info->mac, mac.addr_bytes, 6);
-	struct rte_eth_link link;
-	memset(&link, 0, sizeof(link));
-	rte_eth_link_get_nowait(port, &link);
-	info->link_up = link.link_status ? 1 : 0;
-	info->link_speed_mbps = link.link_speed;
-	info->attached = 1;
-	info->rx_queues = pc->nb_rxq;
-	info->tx_ip4_cksum_offload = pc->tx_ip4_cksum;
-	info->tx_queues = pc->nb_txq;
-	rte_eth_dev_get_mtu(port, &info->mtu);
-	for (uint16_t q = 0; q < pc->nb_rxq; q++)
-		info->rx_worker[q] = pc->rx_worker[q];
-	return 0;
-}
-
-int
-wf_link_poll(wf_dataplane_t *dp)
-{
-	if (dp == NULL)
-		return -EINVAL;
-	int changed = 0;
-	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
-		if (!dp->ports[p].attached)
-			continue;
-		struct rte_eth_link link;
-		memset(&link, 0, sizeof(link));
-		if (rte_eth_link_get_nowait(p, &link) != 0)
-			continue;
-		uint8_t up = link.link_status ? 1 : 0;
-		if (__atomic_load_n(&dp->link_up[p], __ATOMIC_RELAXED) != up) {
-			__atomic_store_n(&dp->link_up[p], up, __ATOMIC_RELAXED);
-			changed++;
-		}
-	}
-	return changed;
 }

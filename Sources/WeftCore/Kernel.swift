@@ -1,6 +1,6 @@
 import CWeft
 import Foundation
-import WeftCore
+
 
 /// A failed kernel operation: what, on which object, and why.
 public struct KernelError: Error, CustomStringConvertible {
@@ -88,6 +88,15 @@ public final class Netlink {
     public func set(_ index: Int32, alias: String? = nil, mtu: UInt32 = 0, up: Bool? = nil) throws {
         let u: Int32 = up.map { $0 ? 1 : 0 } ?? -1
         try check(wf_nl_link_set(nl, index, alias, mtu, u), "set link \(index)")
+    }
+
+    /// Turn TX checksum offload of an interface of this namespace on or off
+    /// (ethtool ioctl); returns whether it was on.
+    @discardableResult
+    public func setTxChecksum(_ name: String, _ on: Bool) throws -> Bool {
+        let rc = wf_ethtool_tx_csum(netns, name, on ? 1 : 0)
+        try check(rc, "turn TX checksum offload \(on ? "on" : "off") on \(name)")
+        return rc == 1
     }
 
     public func delete(_ index: Int32) throws {

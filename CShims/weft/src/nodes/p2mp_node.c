@@ -217,23 +217,32 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 		wf_send(w, t, &g->m[b[x].member].way, b[x].pkts, b[x].n, 0);
 }
 
-void
-wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
-	   uint16_t n, uint64_t bytes)
+static void
+wf_p2mp_ready(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+	      uint16_t n)
 {
-	if (likely(f->action < WF_ACT_REPLICATE)) {
-		wf_send(w, t, f, pkts, n, bytes);
-		return;
-	}
-	/* Into the group / domain from this side: counted on its slot, dir 1. */
-	struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
-	xc->packets[1] += n;
-	if (bytes == 0)
-		for (uint16_t i = 0; i < n; i++)
-			bytes += rte_pktmbuf_pkt_len(pkts[i]);
-	xc->bytes[1] += bytes;
 	if (f->action == WF_ACT_REPLICATE)
 		wf_replicate(w, t, f, pkts, n);
 	else
 		wf_bridge(w, t, f, pkts, n);
+}
+
+/* Into the group / domain from this side: counted on its slot, dir 1. */
+void
+wf_p2mp_burst(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+	      uint16_t n, uint64_t bytes)
+{
+	struct wf_xc_counters *xc = &w->xcc[f->xc_slot];
+	xc->packets[1] += n;
+	uint64_t ol = 0;
+	for (uint16_t i = 0; i < n; i++)
+		ol |= pkts[i]->ol_flags;
+	if (bytes == 0)
+		bytes = wf_burst_bytes(pkts, n);
+	xc->bytes[1] += bytes;
+	/* Replicas share or copy the data: nothing may still need finishing. */
+	if (unlikely(ol & WF_OL_PENDING))
+		wf_finish_then(w, t, f, pkts, n, 0, 0, wf_p2mp_ready);
+	else
+		wf_p2mp_ready(w, t, f, pkts, n);
 }

@@ -55,6 +55,7 @@ out:
 
 /* ---- rtnetlink inside any network namespace ------------------------------ */
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -65,6 +66,7 @@ out:
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/veth.h>
+#include <linux/net_namespace.h>
 
 #include "wf_internal.h"
 
@@ -459,4 +461,139 @@ wf_netns_sysctl(const char *netns_path, const char *key, const char *value)
 {
 	struct sysctl_arg a = {key, value};
 	return wf_in_netns(netns_path, write_sysctl, &a);
+}
+
+/* ---- the other end of a veth ------------------------------------------------ */
+
+struct veth_info {
+	bool veth;
+	int32_t peer;  /* IFLA_LINK */
+	int32_t nsid;  /* IFLA_LINK_NETNSID; -1: same namespace */
+};
+
+static int
+veth_info_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct veth_info *vi = data;
+	if (nlh->nlmsg_type != RTM_NEWLINK)
+		return MNL_CB_OK;
+	const struct nlattr *tb[IFLA_MAX + 1] = {0};
+	struct ifinfomsg *ifm = mnl_nlmsg_get_payload(nlh);
+	mnl_attr_parse(nlh, sizeof(*ifm), link_attr_cb, tb);
+	if (tb[IFLA_LINK])
+		vi->peer = (int32_t)mnl_attr_get_u32(tb[IFLA_LINK]);
+	if (tb[IFLA_LINK_NETNSID])
+		vi->nsid = (int32_t)mnl_attr_get_u32(tb[IFLA_LINK_NETNSID]);
+	if (tb[IFLA_LINKINFO]) {
+		const struct nlattr *attr;
+		mnl_attr_for_each_nested(attr, tb[IFLA_LINKINFO]) {
+			if (mnl_attr_get_type(attr) == IFLA_INFO_KIND &&
+			    strcmp(mnl_attr_get_str(attr), "veth") == 0)
+				vi->veth = true;
+		}
+	}
+	return MNL_CB_OK;
+}
+
+static int
+nsid_cb(const struct nlmsghdr *nlh, void *data)
+{
+	int32_t *nsid = data;
+	if (nlh->nlmsg_type != RTM_NEWNSID)
+		return MNL_CB_OK;
+	const struct nlattr *attr;
+	mnl_attr_for_each(attr, nlh, sizeof(struct rtgenmsg)) {
+		if (mnl_attr_get_type(attr) == NETNSA_NSID)
+			*nsid = (int32_t)mnl_attr_get_u32(attr);
+	}
+	return MNL_CB_OK;
+}
+
+/* The id the namespace of nl gives the namespace open at fd (-1: none). */
+static int32_t
+nsid_of(struct wf_nl *nl, int fd)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETNSID;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	struct rtgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->rtgen_family = AF_UNSPEC;
+	mnl_attr_put_u32(nlh, NETNSA_FD, (uint32_t)fd);
+	int32_t nsid = -1;
+	if (transact(nl, nlh, nsid_cb, &nsid, "get nsid") < 0)
+		return -1;
+	return nsid;
+}
+
+/* Among the namespaces this host names (/var/run/netns, /proc/<pid>/ns/net), the one with id nsid. */
+static int
+find_netns(struct wf_nl *nl, int32_t nsid, char *path, size_t len)
+{
+	const char *dirs[2] = { "/var/run/netns", "/proc" };
+	for (int d = 0; d < 2; d++) {
+		DIR *dir = opendir(dirs[d]);
+		if (dir == NULL)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(dir)) != NULL) {
+			char p[WF_NETNS_LEN];
+			if (d == 0) {
+				if (e->d_name[0] == '.')
+					continue;
+				snprintf(p, sizeof(p), "/var/run/netns/%s", e->d_name);
+			} else {
+				if (e->d_name[0] < '0' || e->d_name[0] > '9')
+					continue;
+				snprintf(p, sizeof(p), "/proc/%s/ns/net", e->d_name);
+			}
+			int fd = open(p, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			int32_t id = nsid_of(nl, fd);
+			close(fd);
+			if (id == nsid) {
+				snprintf(path, len, "%s", p);
+				closedir(dir);
+				return 0;
+			}
+		}
+		closedir(dir);
+	}
+	return -ENOENT;
+}
+
+int
+wf_nl_veth_peer(const char *netns, int32_t ifindex, char *peer_ns, size_t peer_ns_len, char peer[16])
+{
+	wf_nl_t *nl;
+	int rc = wf_nl_open(netns, &nl);
+	if (rc < 0)
+		return rc;
+	struct veth_info vi = { .veth = false, .peer = 0, .nsid = -1 };
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_GETLINK, 0, ifindex);
+	rc = transact(nl, nlh, veth_info_cb, &vi, "link get");
+	if (rc == 0 && (!vi.veth || vi.peer <= 0))
+		rc = -ENOENT;
+	peer_ns[0] = '\0';
+	if (rc == 0 && vi.nsid >= 0) {
+		rc = find_netns(nl, vi.nsid, peer_ns, peer_ns_len);
+		if (rc != 0)
+			wf_set_error("the veth peer of interface %d is in a namespace this host does not name (nsid %d)",
+				     ifindex, vi.nsid);
+	} else if (rc == 0 && netns != NULL) {
+		snprintf(peer_ns, peer_ns_len, "%s", netns);
+	}
+	wf_nl_close(nl);
+	if (rc != 0)
+		return rc == -ENOENT && peer_ns[0] == '\0' && !vi.veth ? -ENOENT : (rc == -ENOENT ? -ESRCH : rc);
+	if ((rc = wf_nl_open(peer_ns[0] ? peer_ns : NULL, &nl)) < 0)
+		return rc;
+	struct wf_nl_link l;
+	rc = wf_nl_link_get(nl, vi.peer, &l);
+	wf_nl_close(nl);
+	if (rc == 0)
+		snprintf(peer, 16, "%s", l.name);
+	return rc;
 }

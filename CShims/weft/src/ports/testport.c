@@ -29,38 +29,41 @@ wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id)
 		rte_ring_free(tx);
 		return -err;
 	}
+	uint16_t port;
+	int rc = wf_port_alloc(dp, &port);
+	if (rc != 0) {
+		rte_ring_free(rx);
+		rte_ring_free(tx);
+		return rc;
+	}
 	/* One TX ring per worker queue; they share the one collecting ring. */
 	struct rte_ring *txs[WF_MAX_WORKERS];
 	for (uint32_t i = 0; i < dp->n_pollers; i++)
 		txs[i] = tx;
 	char devname[RTE_DEV_NAME_MAX_LEN];
 	snprintf(devname, sizeof(devname), "net_ring_%s", name);
-	int port = rte_eth_from_rings(devname, &rx, 1, txs, dp->n_pollers, rte_socket_id());
-	if (port < 0) {
+	int eth = rte_eth_from_rings(devname, &rx, 1, txs, dp->n_pollers, rte_socket_id());
+	if (eth < 0) {
 		int err = rte_errno ? rte_errno : ENODEV;
 		wf_set_error("cannot create ring port %s: %s", devname, rte_strerror(err));
 		rte_ring_free(rx);
 		rte_ring_free(tx);
 		return -err;
 	}
-	if (port >= WF_MAX_PORTS) {
-		rte_eth_dev_close((uint16_t)port);
-		rte_ring_free(rx);
-		rte_ring_free(tx);
-		return -ENOSPC;
-	}
-	int rc = wf_port_setup(dp, (uint16_t)port, devname, 1, 0, 0);
+	/* Before the publish: the rings must be known when the port becomes visible. */
+	dp->ports[port].is_testport = true;
+	dp->ports[port].test_rx = rx;
+	dp->ports[port].test_tx = tx;
+	rc = wf_ethdev_setup(dp, port, (uint16_t)eth, devname, 1, 0, 0);
 	if (rc != 0) {
-		rte_eth_dev_stop((uint16_t)port);
-		rte_eth_dev_close((uint16_t)port);
+		dp->ports[port].is_testport = false;
+		rte_eth_dev_stop((uint16_t)eth);
+		rte_eth_dev_close((uint16_t)eth);
 		rte_ring_free(rx);
 		rte_ring_free(tx);
 		return rc;
 	}
-	dp->ports[port].is_testport = true;
-	dp->ports[port].test_rx = rx;
-	dp->ports[port].test_tx = tx;
-	*port_id = (uint16_t)port;
+	*port_id = port;
 	return 0;
 }
 

@@ -20,7 +20,7 @@ wf_worker_inject(struct wf_worker *w)
 	unsigned n = rte_ring_dequeue_burst(w->dp->inject, objs, 32, NULL);
 	for (unsigned i = 0; i < n; i++) {
 		struct rte_mbuf *m = objs[i];
-		if (rte_eth_tx_burst(m->port, w->txq, &m, 1) != 1)
+		if (wf_port_tx(w, m->port, &m, 1) != 1)
 			rte_pktmbuf_free(m);
 	}
 }
@@ -36,7 +36,9 @@ wf_worker_poll(struct wf_worker *w)
 	uint16_t total = 0;
 
 	for (uint32_t i = 0; i < np; i++) {
-		uint16_t n = rte_eth_rx_burst(pl[i].port, pl[i].queue, pkts, burst);
+		uint16_t n = likely(pl[i].eth != WF_PORT_NONE)
+				     ? rte_eth_rx_burst(pl[i].eth, pl[i].queue, pkts, burst)
+				     : pl[i].rx(pl[i].rxq, pkts, burst);
 		if (n == 0)
 			continue;
 		total += n;

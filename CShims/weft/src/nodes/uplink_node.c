@@ -131,6 +131,8 @@ wf_classify(const struct wf_table *t, const struct wf_fwd *vlan, const struct wf
 		/* Pop: the MAC addresses move 4 bytes back over the tag. */
 		memmove(p + sizeof(struct rte_vlan_hdr), p, 2 * RTE_ETHER_ADDR_LEN);
 		rte_pktmbuf_adj(m, sizeof(struct rte_vlan_hdr));
+		if (unlikely(m->ol_flags & WF_OL_PENDING))
+			wf_ol_front_removed(m, sizeof(struct rte_vlan_hdr), true);
 	}
 	return f;
 }
@@ -183,8 +185,20 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 			;
 		if (j == nb) {
 			if (unlikely(nb == WF_BATCHES)) {
-				/* More connections than batches: per frame, grouped by port. */
-				wf_send_mixed(w, t, fs, ms, k);
+				/* More connections than batches: per frame, grouped by port
+				 * (frames for groups and domains one by one). */
+				uint16_t p2p = 0;
+				for (uint16_t x = 0; x < k; x++) {
+					if (fs[x]->action >= WF_ACT_REPLICATE) {
+						wf_send_mixed(w, t, fs, ms, p2p);
+						p2p = 0;
+						wf_p2mp_burst(w, t, fs[x], &ms[x], 1, 0);
+					} else {
+						fs[p2p] = fs[x];
+						ms[p2p++] = ms[x];
+					}
+				}
+				wf_send_mixed(w, t, fs, ms, p2p);
 				return;
 			}
 			b[j].f = fs[i];

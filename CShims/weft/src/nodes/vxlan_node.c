@@ -177,7 +177,9 @@ const struct wf_fwd *
 wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul, struct rte_mbuf *m,
 	       uint32_t l3off, bool is_v6, enum wf_drop_reason *why)
 {
-	const uint32_t len = rte_pktmbuf_data_len(m);
+	/* Lengths against the whole frame (a jumbo frame is an mbuf chain); the
+	 * headers themselves must be in the first segment. */
+	const uint32_t len = rte_pktmbuf_pkt_len(m), head = rte_pktmbuf_data_len(m);
 	uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
 	struct wf_vxkey k;
 	memset(&k, 0, sizeof(k));
@@ -217,7 +219,7 @@ wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul, struct rt
 		return NULL;
 	/* UDP length must hold VXLAN + an inner Ethernet header, within the frame. */
 	uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
-	if (ulen < 8 + 8 + 14 || l4off + ulen > len) {
+	if (ulen < 8 + 8 + 14 || l4off + ulen > len || head < l4off + 8 + 8 + 14) {
 		*why = WF_DROP_VXLAN_TRUNCATED;
 		return NULL;
 	}
@@ -240,8 +242,12 @@ wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul, struct rt
 	}
 	/* Trim any Ethernet padding after the UDP datagram, then strip the outer headers. */
 	uint32_t end = l4off + ulen;
-	if (rte_pktmbuf_pkt_len(m) > end)
-		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) - end));
+	if (len > end && rte_pktmbuf_trim(m, (uint16_t)(len - end)) != 0) {
+		*why = WF_DROP_VXLAN_TRUNCATED; /* padding spread over segments: never built by a sender */
+		return NULL;
+	}
 	rte_pktmbuf_adj(m, (uint16_t)(l4off + 16));
+	if (unlikely(m->ol_flags & WF_OL_PENDING))
+		wf_ol_front_removed(m, l4off + 16, false);
 	return &d->f;
 }

@@ -19,5 +19,7 @@ wf_vlan_push(struct rte_mbuf *m, uint16_t tci)
 	memmove(p, p + sizeof(struct rte_vlan_hdr), 2 * RTE_ETHER_ADDR_LEN);
 	uint16_t tag[2] = { rte_cpu_to_be_16(RTE_ETHER_TYPE_VLAN), rte_cpu_to_be_16(tci) };
 	memcpy(p + 2 * RTE_ETHER_ADDR_LEN, tag, sizeof(tag));
+	if (unlikely(m->ol_flags & WF_OL_PENDING))
+		m->l2_len += sizeof(struct rte_vlan_hdr); /* a partial checksum moved with the payload */
 	return 0;
 }
