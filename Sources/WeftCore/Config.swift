@@ -196,6 +196,8 @@ public enum InterfaceType: String, Codable, CaseIterable, Sendable {
 }
 
 public enum MemifRole: String, Codable, Sendable { case server, client }
+/// memif payload: Ethernet frames (default) or IP packets (NSM's IP payload).
+public enum MemifMode: String, Codable, Sendable { case ethernet, ip }
 
 public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var name: String
@@ -208,6 +210,7 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var abstract: Bool?
     public var id: Int?
     public var secret: String?
+    public var mode: MemifMode?
     /// pci: the device address, e.g. 0000:05:00.0.
     public var pci: String?
     /// vdev: raw devargs; pci: extra devargs appended after the address.
@@ -232,7 +235,7 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var netns: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, type, iface, role, socket, abstract, id, secret, pci, devargs, mac
+        case name, type, iface, role, socket, abstract, id, secret, mode, pci, devargs, mac
         case rxQueues = "rx_queues", mtu, uplink, via, vlanID = "vlan_id"
         case vni, remote, port, localPort = "local_port", underlay, netns
     }
@@ -260,6 +263,7 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
         abstract = try c.decodeIfPresent(Bool.self, forKey: .abstract)
         id = try c.decodeIfPresent(Int.self, forKey: .id)
         secret = try c.decodeIfPresent(String.self, forKey: .secret)
+        mode = try c.decodeIfPresent(MemifMode.self, forKey: .mode)
         pci = try c.decodeIfPresent(String.self, forKey: .pci)
         devargs = try c.decodeIfPresent(String.self, forKey: .devargs)
         mac = try c.decodeIfPresent(String.self, forKey: .mac)

@@ -24,6 +24,8 @@ public struct InterfaceStatus: Codable, Equatable, Sendable {
     /// What the driver did or could not do: offloads turned off on a veth peer,
     /// why `kernel` runs on AF_PACKET, the XDP mode.
     public var note: String = ""
+    /// memif: the peer, the rings, and what happened on the control channel by reason.
+    public var memif: Dataplane.MemifStatus?
 }
 
 public struct CrossConnectStatus: Codable, Equatable, Sendable {
@@ -571,6 +573,7 @@ public final class Controller: @unchecked Sendable {
             m.client = itf.role == .client
             m.id = UInt32(itf.id ?? 0)
             m.secret = itf.secret
+            m.ipMode = itf.mode == .ip
             m.netns = itf.netns
             m.rxQueues = rxq
             m.mac = itf.mac.flatMap(parseMAC)
@@ -634,7 +637,8 @@ public final class Controller: @unchecked Sendable {
                 crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? InterfaceCounters(),
                 offloads: r.port != nil && info?.txIPv4ChecksumOffload == true ? ["ipv4-cksum"] : [],
                 note: r.port == nil ? "" : [info?.note ?? "", fallbacks[cfg.name].map { "AF_XDP not used: \($0)" } ?? ""]
-                    .filter { !$0.isEmpty }.joined(separator: "; "))
+                    .filter { !$0.isEmpty }.joined(separator: "; "),
+                memif: cfg.type == .memif ? r.port.flatMap { dataplane.memifStatus($0) } : nil)
         }
     }
 

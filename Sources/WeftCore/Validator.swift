@@ -204,7 +204,7 @@ public enum Validator {
         // Keys that belong to another type are mistakes, not silent no-ops.
         let given: [(String, Bool)] = [
             ("iface", itf.iface != nil), ("role", itf.role != nil), ("socket", itf.socket != nil),
-            ("abstract", itf.abstract != nil), ("id", itf.id != nil), ("secret", itf.secret != nil),
+            ("abstract", itf.abstract != nil), ("id", itf.id != nil), ("secret", itf.secret != nil), ("mode", itf.mode != nil),
             ("pci", itf.pci != nil), ("devargs", itf.devargs != nil), ("mac", itf.mac != nil),
             ("uplink", itf.uplink != nil), ("via", itf.via != nil), ("vlan_id", itf.vlanID != nil),
             ("rx_queues", itf.rxQueues != nil), ("mtu", itf.mtu != nil),
@@ -214,7 +214,7 @@ public enum Validator {
         let ports = InterfaceType.allCases.filter(\.isPort)
         let applies: [String: [InterfaceType]] = [
             "iface": kernelTypes, "role": [.memif], "socket": [.memif], "abstract": [.memif], "id": [.memif],
-            "secret": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
+            "secret": [.memif], "mode": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
             "uplink": [.vlan, .vxlan], "via": [.vlan], "vlan_id": [.vlan], "rx_queues": ports, "mtu": ports,
             "vni": [.vxlan], "remote": [.vxlan], "port": [.vxlan], "local_port": [.vxlan],
             "underlay": ports, "netns": [.memif, .afPacket, .afXDP, .kernel, .tap],
@@ -240,8 +240,8 @@ public enum Validator {
                 else if itf.abstract != true && !s.hasPrefix("/") { issue("socket", "must be an absolute path (or set abstract: true)") }
                 if s.contains(",") || s.contains("=") { issue("socket", "must not contain ',' or '='") }
             }
-            if let sec = itf.secret, sec.isEmpty || sec.utf8.count > 24 || sec.contains(",") {
-                issue("secret", "must be 1-24 characters without ','")
+            if let sec = itf.secret, sec.isEmpty || sec.utf8.count > 23 || sec.contains(",") {
+                issue("secret", "must be 1-23 characters without ','")
             }
         }
         if itf.type == .pci {
@@ -313,7 +313,8 @@ public enum Validator {
     static func claimKey(_ itf: InterfaceConfig) -> String? {
         switch itf.type {
         case .afPacket, .afXDP, .kernel, .tap: return itf.iface.map { "kernel interface '\($0)'" + inNetns(itf) }
-        case .memif: return itf.socket.map { "memif socket '\($0)' with id \(itf.id ?? 0)" + (itf.abstract == true ? inNetns(itf) : "") }
+        // A server and a client may share a socket and id (a loop within one node).
+        case .memif: return itf.socket.map { "memif \((itf.role ?? .server).rawValue) socket '\($0)' with id \(itf.id ?? 0)" + (itf.abstract == true ? inNetns(itf) : "") }
         case .pci: return itf.pci.flatMap(normalizedPCI).map { "PCI device \($0)" }
         default: return nil
         }

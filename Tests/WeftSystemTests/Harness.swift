@@ -57,31 +57,50 @@ final class PodNamespace {
     let ns: String
     let hostEnd: String
     let address: String
+    let address6: String?
     let mac: String
 
     /// `node`: a namespace that holds the host end (where that node's weftd runs); nil = root.
-    init(tag: String, index: Int, subnet: String = "10.88", address: String? = nil, node: String? = nil) {
+    /// `ipv6`: an IPv6 address for the pod (/64, no DAD); without it the pod has no IPv6.
+    /// `mtu`: both ends of the veth. The veth keeps the kernel's default offloads.
+    init(tag: String, index: Int, subnet: String = "10.88", address: String? = nil, node: String? = nil,
+         ipv6: String? = nil, mtu: Int? = nil) {
         ns = "wt\(tag)n\(index)"
         hostEnd = "wt\(tag)h\(index)"
         self.address = address ?? "\(subnet).0.\(index)"
+        address6 = ipv6
         mac = String(format: "02:77:00:00:%02x:%02x", Int(tag.prefix(2), radix: 16) ?? 0, index)
         sh("ip netns del \(ns) 2>/dev/null; ip link del \(hostEnd) 2>/dev/null")
         let inNode = node.map { "ip netns exec \($0) " } ?? ""
+        let v6 = ipv6.map { a in
+            """
+            ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+            ip netns exec \(ns) sysctl -qw net.ipv6.conf.default.router_solicitations=0 net.ipv6.conf.all.router_solicitations=0
+            ip -n \(ns) addr add \(a)/64 dev eth0 nodad
+            """
+        } ?? "ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1"
         let r = sh("""
         set -e
         ip netns add \(ns)
-        ip link add \(hostEnd) type veth peer name eth0 netns \(ns)
+        ip link add \(hostEnd) \(mtu.map { "mtu \($0) " } ?? "")type veth peer name eth0 netns \(ns)
+        \(mtu.map { "ip -n \(ns) link set eth0 mtu \($0)" } ?? "true")
         \(node.map { "ip link set \(hostEnd) netns \($0)" } ?? "true")
         \(inNode)ip link set \(hostEnd) up
         ip -n \(ns) link set eth0 address \(mac)
         ip -n \(ns) addr add \(self.address)/24 dev eth0
+        # No IPv6 DAD/router chatter: counters show the test's traffic.
+        \(v6)
         ip -n \(ns) link set eth0 up
         ip -n \(ns) link set lo up
-        # No IPv6 DAD/router chatter on either end: counters show the test's traffic.
-        ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1
         \(inNode)sysctl -qw net.ipv6.conf.\(hostEnd).disable_ipv6=1
         """)
         precondition(r.status == 0, "namespace setup failed: \(r.err)")
+    }
+
+    /// A content-checked transfer from this pod to `target` in `to` (Tests/peers/xfer.py).
+    func transfer(to: String, target: String, proto: String, bytes: Int, port: Int = 5201,
+                  size: Int = 1200, rate: Int = 0) -> Transfer {
+        Transfer.run(fromNS: ns, toNS: to, target: target, proto: proto, bytes: bytes, port: port, size: size, rate: rate)
     }
 
     /// Exactly `count` echo requests (no -w: with it ping sends more until it
@@ -91,6 +110,64 @@ final class PodNamespace {
     }
 
     deinit { sh("ip netns del \(ns) 2>/dev/null; ip link del \(hostEnd) 2>/dev/null") }
+}
+
+/// A content-checked TCP or UDP transfer between two namespaces: the receiver
+/// hashes what arrived, the sender what it sent (Tests/peers/xfer.py).
+struct Transfer: CustomStringConvertible {
+    var sentBytes = 0, receivedBytes = 0
+    var sentSHA = "", receivedSHA = ""
+    var datagrams: Int?
+    var log = ""
+    var intact: Bool { sentBytes > 0 && sentBytes == receivedBytes && sentSHA == receivedSHA }
+    var description: String { "sent \(sentBytes) B \(sentSHA.prefix(12)), received \(receivedBytes) B \(receivedSHA.prefix(12)); \(log)" }
+
+    static let script = Paths.root.appendingPathComponent("Tests/peers/xfer.py").path
+
+    static func run(fromNS: String, toNS: String, target: String, proto: String, bytes: Int, port: Int,
+                    size: Int, rate: Int, timeout: Int = 30) -> Transfer {
+        var t = Transfer()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        let bind = target.contains(":") ? "::" : "0.0.0.0"
+        server.arguments = ["netns", "exec", toNS, "python3", script, "serve", proto, bind, String(port),
+                            "--expect", String(bytes), "--timeout", String(timeout)]
+        let out = Pipe(), err = Pipe()
+        server.standardOutput = out
+        server.standardError = err
+        server.standardInput = FileHandle.nullDevice
+        do { try server.run() } catch { t.log = "cannot start the receiver: \(error)"; return t }
+        // Wait for "ready" before sending.
+        var buffered = Data()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !String(decoding: buffered, as: UTF8.self).contains("ready") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            buffered += chunk
+        }
+        var args = ["ip", "netns", "exec", fromNS, "python3", script, "send", proto, target, String(port), String(bytes),
+                    "--size", String(size)]
+        if rate > 0 { args += ["--rate", String(rate)] }
+        let c = sh(args, timeout: TimeInterval(timeout + 30))
+        server.waitUntilExit()
+        buffered += out.fileHandleForReading.readDataToEndOfFile()
+        let serr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        struct Line: Decodable { var bytes: Int; var sha256: String; var datagrams: Int? }
+        let lines = String(decoding: buffered, as: UTF8.self).split(separator: "\n")
+        if let l = lines.last(where: { $0.hasPrefix("{") }),
+           let r = try? JSONDecoder().decode(Line.self, from: Data(l.utf8)) {
+            t.receivedBytes = r.bytes
+            t.receivedSHA = r.sha256
+            t.datagrams = r.datagrams
+        }
+        if let l = c.out.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+           let r = try? JSONDecoder().decode(Line.self, from: Data(l.utf8)) {
+            t.sentBytes = r.bytes
+            t.sentSHA = r.sha256
+        }
+        t.log = "\(proto) \(target):\(port) sender rc \(c.status) \(c.err.suffix(300)) receiver \(serr.suffix(300))"
+        return t
+    }
 }
 
 /// ping's "N packets transmitted, M received".
@@ -229,13 +306,13 @@ final class TestpmdPeer {
     }
 
     /// `vdevs`: full memif devargs; `mode`: testpmd forwarding mode.
-    init(tag: String, vdevs: [String], mode: String = "io") throws {
+    init(tag: String, vdevs: [String], mode: String = "io", queues: Int = 1) throws {
         prefix = "wt-pmd-\(tag)"
         logPath = "/tmp/testpmd-\(tag).log"
         var args = ["--lcores", "0@0,1@0", "--no-huge", "-m", "256", "--file-prefix", prefix, "--no-pci"]
         for v in vdevs { args += ["--vdev", v] }
-        args += ["--", "--forward-mode=\(mode)", "--auto-start", "--no-mlockall", "--total-num-mbufs=4096",
-                 "--stats-period=3600"]
+        args += ["--", "--forward-mode=\(mode)", "--auto-start", "--no-mlockall", "--total-num-mbufs=8192",
+                 "--stats-period=3600", "--rxq=\(queues)", "--txq=\(queues)"]
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/dpdk-testpmd")
         p.arguments = args

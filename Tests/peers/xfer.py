@@ -103,20 +103,25 @@ def send(proto, addr, port, nbytes, seed, size, rate):
             pass
         s.close()
     else:
+        # Unconnected: an ICMP error from the receiver once it has everything
+        # (its port closes) must not end the sender.
         s = socket.socket(fam, socket.SOCK_DGRAM)
-        s.connect((addr, port))
+        dst = (addr, port)
         gap = 1.0 / rate if rate else 0
         seq = 0
         t0 = time.time()
         for off in range(0, len(payload), size):
-            s.send(struct.pack("!I", seq) + payload[off:off + size])
+            s.sendto(struct.pack("!I", seq) + payload[off:off + size], dst)
             seq += 1
             if gap:
                 delay = t0 + seq * gap - time.time()
                 if delay > 0:
                     time.sleep(delay)
         for _ in range(3):
-            s.send(struct.pack("!I", 0xFFFFFFFF))
+            try:
+                s.sendto(struct.pack("!I", 0xFFFFFFFF), dst)
+            except OSError:
+                break
             time.sleep(0.05)
     print(json.dumps({"bytes": len(payload), "sha256": digest}), flush=True)
     return 0

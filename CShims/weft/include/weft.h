@@ -235,7 +235,7 @@ struct wf_memif_cfg {
 	uint16_t rx_queues;     /* rings Weft reads (0 -> 1) */
 	uint16_t buffer_size;   /* client: bytes per buffer (0 -> 2048) */
 	uint8_t mac[6];         /* the port's MAC (all zero: a locally administered one is made) */
-	uint16_t mtu;           /* 0: 1500 (frames up to 64 KiB cross as chained buffers) */
+	uint16_t mtu;           /* 0: none checked (frames up to 64 KiB cross as chained buffers) */
 };
 int wf_memif_attach(wf_dataplane_t *dp, const struct wf_memif_cfg *cfg, uint16_t *port);
 

@@ -280,6 +280,21 @@ probe_cb(void *devargs)
 	return rte_dev_probe((const char *)devargs);
 }
 
+struct wf_setup_req {
+	struct wf_dataplane *dp;
+	uint16_t port, eth;
+	const char *devname;
+	const struct wf_port_attach *req;
+};
+
+static int
+setup_cb(void *arg)
+{
+	struct wf_setup_req *r = arg;
+	return wf_ethdev_setup(r->dp, r->port, r->eth, r->devname, r->req->rx_queues ? r->req->rx_queues : 1,
+			       r->req->mtu, r->req->promiscuous);
+}
+
 int
 wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *port_id)
 {
@@ -316,8 +331,10 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 		wf_set_error("device %s probed but no ethdev port appeared", devname);
 		return -ENODEV;
 	}
-	rc = wf_ethdev_setup(dp, port, eth, devname, req->rx_queues ? req->rx_queues : 1, req->mtu,
-			     req->promiscuous);
+	/* Queue setup too runs in the namespace: DPDK's tap PMD opens a tun fd per
+	 * queue, which would otherwise make a second device in weftd's namespace. */
+	struct wf_setup_req sr = { .dp = dp, .port = port, .eth = eth, .devname = devname, .req = req };
+	rc = wf_in_netns(req->netns, setup_cb, &sr);
 	if (rc != 0) {
 		wf_ethdev_release(eth);
 		return rc;

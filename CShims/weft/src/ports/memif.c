@@ -125,8 +125,13 @@ wf_memif_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 			break;
 		}
 		if (!complete) {
-			/* The rest of the chain is not published yet. */
 			rte_pktmbuf_free(m);
+			if (used == size) {
+				/* A chain as long as the ring can never be completed. */
+				wf_memif_fault(&q->fault, WF_MEMIF_BAD_CHAIN);
+				wf_rxq_drop(&q->b, WF_DROP_PEER_BAD_DESC, total);
+			}
+			/* Otherwise the rest of the chain is not published yet. */
 			break;
 		}
 		cur = (uint16_t)(cur + used);

@@ -308,10 +308,11 @@ wf_memif_refuse(struct wf_dataplane *dp, struct wf_memif_conn *c, enum wf_memif_
 	}
 	if (reason != NULL)
 		wf_memif_send_disconnect(c->fd, reason);
-	if (c->l != NULL)
-		c->l->events[ev]++;
-	else if (c->itf != NULL)
+	/* Counted on the interface it named, else on its socket. */
+	if (c->itf != NULL)
 		c->itf->events[ev]++;
+	else if (c->l != NULL)
+		c->l->events[ev]++;
 	wf_memif_conn_close(dp, c);
 }
 
@@ -340,6 +341,7 @@ wf_memif_on_init(struct wf_memif_conn *c, const struct memif_msg *msg, const cha
 	}
 	if (m->conn != NULL) {
 		*why = "Already connected";
+		c->itf = m; /* counted there; its connection is untouched */
 		return WF_MEMIF_EV_BUSY;
 	}
 	if (msg->init.mode != (m->ip_mode ? MEMIF_MODE_IP : MEMIF_MODE_ETHERNET)) {
@@ -688,6 +690,8 @@ wf_memif_handle(struct wf_dataplane *dp, struct wf_memif_conn *c)
 	ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return true;
+	if (n < 0)
+		mh.msg_controllen = 0; /* ECONNRESET and the like: no control data came, read none */
 	/* Every fd that came along: kept only where a message needs it, closed otherwise. */
 	int fds[4], nfd = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
@@ -1279,7 +1283,7 @@ wf_memif_attach(wf_dataplane_t *dp, const struct wf_memif_cfg *cfg, uint16_t *po
 		uint8_t mac[6] = { 0x02, 0xfe, (uint8_t)(salt >> 8), (uint8_t)salt, (uint8_t)(port >> 8), (uint8_t)port };
 		memcpy(pc->mac, mac, 6);
 	}
-	pc->mtu = cfg->mtu ? cfg->mtu : 1500;
+	pc->mtu = cfg->mtu; /* 0: no MTU of its own (memif frames can be up to 64 KiB, chained) */
 	struct wf_port_fp *fp = &dp->fp[port];
 	memset(fp, 0, sizeof(*fp));
 	fp->eth = WF_PORT_NONE;
