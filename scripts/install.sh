@@ -12,8 +12,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev pkg-config
-      iproute2 iputils-ping tcpdump procps psmisc python3-scapy)
+pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev libxdp-dev pkg-config
+      iproute2 iputils-ping tcpdump procps psmisc python3 python3-scapy iperf3 ethtool)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -145,8 +145,19 @@ final class NSMRemoteSystemTests: SystemTestCase {
         XCTAssertEqual(conn.context.mtu, UInt32(tunnelMTU), "the connection MTU is clamped to the tunnel's")
         XCTAssertTrue(sh("ip -n \(n.nsc) link show nsm-1").out.contains("mtu \(tunnelMTU)"))
 
-        // Ping across the nodes.
+        // Ping across the nodes, and real traffic: TCP and UDP with content checks, fragments.
         XCTAssertEqual(n.ping("172.16.1.100")?.received, 5, n.a.log + n.b.log)
+        let t = Transfer.run(fromNS: n.nsc, toNS: n.nse, target: "172.16.1.100", proto: "tcp", bytes: 8 << 20,
+                             port: 5401, size: 1200, rate: 0)
+        XCTAssertTrue(t.intact, "TCP across nodes: \(t)")
+        let back = Transfer.run(fromNS: n.nse, toNS: n.nsc, target: "172.16.1.101", proto: "tcp", bytes: 4 << 20,
+                                port: 5402, size: 1200, rate: 0)
+        XCTAssertTrue(back.intact, "TCP back across nodes: \(back)")
+        let u = Transfer.run(fromNS: n.nsc, toNS: n.nse, target: "172.16.1.100", proto: "udp", bytes: 512 << 10,
+                             port: 5403, size: 1300, rate: 3000)
+        XCTAssertTrue(u.intact, "UDP across nodes: \(u)")
+        let frag = sh("ip netns exec \(n.nsc) ping -n -q -c 3 -i 0.2 -W 3 -s 3000 172.16.1.100")
+        XCTAssertEqual(pingCounts(frag.out)?.received, 3, "fragments across VXLAN: " + frag.out)
 
         // A VNI already in use towards A, and a peer address of a family B has no tunnel for:
         // refused by B with the field named, nothing built.
@@ -265,6 +276,15 @@ final class NSMRemoteSystemTests: SystemTestCase {
         XCTAssertEqual(offered.mechanismPreferences.map(\.type), ["VXLAN", "VLAN"])
         XCTAssertTrue(try n.a.interfaces().contains { $0.type == "vlan" })
         XCTAssertEqual(n.ping("10.98.0.2")?.received, 5, n.a.log)
+        // The far pod keeps the kernel's default offloads: its partial checksums cross VLAN and both nodes.
+        for (from, to, target, port) in [(n.nsc, pod.ns, "10.98.0.2", 5411), (pod.ns, n.nsc, "10.98.0.1", 5412)] {
+            let t = Transfer.run(fromNS: from, toNS: to, target: target, proto: "tcp", bytes: 4 << 20, port: port,
+                                 size: 1200, rate: 0)
+            XCTAssertTrue(t.intact, "TCP over VLAN to \(target): \(t)")
+        }
+        let u = Transfer.run(fromNS: n.nsc, toNS: pod.ns, target: "10.98.0.2", proto: "udp", bytes: 512 << 10,
+                             port: 5413, size: 1400, rate: 3000)
+        XCTAssertTrue(u.intact, "UDP over VLAN: \(u)")
         try await n.close(conn)
         XCTAssertEqual(try n.a.interfaces().filter { $0.type == "vlan" }.count, 0)
 

@@ -143,9 +143,21 @@ final class NSMSystemTests: SystemTestCase {
         XCTAssertTrue(sh("ip -n \(n.nse) -o addr show dev \(nseName)").out.contains("172.16.1.100/32"))
         XCTAssertTrue(sh("ip -n \(n.nsc) route show 172.16.1.100").out.contains("nsm-1"))
 
-        // Traffic through Weft, both ways.
+        // Traffic through Weft, both ways: ping, TCP and UDP with content checks, fragments.
         XCTAssertEqual(ping(n.nsc, "172.16.1.100")?.received, 5, n.weftd.log)
         XCTAssertEqual(ping(n.nse, "172.16.1.101")?.received, 5)
+        for (from, to, target, port) in [(n.nsc, n.nse, "172.16.1.100", 5421), (n.nse, n.nsc, "172.16.1.101", 5422)] {
+            let t = Transfer.run(fromNS: from, toNS: to, target: target, proto: "tcp", bytes: 8 << 20, port: port,
+                                 size: 1200, rate: 0)
+            XCTAssertTrue(t.intact, "TCP to \(target): \(t)")
+            let u = Transfer.run(fromNS: from, toNS: to, target: target, proto: "udp", bytes: 512 << 10, port: port + 10,
+                                 size: 1400, rate: 3000)
+            XCTAssertTrue(u.intact, "UDP to \(target): \(u)")
+        }
+        let frag = sh("ip netns exec \(n.nsc) ping -n -q -c 3 -i 0.2 -W 3 -s 3000 172.16.1.100")
+        XCTAssertEqual(pingCounts(frag.out)?.received, 3, "fragments: " + frag.out)
+        // The pods' veth ends hand over complete frames (TX checksum offload off, as NSM's forwarders do).
+        XCTAssertTrue(sh("ip netns exec \(n.nsc) ethtool -k nsm-1").out.contains("tx-checksumming: off"))
 
         // Monitor: the NSMgr's selector (its own segment) gets the initial state.
         let initial = try await withNSM(n.nsmSocket) { c in
@@ -275,6 +287,64 @@ final class NSMSystemTests: SystemTestCase {
         let fds = sh("ls -l /proc/\(pid)/fd").out
         for i in inodes { XCTAssertFalse(fds.contains("socket:[\(i)]"), "weftd still holds \(i): \(unix)") }
         XCTAssertFalse(unix.contains { $0.contains(" 01 ") && $0.contains("00010000") }, "the listening socket is gone: \(unix) \(sh("ip netns exec \(n.nsc) ss -xlp").out)")
+    }
+
+    /// KERNEL at the endpoint, MEMIF at the client, where a DPDK application
+    /// (dpdk-testpmd, io forward) bridges the memif to a tap the pod's own stack
+    /// uses: TCP and UDP with content checks cross Weft's memif and the DPDK PMD.
+    func testMemifClientWithADPDKApplicationCarriesTCPAndUDP() async throws {
+        let n = Node()
+        try await n.start()
+        addTeardownBlock { await n.stop() }
+        let req = nsmRequest(service: "icmp-responder", mechanism: "MEMIF", params: ["inodeURL": "file:///var/run/netns/\(n.nsc)"])
+        let conn = try await n.request(req)
+        let name = String(try XCTUnwrap(conn.mechanism.parameters["socketfile"]).dropFirst())
+        let prefix = "wt-pmd-\(n.tag)"
+        let pmd = Process()
+        pmd.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        pmd.arguments = ["netns", "exec", n.nsc, "/usr/bin/dpdk-testpmd", "--lcores", "0@0,1@0", "--no-huge", "-m", "256",
+                         "--file-prefix", prefix, "--no-pci",
+                         "--vdev", "net_memif0,role=client,socket=\(name),socket-abstract=yes,id=0",
+                         "--vdev", "net_tap0,iface=dtap0",
+                         "--", "--forward-mode=io", "--auto-start", "--no-mlockall", "--total-num-mbufs=8192",
+                         "--stats-period=3600"]
+        let logPath = "/tmp/testpmd-nsm-io-\(n.tag).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        pmd.standardOutput = FileHandle(forWritingAtPath: logPath)
+        pmd.standardError = FileHandle(forWritingAtPath: logPath)
+        pmd.standardInput = FileHandle.nullDevice
+        try pmd.run()
+        defer {
+            if pmd.isRunning { pmd.interrupt() }
+            let deadline = Date().addingTimeInterval(5)
+            while pmd.isRunning && Date() < deadline { usleep(50_000) }
+            if pmd.isRunning { kill(pmd.processIdentifier, SIGKILL); pmd.waitUntilExit() }
+            sh("rm -rf /var/run/dpdk/\(prefix)")
+        }
+        try await Self.waitFor("the tap of the DPDK application", timeout: 30) {
+            sh("ip -n \(n.nsc) link show dtap0").status == 0
+        }
+        // The client's address on the application's tap (no kernel interface for IP context with MEMIF).
+        let r = sh("""
+        set -e
+        ip -n \(n.nsc) addr add 172.16.1.101/32 dev dtap0
+        ip -n \(n.nsc) link set dtap0 up
+        ip -n \(n.nsc) route add 172.16.1.100/32 dev dtap0
+        """)
+        XCTAssertEqual(r.status, 0, r.err)
+        try await Self.waitFor("the memif link", timeout: 30) {
+            (try? n.weftd.interfaces().first { $0.type == "memif" }?.link) == "up"
+        }
+        XCTAssertEqual(ping(n.nsc, "172.16.1.100")?.received, 5, n.weftd.log)
+        for (from, to, target, port) in [(n.nsc, n.nse, "172.16.1.100", 5431), (n.nse, n.nsc, "172.16.1.101", 5432)] {
+            let t = Transfer.run(fromNS: from, toNS: to, target: target, proto: "tcp", bytes: 4 << 20, port: port,
+                                 size: 1200, rate: 0)
+            XCTAssertTrue(t.intact, "TCP to \(target) through memif and testpmd: \(t)")
+            let u = Transfer.run(fromNS: from, toNS: to, target: target, proto: "udp", bytes: 256 << 10, port: port + 10,
+                                 size: 1400, rate: 2000)
+            XCTAssertTrue(u.intact, "UDP to \(target) through memif and testpmd: \(u)")
+        }
+        try await n.close(conn)
     }
 
     // MARK: bad input
