@@ -6,8 +6,9 @@
 #   weft-ns2 (10.77.0.2) -veth/af_packet- [ns2]==xc==[memif-b] -memif-  (io fwd)
 #
 # Installs what is missing, builds in release mode, builds the topology,
-# starts weftd with configs/demo.yaml, pings across, prints the counters and
-# tears everything down. Run as root.
+# starts weftd with configs/demo.yaml, pings across, runs TCP (iperf3) across
+# and prints its throughput, prints the counters and tears everything down.
+# Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
@@ -42,6 +43,9 @@ for i in 1 2; do
   ip link add weft-veth$i type veth peer name eth0 netns weft-ns$i
   ip link set weft-veth$i up
   ip -n weft-ns$i addr add 10.77.0.$i/24 dev eth0
+  # IPv4 only: no IPv6 neighbour discovery or MLD reports in the counters.
+  ip netns exec weft-ns$i sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  sysctl -qw net.ipv6.conf.weft-veth$i.disable_ipv6=1
   ip -n weft-ns$i link set eth0 up
   ip -n weft-ns$i link set lo up
 done
@@ -61,6 +65,8 @@ dpdk-testpmd --lcores '0@0,1@0' -m 256 --file-prefix weft-demo-peer --no-pci \
   -- --forward-mode=io --auto-start --no-mlockall --total-num-mbufs=8192 --stats-period=3600 \
   < /dev/null > "$LOGS/testpmd.log" 2>&1 &
 PEER_PID=$!
+# The memif interfaces are up once testpmd has connected: wait, so that no
+# frame meets a link that is still down.
 for _ in $(seq 100); do
   ctl show interfaces --json | grep -q '"link" : "down"' || break
   sleep 0.2
@@ -70,6 +76,15 @@ echo "== ping weft-ns1 -> weft-ns2 (through weftd, testpmd, weftd)"
 ip netns exec weft-ns1 ping -c 5 -i 0.2 10.77.0.2
 echo "== ping weft-ns2 -> weft-ns1"
 ip netns exec weft-ns2 ping -c 5 -i 0.2 10.77.0.1
+
+# Real traffic: TCP through weftd, testpmd and weftd again, with the veths'
+# default offloads (partial checksums and TSO super-frames from the pods).
+echo "== TCP weft-ns1 -> weft-ns2 (iperf3, 5 s)"
+ip netns exec weft-ns2 iperf3 -s -1 -D -p 5201 >/dev/null 2>&1
+sleep 0.5
+ip netns exec weft-ns1 iperf3 -c 10.77.0.2 -p 5201 -t 5 -f g | tee "$LOGS/iperf3.log" | grep -E "sender|receiver"
+tput=$(awk '/receiver/ {print $(NF-2), $(NF-1)}' "$LOGS/iperf3.log")
+echo "TCP throughput through Weft and the memif peer: ${tput:-?}"
 
 echo; echo "== weftctl show interfaces"; ctl show interfaces
 echo; echo "== weftctl show xconnects"; ctl show xconnects

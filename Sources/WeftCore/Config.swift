@@ -130,11 +130,16 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
     public var maxCrossConnects: Int = 4096
     /// Microseconds an idle worker sleeps after 1024 empty polls; 0 = pure busy polling.
     public var idleSleepUs: Int = 0
+    /// A pod interface (memif, AF_PACKET, AF_XDP) queue that had nothing for 1,024
+    /// polls waits for an event instead of being polled: a worker's cost does not
+    /// grow with idle interfaces. false: every queue is polled always.
+    public var queuesSleep: Bool = true
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case workers, burstSize = "burst_size", rxDescriptors = "rx_descriptors"
         case txDescriptors = "tx_descriptors", mbufs, mbufCache = "mbuf_cache"
         case maxCrossConnects = "max_cross_connects", idleSleepUs = "idle_sleep_us"
+        case queuesSleep = "queues_sleep"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -147,6 +152,7 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
         mbufCache = try c.decodeIfPresent(Int.self, forKey: .mbufCache) ?? mbufCache
         maxCrossConnects = try c.decodeIfPresent(Int.self, forKey: .maxCrossConnects) ?? maxCrossConnects
         idleSleepUs = try c.decodeIfPresent(Int.self, forKey: .idleSleepUs) ?? idleSleepUs
+        queuesSleep = try c.decodeIfPresent(Bool.self, forKey: .queuesSleep) ?? queuesSleep
     }
 }
 

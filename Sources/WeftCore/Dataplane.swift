@@ -79,6 +79,7 @@ public struct DataplaneSettings: Sendable, Equatable {
     public var txDescriptors: UInt16 = 1024
     public var maxCrossConnects: UInt32 = 4096
     public var idleSleepMicroseconds: UInt32 = 0
+    public var queuesSleep = true
     public init(workerLcores: [UInt32]) { self.workerLcores = workerLcores }
 }
 
@@ -104,6 +105,8 @@ public struct WorkerStats: Codable, Equatable, Sendable {
     public var worker: Int
     public var lcore: UInt32
     public var queues: UInt32
+    /// Of those, the ones polled now (idle pod-interface queues wait for an event).
+    public var activeQueues: UInt32 = 0
     public var busyCycles: UInt64
     public var idleCycles: UInt64
     public var busyIterations: UInt64
@@ -162,6 +165,7 @@ public final class Dataplane {
         cfg.tx_desc = s.txDescriptors
         cfg.max_xconnects = s.maxCrossConnects
         cfg.idle_sleep_us = s.idleSleepMicroseconds
+        cfg.queues_sleep = s.queuesSleep ? 1 : 0
         var out: OpaquePointer?
         try check(wf_dp_create(&cfg, &out), "create", "dataplane")
         handle = out!
@@ -562,7 +566,8 @@ public final class Dataplane {
         return (0..<n).compactMap { w in
             var s = wf_worker_stats()
             guard wf_worker_stats(dp, UInt32(w), &s) == 0 else { return nil }
-            return WorkerStats(worker: w, lcore: s.lcore, queues: s.polls_assigned, busyCycles: s.busy_cycles,
+            return WorkerStats(worker: w, lcore: s.lcore, queues: s.polls_assigned, activeQueues: s.polls_active,
+                               busyCycles: s.busy_cycles,
                                idleCycles: s.idle_cycles, busyIterations: s.busy_iterations,
                                idleIterations: s.idle_iterations, rxPackets: s.rx_packets, drops: dropMap(s.drops))
         }

@@ -26,6 +26,7 @@ public enum EALArguments {
         s.txDescriptors = UInt16(c.dataplane.txDescriptors)
         s.maxCrossConnects = UInt32(c.dataplane.maxCrossConnects)
         s.idleSleepMicroseconds = UInt32(c.dataplane.idleSleepUs)
+        s.queuesSleep = c.dataplane.queuesSleep
         return s
     }
 }

@@ -31,7 +31,10 @@ public enum Render {
                    String(i.counters.rxPackets), String(i.counters.rxBytes), String(i.counters.txPackets),
                    String(i.counters.txBytes), String(i.counters.totalDrops)])
         }
-        return t.render()
+        // What the drivers did (offloads turned off on a veth peer, a fallback and why,
+        // a memif peer and its last disconnect reason), one line per interface.
+        let notes = list.filter { !$0.note.isEmpty }.map { "  \($0.name): \($0.note)" }
+        return t.render() + (notes.isEmpty ? "" : "\n" + notes.joined(separator: "\n"))
     }
 
     public static func crossConnects(_ list: [CrossConnectStatus]) -> String {
@@ -89,13 +92,13 @@ public enum Render {
     }
 
     public static func workers(_ list: [WorkerStats], tscHz: UInt64) -> String {
-        var t = TextTable(["WORKER", "LCORE", "QUEUES", "RX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "BUSY%", "CYCLES/PKT"])
+        var t = TextTable(["WORKER", "LCORE", "QUEUES", "POLLED", "RX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "BUSY%", "CYCLES/PKT"])
         for w in list {
             let total = w.busyCycles + w.idleCycles
             let busy = total == 0 ? "0.0" : String(format: "%.1f", 100 * Double(w.busyCycles) / Double(total))
-            t.add([String(w.worker), String(w.lcore), String(w.queues), String(w.rxPackets), String(w.busyCycles),
+            t.add([String(w.worker), String(w.lcore), String(w.queues), String(w.activeQueues), String(w.rxPackets), String(w.busyCycles),
                    String(w.idleCycles), busy, w.cyclesPerPacket.map { String(format: "%.1f", $0) } ?? "-"])
         }
-        return t.render() + "\n(TSC \(tscHz / 1_000_000) MHz; busy = cycles in polls that returned packets)"
+        return t.render() + "\n(TSC \(tscHz / 1_000_000) MHz; busy = cycles in polls that returned packets; POLLED = queues not asleep)"
     }
 }

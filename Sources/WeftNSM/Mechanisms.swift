@@ -177,11 +177,13 @@ public enum MechanismPolicy {
 
     /// NSM's kernel client names the endpoint's interface after the service: at most 10
     /// characters of it, a dash and 4 characters of the connection id.
+    /// The service's first 6 characters and 8 hex digits of a hash of the connection id
+    /// (15 at most). NSM's own `service[:10]-id[:4]` collides in one endpoint pod after a
+    /// few hundred connections (16^4 names); 16^8 does not.
     public static func defaultIfName(service: String, id: String) -> String {
         let ok = service.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
-        let base = ok.isEmpty ? "nsm" : String(ok.prefix(10))
-        let tail = id.filter { $0.isHexDigit }.prefix(4)
-        return base + "-" + (tail.isEmpty ? "0000" : String(tail))
+        let base = ok.isEmpty ? "nsm" : String(ok.prefix(6))
+        return base + "-" + String(Names.hash(id).prefix(8))
     }
 }
 

@@ -49,6 +49,18 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
+        // Every pod interface holds a few fds (sockets, rings, eventfds, an XDP
+        // program): a node with a thousand of them needs more than the usual 1,024.
+        var lim = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lim) == 0, lim.rlim_cur < lim.rlim_max {
+            let was = lim.rlim_cur
+            lim.rlim_cur = lim.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lim) == 0 { logger.debug("open files: \(was) -> \(lim.rlim_max)") }
+        }
+        if lim.rlim_cur < 16384 {
+            logger.warning("open files limited to \(lim.rlim_cur): each pod interface needs a few (raise LimitNOFILE / ulimit -n)")
+        }
+
         let args = EALArguments.build(cfg)
         logger.info("EAL: \(args.dropFirst().joined(separator: " "))")
         do { try EAL.initialize(arguments: args) } catch {

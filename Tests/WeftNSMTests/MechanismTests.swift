@@ -118,7 +118,7 @@ final class MechanismTests: XCTestCase {
         let name = try XCTUnwrap(p[0].parameters["name"])
         XCTAssertLessThanOrEqual(name.utf8.count, 15)
         XCTAssertNoThrow(try MechanismPolicy.checkIfName(name, "name"))
-        XCTAssertEqual(name, "my-network-7f3a")
+        XCTAssertEqual(name, "my-net-" + String(Names.hash(c.id).prefix(8)))
     }
 
     func testClientPreferencesPriority() {
@@ -164,9 +164,13 @@ final class MechanismTests: XCTestCase {
     }
 
     func testDefaultIfName() {
-        XCTAssertEqual(MechanismPolicy.defaultIfName(service: "svc", id: "12ab-cd"), "svc-12ab")
-        XCTAssertEqual(MechanismPolicy.defaultIfName(service: "a.b/c", id: "zz"), "abc-0000")
-        XCTAssertEqual(MechanismPolicy.defaultIfName(service: "...", id: "ffff9"), "nsm-ffff")
+        // Service (6 characters, only the allowed ones) and 8 hex digits of FNV-1a(id), computed apart.
+        XCTAssertEqual(MechanismPolicy.defaultIfName(service: "svc", id: "12ab-cd"), "svc-880d55dd")
+        XCTAssertEqual(MechanismPolicy.defaultIfName(service: "a.b/c", id: "zz"), "abc-08f74e07")
+        XCTAssertEqual(MechanismPolicy.defaultIfName(service: "...", id: "ffff9"), "nsm-4fa81afc")
+        // 500 connections to one endpoint pod: 500 different names.
+        let names = Set((0..<500).map { _ in MechanismPolicy.defaultIfName(service: "icmp-responder", id: UUID().uuidString) })
+        XCTAssertEqual(names.count, 500)
         for s in ["x", "a-very-long-network-service-name", "ns_1"] {
             XCTAssertLessThanOrEqual(MechanismPolicy.defaultIfName(service: s, id: UUID().uuidString).utf8.count, 15)
         }

@@ -112,6 +112,9 @@ struct wf_dp_config {
 	uint16_t tx_desc;
 	uint32_t max_xconnects;                /* size of the cross-connect slot space */
 	uint32_t idle_sleep_us;                /* 0: busy-poll always (default) */
+	uint8_t queues_sleep;                  /* 1: idle queues of Weft's own drivers wait for an
+						* event instead of being polled (memif, AF_PACKET, AF_XDP) */
+	uint8_t pad[3];
 };
 
 /* Create the dataplane: mempool, counters, RCU, empty tables. */
@@ -478,7 +481,8 @@ int wf_xc_stats(const wf_dataplane_t *dp, uint32_t slot, struct wf_xc_stats *s);
 
 struct wf_worker_stats {
 	uint32_t lcore;
-	uint32_t polls_assigned;    /* (port, queue) pairs it polls */
+	uint32_t polls_assigned;    /* (port, queue) pairs it has */
+	uint32_t polls_active;      /* of those, not asleep (idle queues wait for an event) */
 	uint64_t busy_cycles;       /* TSC cycles in polls that returned packets */
 	uint64_t idle_cycles;       /* TSC cycles in polls that returned nothing */
 	uint64_t busy_iterations;

@@ -177,7 +177,12 @@ struct wf_table {
 	struct wf_p2mp_tbl *p2mp[WF_MAX_P2MP];
 	uint32_t n_polls[WF_MAX_WORKERS];
 	struct wf_poll *polls[WF_MAX_WORKERS]; /* [n_polls[w]] */
+	/* Each worker's own scratch: its active polls (written by that worker only). */
+	struct wf_poll *active[WF_MAX_WORKERS];
 };
+
+/* A queue with nothing for this many polls in a row goes to sleep. */
+#define WF_SLEEP_POLLS 1024
 
 /* Per worker, per interface. One cache line pair, written by one core. */
 struct wf_if_counters {
@@ -205,6 +210,12 @@ struct wf_worker {
 	struct wf_if_counters *ifc;  /* [WF_MAX_PORTS] */
 	struct wf_xc_counters *xcc;  /* [max_xconnects] */
 	struct wf_mac_tbl *mac[WF_MAX_P2MP]; /* bridge domains: this worker's MAC table */
+	/* The queues it polls right now: its table's polls less the sleeping ones. */
+	const struct wf_table *seen;
+	uint32_t n_active;
+	uint64_t wakes_seen;
+	volatile uint64_t wakes;       /* bumped by the events thread after setting `woken` */
+	struct rte_ring *sleepers;     /* rxqs that went to sleep: worker -> events thread */
 } __rte_cache_aligned;
 
 /*
@@ -375,6 +386,23 @@ struct wf_rxq_base {
 	struct wf_if_counters *ic;
 	uint64_t *wdrops;
 	uint16_t port;
+	/*
+	 * Idle queues sleep (core/worker.c, platform/events.c). arm() asks the
+	 * kernel or the peer to signal (memif: clear MASK_INT) and returns the
+	 * fd the events thread waits on, -1 when the driver itself wakes the
+	 * queue (a memif with no peer yet), or -EAGAIN when frames are already
+	 * waiting. disarm() goes back to plain polling. NULL arm: never sleeps.
+	 */
+	int (*arm)(struct wf_rxq_base *b);
+	void (*disarm)(struct wf_rxq_base *b);
+	uint32_t worker;        /* the worker that polls it (set when the port is published) */
+	uint32_t idle;          /* consecutive empty polls (the worker's) */
+	uint8_t asleep;         /* the worker's: off its active list */
+	volatile uint8_t woken; /* the events thread's: put it back */
+	int sleep_fd;           /* what arm() returned (the worker's, read by the events thread) */
+	bool wake_eventfd;      /* sleep_fd is an eventfd the events thread reads to clear */
+	int watched_fd;         /* the events thread's: the fd in its epoll set, -1: none */
+	uint32_t ev_id;
 };
 
 /*
@@ -430,6 +458,9 @@ void wf_ev_del(struct wf_dataplane *dp, uint32_t id);
 void wf_ev_lock(struct wf_dataplane *dp);
 /* fn(dp, arg, 0) every ~100 ms on the events thread (and in wf_events_service). */
 int wf_ev_tick_add(struct wf_dataplane *dp, wf_ev_fn fn, void *arg);
+/* Sleeping queues: wake one (events lock held), forget one before it is freed. */
+void wf_rxq_wake(struct wf_dataplane *dp, struct wf_rxq_base *b);
+void wf_rxq_unwatch(struct wf_dataplane *dp, struct wf_rxq_base *b);
 void wf_ev_unlock(struct wf_dataplane *dp);
 
 /* ports/ethdev.c */

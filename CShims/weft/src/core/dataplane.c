@@ -91,6 +91,11 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 				     RTE_CACHE_LINE_SIZE);
 		if (w->ifc == NULL || w->xcc == NULL)
 			goto fail;
+		char rn[RTE_RING_NAMESIZE];
+		snprintf(rn, sizeof(rn), "wf_sl_%u_%p", i, (void *)dp);
+		w->sleepers = rte_ring_create(rn, 8192, (int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (w->sleepers == NULL)
+			goto fail;
 		rte_rcu_qsbr_thread_register(dp->qs, i);
 	}
 	for (uint32_t i = 0; i < WF_MAX_PORTS; i++) {
@@ -193,6 +198,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	for (uint32_t i = 0; i < WF_MAX_WORKERS; i++) {
 		rte_free(dp->workers[i].ifc);
 		rte_free(dp->workers[i].xcc);
+		rte_ring_free(dp->workers[i].sleepers);
 	}
 	wf_underlay_fini(dp);
 	wf_events_fini(dp);
@@ -278,6 +284,7 @@ wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stat
 	memset(s, 0, sizeof(*s));
 	s->lcore = w->lcore;
 	s->polls_assigned = t->n_polls[worker];
+	s->polls_active = w->seen == t ? __atomic_load_n(&w->n_active, __ATOMIC_RELAXED) : t->n_polls[worker];
 	s->busy_cycles = WF_RD(w->busy_cycles);
 	s->idle_cycles = WF_RD(w->idle_cycles);
 	s->busy_iterations = WF_RD(w->busy_iter);

@@ -33,8 +33,10 @@ wf_table_free(struct wf_table *t)
 	}
 	for (uint32_t i = 0; i < WF_MAX_P2MP; i++)
 		rte_free(t->p2mp[i]);
-	for (uint32_t w = 0; w < WF_MAX_WORKERS; w++)
+	for (uint32_t w = 0; w < WF_MAX_WORKERS; w++) {
 		rte_free(t->polls[w]);
+		rte_free(t->active[w]);
+	}
 	rte_free(t->vx);
 	rte_free(t->dec);
 	rte_free(t->mark);
@@ -133,7 +135,9 @@ wf_table_build_polls(const struct wf_dataplane *dp, struct wf_table *t)
 	for (uint32_t w = 0; w < dp->n_pollers; w++) {
 		t->polls[w] = rte_zmalloc("weft_polls", sizeof(struct wf_poll) * (count[w] ? count[w] : 1),
 					  RTE_CACHE_LINE_SIZE);
-		if (t->polls[w] == NULL)
+		t->active[w] = rte_zmalloc("weft_active", sizeof(struct wf_poll) * (count[w] ? count[w] : 1),
+					   RTE_CACHE_LINE_SIZE);
+		if (t->polls[w] == NULL || t->active[w] == NULL)
 			return -ENOMEM;
 	}
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {

@@ -7,6 +7,8 @@
  * polls sleeps (like OVS pmd-sleep-max), going RCU-offline first so that
  * control-plane publishes never wait on a sleeping worker.
  */
+#include <errno.h>
+
 #include <rte_cycles.h>
 
 #include "wf_internal.h"
@@ -25,22 +27,94 @@ wf_worker_inject(struct wf_worker *w)
 	}
 }
 
+/* A queue put back on the active list: polling again, nothing to wait for. */
+static inline void
+wf_rxq_awake(struct wf_rxq_base *b)
+{
+	b->asleep = 0;
+	__atomic_store_n(&b->woken, 0, __ATOMIC_RELAXED);
+	b->idle = 0;
+	b->disarm(b);
+}
+
+/*
+ * The active list anew (the table changed, or queues woke): every poll of
+ * this worker's table that is not asleep, woken ones back in. Slow path.
+ */
+static __rte_noinline void
+wf_worker_rebuild(struct wf_worker *w, const struct wf_table *t)
+{
+	const uint32_t np = t->n_polls[w->idx];
+	const struct wf_poll *pl = t->polls[w->idx];
+	struct wf_poll *act = t->active[w->idx];
+	uint32_t n = 0;
+	w->wakes_seen = __atomic_load_n(&w->wakes, __ATOMIC_ACQUIRE);
+	for (uint32_t i = 0; i < np; i++) {
+		struct wf_rxq_base *b = pl[i].eth == WF_PORT_NONE ? pl[i].rxq : NULL;
+		if (b != NULL && b->asleep) {
+			if (!__atomic_load_n(&b->woken, __ATOMIC_ACQUIRE))
+				continue;
+			wf_rxq_awake(b);
+		}
+		act[n++] = pl[i];
+	}
+	w->n_active = n;
+	w->seen = t;
+}
+
+/*
+ * An idle queue goes to sleep: armed (the peer or the kernel will signal),
+ * handed to the events thread to wait on, taken off the active list. No
+ * syscall here: the events thread adds it to its epoll set. false: it
+ * stays (frames arrived meanwhile, or the hand-over ring is full).
+ */
+static __rte_noinline bool
+wf_worker_sleep(struct wf_worker *w, struct wf_rxq_base *b)
+{
+	int fd = b->arm(b);
+	if (fd == -EAGAIN) {
+		b->idle = 0;
+		return false;
+	}
+	b->sleep_fd = fd;
+	__atomic_store_n(&b->woken, 0, __ATOMIC_RELAXED);
+	b->asleep = 1;
+	if (rte_ring_sp_enqueue(w->sleepers, b) != 0) {
+		b->asleep = 0;
+		b->idle = 0;
+		b->disarm(b);
+		return false;
+	}
+	return true;
+}
+
 uint16_t
 wf_worker_poll(struct wf_worker *w)
 {
 	struct rte_mbuf *pkts[WF_MAX_BURST];
 	const struct wf_table *t = __atomic_load_n(&w->dp->table, __ATOMIC_ACQUIRE);
-	const uint32_t np = t->n_polls[w->idx];
-	const struct wf_poll *pl = t->polls[w->idx];
+	if (unlikely(t != w->seen ||
+		     __atomic_load_n(&w->wakes, __ATOMIC_RELAXED) != w->wakes_seen))
+		wf_worker_rebuild(w, t);
+	struct wf_poll *pl = t->active[w->idx];
 	const uint16_t burst = w->dp->cfg.burst;
+	const bool can_sleep = w->dp->cfg.queues_sleep != 0;
 	uint16_t total = 0;
 
-	for (uint32_t i = 0; i < np; i++) {
+	for (uint32_t i = 0; i < w->n_active; i++) {
 		uint16_t n = likely(pl[i].eth != WF_PORT_NONE)
 				     ? rte_eth_rx_burst(pl[i].eth, pl[i].queue, pkts, burst)
 				     : pl[i].rx(pl[i].rxq, pkts, burst);
-		if (n == 0)
+		if (n == 0) {
+			struct wf_rxq_base *b = pl[i].eth == WF_PORT_NONE ? pl[i].rxq : NULL;
+			if (can_sleep && b != NULL && b->arm != NULL && ++b->idle >= WF_SLEEP_POLLS &&
+			    wf_worker_sleep(w, b)) {
+				pl[i--] = pl[--w->n_active]; /* the last one takes its place */
+			}
 			continue;
+		}
+		if (pl[i].eth == WF_PORT_NONE)
+			((struct wf_rxq_base *)pl[i].rxq)->idle = 0;
 		total += n;
 		if (t->vlan[pl[i].port] != NULL || t->ul[pl[i].port] != NULL)
 			wf_uplink_burst(w, t, pl[i].port, pkts, n);

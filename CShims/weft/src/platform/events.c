@@ -188,12 +188,89 @@ wf_ev_del(struct wf_dataplane *dp, uint32_t id)
 	pthread_mutex_unlock(&ev->lock);
 }
 
+/* ---- sleeping queues --------------------------------------------------------- */
+
+static void
+wf_rxq_event(struct wf_dataplane *dp, void *arg, uint32_t events)
+{
+	(void)events;
+	struct wf_rxq_base *b = arg;
+	if (b->wake_eventfd) {
+		uint64_t v;
+		(void)!read(b->watched_fd, &v, sizeof(v)); /* consumed: no wake-up again for it */
+	}
+	wf_rxq_wake(dp, b);
+}
+
+void
+wf_rxq_wake(struct wf_dataplane *dp, struct wf_rxq_base *b)
+{
+	if (__atomic_load_n(&b->woken, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&b->woken, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&dp->workers[b->worker].wakes, 1, __ATOMIC_RELEASE);
+}
+
+/* Wait on what a queue that went to sleep armed (events lock held). */
+static void
+wf_sleeper_watch(struct wf_dataplane *dp, struct wf_rxq_base *b)
+{
+	const int fd = b->sleep_fd;
+	if (b->watched_fd >= 0 && b->watched_fd != fd) {
+		wf_ev_del(dp, b->ev_id);
+		b->watched_fd = -1;
+	}
+	if (fd < 0)
+		return; /* the driver wakes it (a memif without a peer, when one connects) */
+	const uint32_t ev = EPOLLIN | EPOLLONESHOT;
+	if (b->watched_fd == fd) {
+		if (wf_ev_mod(dp, b->ev_id, ev) == 0)
+			return;
+		wf_ev_del(dp, b->ev_id);
+		b->watched_fd = -1;
+	}
+	if (wf_ev_add(dp, fd, ev, wf_rxq_event, b, &b->ev_id) == 0)
+		b->watched_fd = fd;
+	else
+		wf_rxq_wake(dp, b); /* cannot wait for it: poll it */
+}
+
+/* Take what the workers put to sleep since the last time (events lock held);
+ * `skip`: a queue about to be freed. */
+static void
+wf_sleepers_drain(struct wf_dataplane *dp, const struct wf_rxq_base *skip)
+{
+	for (uint32_t w = 0; w < dp->n_pollers; w++) {
+		void *objs[64];
+		unsigned n;
+		while ((n = rte_ring_dequeue_burst(dp->workers[w].sleepers, objs, 64, NULL)) > 0)
+			for (unsigned i = 0; i < n; i++)
+				if (objs[i] != skip)
+					wf_sleeper_watch(dp, objs[i]);
+	}
+}
+
+void
+wf_rxq_unwatch(struct wf_dataplane *dp, struct wf_rxq_base *b)
+{
+	pthread_mutex_lock(&dp->ev->lock);
+	wf_sleepers_drain(dp, b);
+	if (b->watched_fd >= 0) {
+		wf_ev_del(dp, b->ev_id);
+		b->watched_fd = -1;
+	}
+	pthread_mutex_unlock(&dp->ev->lock);
+}
+
 int
 wf_events_service(wf_dataplane_t *dp, int timeout_ms)
 {
 	if (dp == NULL || dp->ev == NULL)
 		return -EINVAL;
 	struct wf_events *ev = dp->ev;
+	pthread_mutex_lock(&ev->lock);
+	wf_sleepers_drain(dp, NULL);
+	pthread_mutex_unlock(&ev->lock);
 	struct epoll_event evs[64];
 	int n = epoll_wait(ev->epfd, evs, 64, timeout_ms);
 	if (n < 0)
@@ -230,8 +307,11 @@ static void *
 wf_events_main(void *arg)
 {
 	struct wf_dataplane *dp = arg;
+	/* Queues that went to sleep are picked up within a millisecond (the workers
+	 * never make a syscall to say so); without sleeping queues, 100 ms. */
+	const int timeout = dp->cfg.queues_sleep ? 1 : 100;
 	while (!__atomic_load_n(&dp->ev->stop, __ATOMIC_ACQUIRE))
-		wf_events_service(dp, 100);
+		wf_events_service(dp, timeout);
 	return NULL;
 }
 

@@ -243,6 +243,23 @@ wf_afp_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 	return k;
 }
 
+/* Sleep: nothing to arm, the socket is readable when a frame is in the ring. */
+static int
+wf_afp_arm(struct wf_rxq_base *b)
+{
+	struct wf_afp_rxq *q = (struct wf_afp_rxq *)b;
+	const struct tpacket2_hdr *h = (const struct tpacket2_hdr *)(q->map + (size_t)q->cur * q->slot_size);
+	if (__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)
+		return -EAGAIN;
+	return q->fd;
+}
+
+static void
+wf_afp_disarm(struct wf_rxq_base *b)
+{
+	(void)b;
+}
+
 /* ---- TX ------------------------------------------------------------------ */
 
 /* The virtio-net header of a frame leaving: what it still needs from the kernel. */
@@ -344,6 +361,7 @@ wf_afp_free(struct wf_dataplane *dp, struct wf_afp *a)
 		struct wf_afp_rxq *r = a->rxq[q];
 		if (r == NULL)
 			continue;
+		wf_rxq_unwatch(dp, &r->b);
 		if (r->map != NULL && r->map != MAP_FAILED)
 			munmap(r->map, r->map_len);
 		if (r->fd >= 0)
@@ -525,6 +543,9 @@ wf_afp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t
 		a->rxq[q]->fd = -1;
 		a->rxq[q]->pool = dp->pool;
 		a->rxq[q]->b.port = port;
+		a->rxq[q]->b.watched_fd = -1;
+		a->rxq[q]->b.arm = wf_afp_arm;
+		a->rxq[q]->b.disarm = wf_afp_disarm;
 	}
 	for (uint16_t w = 0; w < a->ntxq; w++) {
 		a->txq[w] = rte_zmalloc("weft_afp_txq", sizeof(struct wf_afp_txq), RTE_CACHE_LINE_SIZE);

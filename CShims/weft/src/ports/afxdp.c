@@ -42,13 +42,16 @@
 
 #include "wf_internal.h"
 
-#define WF_XSK_FRAME 4096u /* UMEM frame: 4 KiB less the kernel's 256-byte XDP headroom */
+/* UMEM frames: 2 KiB for a standard MTU, 4 KiB above (less the kernel's
+ * 256-byte XDP headroom each): 1 or 2 MiB per queue. */
+#define WF_XSK_FRAME_MAX 4096u
 #define WF_XSK_RX 256u     /* RX and fill ring, and the frames they own */
 #define WF_XSK_TX 256u     /* TX and completion ring, and the frames they own */
 #define WF_XSK_PROG "weft_xsk"
 
 struct wf_xsk {
 	struct wf_rxq_base b; /* RX side: one worker */
+	uint32_t frame;       /* UMEM frame size */
 	struct xsk_socket *xsk;
 	struct xsk_umem *umem;
 	void *area;
@@ -101,7 +104,7 @@ wf_xsk_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(&q->rx, idx + i);
 		uint64_t addr = xsk_umem__extract_addr(d->addr) + xsk_umem__extract_offset(d->addr);
 		uint32_t len = d->len;
-		if (likely(addr + len <= (uint64_t)WF_XSK_FRAME * (WF_XSK_RX + WF_XSK_TX))) {
+		if (likely(addr + len <= (uint64_t)q->frame * (WF_XSK_RX + WF_XSK_TX))) {
 			struct rte_mbuf *m = rte_pktmbuf_alloc(q->pool);
 			if (likely(m != NULL) &&
 			    likely(wf_mbuf_put(m, q->pool, xsk_umem__get_data(q->area, addr), len) == 0)) {
@@ -120,6 +123,22 @@ wf_xsk_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 	if (xsk_ring_prod__needs_wakeup(&q->fq))
 		recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 	return k;
+}
+
+/* Sleep: nothing to arm, the socket is readable when its RX ring has a frame. */
+static int
+wf_xsk_arm(struct wf_rxq_base *b)
+{
+	struct wf_xsk *q = (struct wf_xsk *)b;
+	if (xsk_cons_nb_avail(&q->rx, 1) > 0)
+		return -EAGAIN;
+	return q->fd;
+}
+
+static void
+wf_xsk_disarm(struct wf_rxq_base *b)
+{
+	(void)b;
 }
 
 /* ---- TX ------------------------------------------------------------------ */
@@ -257,14 +276,14 @@ wf_xdp_open_cb(void *arg)
 	a->attached = true;
 	for (uint16_t i = 0; i < a->nq; i++) {
 		struct wf_xsk *q = a->q[i];
-		size_t size = (size_t)WF_XSK_FRAME * (WF_XSK_RX + WF_XSK_TX);
+		size_t size = (size_t)q->frame * (WF_XSK_RX + WF_XSK_TX);
 		q->area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 		if (q->area == MAP_FAILED) {
 			q->area = NULL;
 			return -ENOMEM;
 		}
 		struct xsk_umem_config uc = { .fill_size = WF_XSK_RX, .comp_size = WF_XSK_TX,
-					      .frame_size = WF_XSK_FRAME, .frame_headroom = 0 };
+					      .frame_size = q->frame, .frame_headroom = 0 };
 		rc = xsk_umem__create(&q->umem, q->area, size, &q->fq, &q->cq, &uc);
 		if (rc != 0) {
 			wf_set_error("%s queue %u: cannot register the UMEM: %s", ifn, i, strerror(-rc));
@@ -289,10 +308,10 @@ wf_xdp_open_cb(void *arg)
 		if (xsk_ring_prod__reserve(&q->fq, WF_XSK_RX, &fidx) != WF_XSK_RX)
 			return -ENOMEM;
 		for (uint32_t f = 0; f < WF_XSK_RX; f++)
-			*xsk_ring_prod__fill_addr(&q->fq, fidx + f) = (uint64_t)f * WF_XSK_FRAME;
+			*xsk_ring_prod__fill_addr(&q->fq, fidx + f) = (uint64_t)f * q->frame;
 		xsk_ring_prod__submit(&q->fq, WF_XSK_RX);
 		for (uint32_t f = 0; f < WF_XSK_TX; f++)
-			q->free[q->n_free++] = (uint64_t)(WF_XSK_RX + f) * WF_XSK_FRAME;
+			q->free[q->n_free++] = (uint64_t)(WF_XSK_RX + f) * q->frame;
 		q->tx_shared = o->n_workers > a->nq;
 		rte_spinlock_init(&q->tx_lock);
 		uint32_t key = i;
@@ -335,7 +354,7 @@ wf_xdp_close_cb(void *arg)
 		if (q->umem != NULL)
 			xsk_umem__delete(q->umem);
 		if (q->area != NULL)
-			munmap(q->area, (size_t)WF_XSK_FRAME * (WF_XSK_RX + WF_XSK_TX));
+			munmap(q->area, (size_t)q->frame * (WF_XSK_RX + WF_XSK_TX));
 		rte_free(q);
 	}
 	if (a->attached) {
@@ -355,6 +374,9 @@ wf_xdp_free(struct wf_dataplane *dp, struct wf_xdp *a)
 {
 	if (a->watched)
 		wf_kif_unwatch(dp, &a->kif);
+	for (uint16_t i = 0; i < WF_MAX_RXQ_PER_PORT; i++)
+		if (a->q[i] != NULL)
+			wf_rxq_unwatch(dp, &a->q[i]->b);
 	struct wf_xdp_close_req r = { .a = a };
 	wf_in_netns(a->kif.netns[0] ? a->kif.netns : NULL, wf_xdp_close_cb, &r);
 	free(a);
@@ -427,10 +449,11 @@ wf_xdp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t
 		wf_set_error("%s: at most %d RX queues", req->ifname, WF_MAX_RXQ_PER_PORT);
 		return -EINVAL;
 	}
-	if (a->kif.mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN > WF_XSK_FRAME - XDP_PACKET_HEADROOM) {
+	const uint32_t need = a->kif.mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN + XDP_PACKET_HEADROOM;
+	if (need > WF_XSK_FRAME_MAX) {
 		free(a);
 		wf_set_error("%s: MTU %u is above what Weft's AF_XDP frames hold (%u); use af_packet", req->ifname,
-			     a->kif.mtu, WF_XSK_FRAME - XDP_PACKET_HEADROOM - RTE_ETHER_HDR_LEN - RTE_VLAN_HLEN);
+			     a->kif.mtu, WF_XSK_FRAME_MAX - XDP_PACKET_HEADROOM - RTE_ETHER_HDR_LEN - RTE_VLAN_HLEN);
 		return -EMSGSIZE;
 	}
 	for (uint16_t i = 0; i < a->nq; i++) {
@@ -441,6 +464,10 @@ wf_xdp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t
 		}
 		a->q[i]->fd = -1;
 		a->q[i]->pool = dp->pool;
+		a->q[i]->frame = need <= 2048 ? 2048 : WF_XSK_FRAME_MAX;
+		a->q[i]->b.watched_fd = -1;
+		a->q[i]->b.arm = wf_xsk_arm;
+		a->q[i]->b.disarm = wf_xsk_disarm;
 	}
 	if (req->fix_peer_csum) {
 		char peer_ns[WF_NETNS_LEN], peer[16];

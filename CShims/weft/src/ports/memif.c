@@ -282,5 +282,40 @@ wf_memif_tx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 	return k;
 }
 
+/*
+ * Sleep: ask the producer to signal the ring's eventfd (MASK_INT clear), then
+ * look once more so that a frame published meanwhile is not slept on. Without
+ * a peer there is nothing to wait on: the events thread wakes the queue when
+ * one connects.
+ */
+static int
+wf_memif_arm(struct wf_rxq_base *b)
+{
+	struct wf_memif_rxq *q = (struct wf_memif_rxq *)b;
+	if (!__atomic_load_n(&q->up, __ATOMIC_ACQUIRE) || q->r == NULL)
+		return -1;
+	struct wf_memif_ring *r = q->r;
+	struct memif_ring *ring = r->ring;
+	ring->flags = 0;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	const uint16_t end = r->client ? __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE)
+				       : __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+	if (end != r->last) {
+		ring->flags = MEMIF_RING_FLAG_MASK_INT;
+		return -EAGAIN;
+	}
+	return r->int_fd;
+}
+
+static void
+wf_memif_disarm(struct wf_rxq_base *b)
+{
+	struct wf_memif_rxq *q = (struct wf_memif_rxq *)b;
+	if (__atomic_load_n(&q->up, __ATOMIC_ACQUIRE) && q->r != NULL)
+		q->r->ring->flags = MEMIF_RING_FLAG_MASK_INT; /* polling again */
+}
+
+int (*wf_memif_arm_fn)(struct wf_rxq_base *) = wf_memif_arm;
+void (*wf_memif_disarm_fn)(struct wf_rxq_base *) = wf_memif_disarm;
 wf_burst_fn wf_memif_rx_fn = wf_memif_rx;
 wf_burst_fn wf_memif_tx_fn = wf_memif_tx;

@@ -44,6 +44,8 @@
 #include "ports/memif.h"
 
 extern wf_burst_fn wf_memif_rx_fn, wf_memif_tx_fn;
+extern int (*wf_memif_arm_fn)(struct wf_rxq_base *);
+extern void (*wf_memif_disarm_fn)(struct wf_rxq_base *);
 
 #define WF_MEMIF_MAX_PENDING 64
 #define WF_MEMIF_HANDSHAKE_MS 5000
@@ -249,6 +251,13 @@ wf_memif_release(struct wf_memif *m)
 	if (was_up)
 		/* No worker reads a ring or a region after this. */
 		rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);
+	/* Sleeping queues wait on the rings' eventfds, about to be closed: woken,
+	 * they find no peer and sleep again with nothing to wait on. */
+	for (uint16_t q = 0; q < m->nrxq; q++) {
+		wf_rxq_unwatch(dp, &m->rxq[q]->b);
+		if (m->rxq[q]->b.asleep)
+			wf_rxq_wake(dp, &m->rxq[q]->b);
+	}
 	for (uint16_t i = 0; i < WF_MEMIF_MAX_REGIONS; i++) {
 		if (m->regions[i].base != NULL)
 			munmap(m->regions[i].base, m->regions[i].size);
@@ -448,8 +457,12 @@ wf_memif_go(struct wf_memif *m)
 		m->txq[w]->tb.short_reason = 0;
 	}
 	for (uint16_t q = 0; q < m->nrxq; q++)
-		if (m->rxq[q]->r != NULL)
+		if (m->rxq[q]->r != NULL) {
+			m->rxq[q]->b.wake_eventfd = true;
 			__atomic_store_n(&m->rxq[q]->up, 1, __ATOMIC_RELEASE);
+			if (m->rxq[q]->b.asleep)
+				wf_rxq_wake(m->dp, &m->rxq[q]->b); /* it slept without a peer */
+		}
 	for (uint16_t w = 0; w < m->ntx; w++)
 		__atomic_store_n(&m->txq[w]->up, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&m->link, 1, __ATOMIC_RELAXED);
@@ -1203,6 +1216,9 @@ wf_memif_attach(wf_dataplane_t *dp, const struct wf_memif_cfg *cfg, uint16_t *po
 		if (m->rxq[q] == NULL)
 			goto nomem;
 		m->rxq[q]->pool = dp->pool;
+		m->rxq[q]->b.watched_fd = -1;
+		m->rxq[q]->b.arm = wf_memif_arm_fn;
+		m->rxq[q]->b.disarm = wf_memif_disarm_fn;
 	}
 	for (uint16_t w = 0; w < m->ntx; w++) {
 		m->txq[w] = rte_zmalloc("weft_memif_txq", sizeof(struct wf_memif_txq), RTE_CACHE_LINE_SIZE);

@@ -59,6 +59,12 @@ wf_port_publish_new(struct wf_dataplane *dp, uint16_t port)
 			b->ic = &dp->workers[pc->rx_worker[q]].ifc[port];
 			b->wdrops = dp->workers[pc->rx_worker[q]].drops;
 			b->port = port;
+			b->worker = pc->rx_worker[q];
+			b->asleep = 0;
+			b->woken = 0;
+			b->idle = 0;
+			b->sleep_fd = -1;
+			b->watched_fd = -1;
 		}
 	}
 	__atomic_store_n(&dp->link_up[port], pc->ops->link(dp, pc) ? 1 : 0, __ATOMIC_RELAXED);
