@@ -221,6 +221,8 @@ final class NSMRemoteSystemTests: SystemTestCase {
         try await NSMSystemTests.waitFor("node B's half to expire", timeout: 20) {
             (try? n.b.interfaces().filter { $0.type == "vxlan" }.count) == 0 && n.weftLinks(n.nodeB) == 0
         }
+        // The endpoint's Close goes out with the teardown; it may land a moment after.
+        try await NSMSystemTests.waitFor("node B to close the endpoint", timeout: 5) { n.endpoint.rec.closes.count >= 1 }
         XCTAssertEqual(n.endpoint.rec.closes.count, 1, "node B closed the endpoint")
         XCTAssertTrue(n.b.log.contains("expired"))
         XCTAssertEqual(try n.a.interfaces().filter { $0.type == "vxlan" }.count, 1, "node A's half is untouched")

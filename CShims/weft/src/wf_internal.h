@@ -179,6 +179,8 @@ struct wf_table {
 	struct wf_poll *polls[WF_MAX_WORKERS]; /* [n_polls[w]] */
 	/* Each worker's own scratch: its active polls (written by that worker only). */
 	struct wf_poll *active[WF_MAX_WORKERS];
+	/* Which publish this is: a new table can be allocated where the old one was. */
+	uint64_t gen;
 };
 
 /* A queue with nothing for this many polls in a row goes to sleep. */
@@ -211,7 +213,7 @@ struct wf_worker {
 	struct wf_xc_counters *xcc;  /* [max_xconnects] */
 	struct wf_mac_tbl *mac[WF_MAX_P2MP]; /* bridge domains: this worker's MAC table */
 	/* The queues it polls right now: its table's polls less the sleeping ones. */
-	const struct wf_table *seen;
+	uint64_t seen_gen;             /* the table generation its active list was built from */
 	uint32_t n_active;
 	uint64_t wakes_seen;
 	volatile uint64_t wakes;       /* bumped by the events thread after setting `woken` */
@@ -353,6 +355,7 @@ struct wf_dataplane {
 	uint32_t hold;
 	bool pending;
 	uint32_t n_retiring; /* cross-connect and tunnel slots waiting for a publish */
+	uint64_t table_gen;       /* publishes so far */
 	struct wf_events *ev;     /* the events thread (platform/events.c) */
 	struct wf_nlmon *nlmon;   /* link monitors per namespace (ports/kif.c), under the events lock */
 	/* memif (ports/memif_ctl.c), under the events lock */

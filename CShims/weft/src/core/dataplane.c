@@ -284,7 +284,7 @@ wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stat
 	memset(s, 0, sizeof(*s));
 	s->lcore = w->lcore;
 	s->polls_assigned = t->n_polls[worker];
-	s->polls_active = w->seen == t ? __atomic_load_n(&w->n_active, __ATOMIC_RELAXED) : t->n_polls[worker];
+	s->polls_active = w->seen_gen == t->gen ? __atomic_load_n(&w->n_active, __ATOMIC_RELAXED) : t->n_polls[worker];
 	s->busy_cycles = WF_RD(w->busy_cycles);
 	s->idle_cycles = WF_RD(w->idle_cycles);
 	s->busy_iterations = WF_RD(w->busy_iter);

@@ -273,6 +273,7 @@ wf_table_publish(struct wf_dataplane *dp)
 		return rc;
 	}
 
+	t->gen = ++dp->table_gen;
 	struct wf_table *old = __atomic_exchange_n(&dp->table, t, __ATOMIC_ACQ_REL);
 	/* The control thread is not an RCU reader: RTE_QSBR_THRID_INVALID. */
 	rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);

@@ -59,7 +59,7 @@ wf_worker_rebuild(struct wf_worker *w, const struct wf_table *t)
 		act[n++] = pl[i];
 	}
 	w->n_active = n;
-	w->seen = t;
+	w->seen_gen = t->gen;
 }
 
 /*
@@ -93,7 +93,7 @@ wf_worker_poll(struct wf_worker *w)
 {
 	struct rte_mbuf *pkts[WF_MAX_BURST];
 	const struct wf_table *t = __atomic_load_n(&w->dp->table, __ATOMIC_ACQUIRE);
-	if (unlikely(t != w->seen ||
+	if (unlikely(t->gen != w->seen_gen ||
 		     __atomic_load_n(&w->wakes, __ATOMIC_RELAXED) != w->wakes_seen))
 		wf_worker_rebuild(w, t);
 	struct wf_poll *pl = t->active[w->idx];
