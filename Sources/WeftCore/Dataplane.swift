@@ -530,6 +530,17 @@ public final class Dataplane {
         return BridgeStats(learned: s.learned, moves: s.moves, flooded: s.flooded, limitDrops: s.limit_drops)
     }
 
+    /// Tests: a frame as a kernel interface would hand it over, with a partial
+    /// checksum and, with `gsoSize`, as a super-frame to be segmented.
+    @_spi(Testing)
+    public func injectWithOffload(_ port: PortID, frame: [UInt8], l2: Int, l3: Int, l4: Int, tcp: Bool,
+                                  ipv6: Bool, gsoSize: Int = 0) throws {
+        var ol = wf_test_offload(l2_len: UInt16(l2), l3_len: UInt16(l3), l4_len: UInt16(l4), l4_proto: tcp ? 6 : 17,
+                                 ipv6: ipv6 ? 1 : 0, gso_size: UInt16(gsoSize))
+        try check(frame.withUnsafeBufferPointer { wf_testport_inject_offload(dp, port.raw, $0.baseAddress, UInt32($0.count), &ol) },
+                  "inject with offload", "port \(port)")
+    }
+
     public func injectMany(_ port: PortID, frame: [UInt8], count: Int) -> Int {
         Int(frame.withUnsafeBufferPointer { wf_testport_inject_n(dp, port.raw, $0.baseAddress, UInt32($0.count), UInt32(count)) })
     }
@@ -610,7 +621,7 @@ public final class Dataplane {
     }
 
     public func collect(_ port: PortID) throws -> [UInt8]? {
-        var buf = [UInt8](repeating: 0, count: 16384)
+        var buf = [UInt8](repeating: 0, count: 70000)
         let n = try check(buf.withUnsafeMutableBufferPointer { wf_testport_collect(dp, port.raw, $0.baseAddress, UInt32($0.count)) },
                           "collect", "port \(port)")
         return n == 0 ? nil : Array(buf.prefix(Int(n)))

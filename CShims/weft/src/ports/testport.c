@@ -11,6 +11,7 @@
 #include <rte_eth_ring.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
 
 int
 wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id)
@@ -133,4 +134,37 @@ wf_testport_discard(wf_dataplane_t *dp, uint16_t port)
 		total += n;
 	}
 	return (int)total;
+}
+
+int
+wf_testport_inject_offload(wf_dataplane_t *dp, uint16_t port, const uint8_t *frame, uint32_t len,
+			   const struct wf_test_offload *ol)
+{
+	if (dp == NULL || port >= WF_MAX_PORTS || !dp->ports[port].is_testport || frame == NULL || ol == NULL)
+		return -EINVAL;
+	struct rte_mbuf *m = rte_pktmbuf_alloc(dp->pool);
+	if (m == NULL)
+		return -ENOMEM;
+	if (wf_mbuf_put(m, dp->pool, frame, len) != 0) {
+		rte_pktmbuf_free(m);
+		return -ENOMEM;
+	}
+	m->port = port;
+	if (ol->l4_proto != 0) {
+		m->l2_len = ol->l2_len;
+		m->l3_len = ol->l3_len;
+		m->l4_len = ol->l4_len;
+		const bool tcp = ol->l4_proto == 6;
+		m->ol_flags |= tcp ? RTE_MBUF_F_TX_TCP_CKSUM : RTE_MBUF_F_TX_UDP_CKSUM;
+		if (ol->gso_size > 0) {
+			m->ol_flags |= (tcp ? RTE_MBUF_F_TX_TCP_SEG : RTE_MBUF_F_TX_UDP_SEG) |
+				       (ol->ipv6 ? RTE_MBUF_F_TX_IPV6 : RTE_MBUF_F_TX_IPV4);
+			m->tso_segsz = ol->gso_size;
+		}
+	}
+	if (rte_ring_enqueue(dp->ports[port].test_rx, m) != 0) {
+		rte_pktmbuf_free(m);
+		return -ENOBUFS;
+	}
+	return 0;
 }
