@@ -33,7 +33,7 @@ final class TrafficSystemTests: SystemTestCase {
             // AF_XDP cannot see partial checksums: the veth peer's TX checksum offload went off, and the note says so.
             for i in itfs { XCTAssertTrue(i.note.contains("TX checksum offload turned off"), i.note) }
         }
-        if type == "af_packet" {
+        if type == "af_packet" || type == "kernel" {
             for i in itfs { XCTAssertTrue(i.note.contains("vnet header"), i.note) }
             // Untouched: the pods still hand over partial checksums and super-frames.
             XCTAssertTrue(sh("ip netns exec \(pod1.ns) ethtool -k eth0").out.contains("tcp-segmentation-offload: on"))

@@ -183,8 +183,11 @@ struct wf_table {
 	uint64_t gen;
 };
 
-/* A queue with nothing for this many polls in a row goes to sleep. */
+/* A queue with nothing for this many polls in a row, and for WF_SLEEP_MS,
+ * goes to sleep (request/response traffic with gaps of a few hundred
+ * microseconds keeps its queues polled: waking costs tens of microseconds). */
 #define WF_SLEEP_POLLS 1024
+#define WF_SLEEP_MS 20
 
 /* Per worker, per interface. One cache line pair, written by one core. */
 struct wf_if_counters {
@@ -214,6 +217,8 @@ struct wf_worker {
 	struct wf_mac_tbl *mac[WF_MAX_P2MP]; /* bridge domains: this worker's MAC table */
 	/* The queues it polls right now: its table's polls less the sleeping ones. */
 	uint64_t seen_gen;             /* the table generation its active list was built from */
+	uint64_t loop_tsc;             /* TSC at the start of the current poll */
+	uint64_t sleep_tsc;            /* WF_SLEEP_MS in TSC cycles */
 	uint32_t n_active;
 	uint64_t wakes_seen;
 	volatile uint64_t wakes;       /* bumped by the events thread after setting `woken` */
@@ -400,6 +405,7 @@ struct wf_rxq_base {
 	void (*disarm)(struct wf_rxq_base *b);
 	uint32_t worker;        /* the worker that polls it (set when the port is published) */
 	uint32_t idle;          /* consecutive empty polls (the worker's) */
+	uint64_t last_rx;       /* TSC of the loop that last found frames (the worker's) */
 	uint8_t asleep;         /* the worker's: off its active list */
 	volatile uint8_t woken; /* the events thread's: put it back */
 	int sleep_fd;           /* what arm() returned (the worker's, read by the events thread) */

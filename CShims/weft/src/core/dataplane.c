@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <rte_errno.h>
+#include <rte_cycles.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 
@@ -85,6 +86,7 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		w->idx = i;
 		w->txq = (uint16_t)i;
 		w->lcore = cfg->n_workers ? cfg->worker_lcores[i] : rte_get_main_lcore();
+		w->sleep_tsc = rte_get_tsc_hz() / 1000 * WF_SLEEP_MS;
 		w->ifc = rte_zmalloc("weft_ifc", sizeof(*w->ifc) * WF_MAX_PORTS,
 				     RTE_CACHE_LINE_SIZE);
 		w->xcc = rte_zmalloc("weft_xcc", sizeof(*w->xcc) * cfg->max_xconnects,
@@ -218,6 +220,7 @@ wf_dp_poll_once(wf_dataplane_t *dp, uint32_t worker)
 		return -EINVAL;
 	struct wf_worker *w = &dp->workers[worker];
 	rte_rcu_qsbr_thread_online(dp->qs, worker);
+	w->loop_tsc = rte_rdtsc();
 	int n = wf_worker_poll(w);
 	rte_rcu_qsbr_quiescent(dp->qs, worker);
 	/* Offline between calls, or a publish from this thread would wait forever. */

@@ -99,6 +99,7 @@ wf_worker_poll(struct wf_worker *w)
 	struct wf_poll *pl = t->active[w->idx];
 	const uint16_t burst = w->dp->cfg.burst;
 	const bool can_sleep = w->dp->cfg.queues_sleep != 0;
+	const uint64_t now = w->loop_tsc;
 	uint16_t total = 0;
 
 	for (uint32_t i = 0; i < w->n_active; i++) {
@@ -108,13 +109,16 @@ wf_worker_poll(struct wf_worker *w)
 		if (n == 0) {
 			struct wf_rxq_base *b = pl[i].eth == WF_PORT_NONE ? pl[i].rxq : NULL;
 			if (can_sleep && b != NULL && b->arm != NULL && ++b->idle >= WF_SLEEP_POLLS &&
-			    wf_worker_sleep(w, b)) {
+			    now - b->last_rx >= w->sleep_tsc && wf_worker_sleep(w, b)) {
 				pl[i--] = pl[--w->n_active]; /* the last one takes its place */
 			}
 			continue;
 		}
-		if (pl[i].eth == WF_PORT_NONE)
-			((struct wf_rxq_base *)pl[i].rxq)->idle = 0;
+		if (pl[i].eth == WF_PORT_NONE) {
+			struct wf_rxq_base *b = pl[i].rxq;
+			b->idle = 0;
+			b->last_rx = now;
+		}
 		total += n;
 		if (t->vlan[pl[i].port] != NULL || t->ul[pl[i].port] != NULL)
 			wf_uplink_burst(w, t, pl[i].port, pkts, n);
@@ -139,6 +143,7 @@ wf_worker_main(void *arg)
 	rte_rcu_qsbr_thread_online(dp->qs, w->idx);
 	uint64_t prev = rte_rdtsc();
 	while (!__atomic_load_n(&dp->stop, __ATOMIC_ACQUIRE)) {
+		w->loop_tsc = prev;
 		uint16_t n = wf_worker_poll(w);
 		uint64_t now = rte_rdtsc();
 		if (n) {
