@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
 ROUNDS=${1:-3}; RATE=${2:-2000000}; SECS=${3:-3}; SIZE=${4:-64}; SCENARIO=${5:-p2p}
 TXDEV=A; RXDEV=B; VNI=0
-case $SCENARIO in p2p) VLAN=0; DUTS="weft testpmd ovs";;
+case $SCENARIO in p2p) VLAN=0; DUTS=${DUTS:-"weft weftpmd testpmd ovs"};;
   vlan) VLAN=100; DUTS="weft ovs"; [ "$SIZE" -lt 68 ] && SIZE=68;; # 64 bytes + the tag
   vlan-push) VLAN=0; DUTS="weft ovs"; TXDEV=B; RXDEV=A;;
   vxlan-encap) VLAN=0; DUTS="weft ovs";;
@@ -54,13 +54,21 @@ pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
+# weftpmd: Weft with DPDK's own memif PMD (type vdev), as Weft was before its
+# memif driver: the same stages, the PMD's rings.
+run_weftpmd() { MEMIF_PMD=1 run_weft; }
+
 run_weft() {
+  local ma="{name: a, type: memif, socket: $D/a.sock}"
+  if [ "${MEMIF_PMD:-0}" = 1 ]; then
+    ma="{name: a, type: vdev, devargs: \"net_memif0,role=server,socket=$D/a.sock,socket-abstract=no\"}"
+  fi
   cat > "$OUT/weft.yaml" <<YAML
 eal: {hugepages: true, memory_mb: 512, file_prefix: perf-weft}
 dataplane: {workers: [1], mbufs: 16383}
 admin: {socket: $D/weftd.sock, runtime_dir: $D/state}
 interfaces:
-  - {name: a, type: memif, socket: $D/a.sock}
+  - $ma
 YAML
   if [ "$VXLAN" = 1 ]; then
     cat >> "$OUT/weft.yaml" <<YAML
@@ -73,6 +81,8 @@ YAML
 cross_connects:
   - {name: at, a: a, b: tun}
 YAML
+  elif [ "${MEMIF_PMD:-0}" = 1 ]; then
+    echo "  - {name: b, type: vdev, devargs: \"net_memif1,role=server,socket=$D/b.sock,socket-abstract=no\"}" >> "$OUT/weft.yaml"
   else
     echo "  - {name: b, type: memif, socket: $D/b.sock}" >> "$OUT/weft.yaml"
   fi
@@ -102,7 +112,8 @@ p = b["rxPackets"] - a["rxPackets"]
 print(f'{(b["busyCycles"] - a["busyCycles"]) / p:.1f}' if p else "nan")
 PY
 )
-  echo "$t" > "$OUT/weft.json"; echo "$cpp"
+  local me=weft; [ "${MEMIF_PMD:-0}" = 1 ] && me=weftpmd
+  echo "$t" > "$OUT/$me.json"; echo "$cpp"
 }
 
 run_testpmd() {
@@ -191,7 +202,7 @@ rows = [l.split() for l in open(sys.argv[1])]
 by = {}
 for r, dut, rx, loss, cpp in rows:
     by.setdefault(r, {})[dut] = float(cpp)
-for peer in ("testpmd", "ovs"):
+for peer in ("weftpmd", "testpmd", "ovs"):
     ratios = [v["weft"] / v[peer] for v in by.values() if peer in v and "weft" in v and v[peer] > 0]
     if ratios:
         print(f"weft/{peer} cycles per packet: median {st.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}) over {len(ratios)} rounds")

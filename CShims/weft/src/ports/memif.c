@@ -37,10 +37,17 @@ wf_memif_fault(volatile uint32_t *fault, enum wf_memif_fault f)
 		__atomic_store_n(fault, f, __ATOMIC_RELEASE);
 }
 
-/* Copy `len` bytes from shared memory to the tail of an mbuf chain. */
+/* Copy `len` bytes from shared memory to the tail of an mbuf (chain). */
 static inline int
 wf_memif_copy_in(struct rte_mbuf *m, struct rte_mempool *pool, const uint8_t *src, uint32_t len)
 {
+	if (likely(m->nb_segs == 1 && len <= rte_pktmbuf_tailroom(m))) {
+		/* The usual frame: one buffer into one mbuf. */
+		rte_memcpy(rte_pktmbuf_mtod_offset(m, uint8_t *, m->data_len), src, len);
+		m->data_len = (uint16_t)(m->data_len + len);
+		m->pkt_len += len;
+		return 0;
+	}
 	return wf_mbuf_put(m, pool, src, len);
 }
 
@@ -65,11 +72,17 @@ wf_memif_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 		wf_rxq_drop(&q->b, WF_DROP_PEER_BAD_DESC, 0);
 		return 0;
 	}
-	uint16_t k = 0;
-	while (k < n && avail > 0) {
-		struct rte_mbuf *m = rte_pktmbuf_alloc(q->pool);
-		if (unlikely(m == NULL))
-			break; /* frames stay in the ring until there are mbufs */
+	/* One mbuf per frame, taken from the pool in one go (frames are at most avail). */
+	struct rte_mbuf *mb[WF_MAX_BURST];
+	uint16_t nb = avail < n ? avail : n;
+	if (unlikely(rte_pktmbuf_alloc_bulk(q->pool, mb, nb) != 0)) {
+		for (nb = 0; nb < (avail < n ? avail : n); nb++)
+			if ((mb[nb] = rte_pktmbuf_alloc(q->pool)) == NULL)
+				break; /* frames stay in the ring until there are mbufs */
+	}
+	uint16_t k = 0, taken = 0;
+	while (taken < nb && avail > 0) {
+		struct rte_mbuf *m = mb[taken++];
 		uint16_t used = 0;
 		uint32_t total = 0;
 		bool complete = false, bad = false;
@@ -134,6 +147,12 @@ wf_memif_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 			/* Otherwise the rest of the chain is not published yet. */
 			break;
 		}
+		if (unlikely(used > 1) && !r->client)
+			/* A chain's NEXT flags cleared before its slots go back: a producer
+			 * that leaves the first flag of a slot as it was (DPDK 22.11's TX)
+			 * never chains a later small frame onto the next. */
+			for (uint16_t j = 0; j + 1 < used; j++)
+				ring->desc[(uint16_t)(cur + j) & r->mask].flags = 0;
 		cur = (uint16_t)(cur + used);
 		avail = (uint16_t)(avail - used);
 		if (m == NULL)
@@ -161,13 +180,12 @@ wf_memif_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 			r->post = post;
 			__atomic_store_n(&ring->head, post, __ATOMIC_RELEASE);
 		} else {
-			/* Flags cleared before the slots go back: no stale NEXT on reuse. */
-			for (uint16_t s = r->last; s != cur; s++)
-				ring->desc[s & r->mask].flags = 0;
 			__atomic_store_n(&ring->tail, cur, __ATOMIC_RELEASE);
 		}
 		r->last = cur;
 	}
+	if (taken < nb)
+		rte_pktmbuf_free_bulk(mb + taken, nb - taken);
 	return k;
 }
 
@@ -239,6 +257,12 @@ wf_memif_tx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 				break;
 			}
 			uint32_t put = 0;
+			if (likely(seg == m && m->nb_segs == 1 && m->data_len <= cap)) {
+				/* The usual frame: one mbuf into one buffer. */
+				rte_memcpy(dst, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len);
+				put = m->data_len;
+				seg = NULL;
+			}
 			while (seg != NULL && put < cap) {
 				uint32_t chunk = seg->data_len - seg_off;
 				if (chunk > cap - put)
