@@ -7,6 +7,9 @@
 # busy cycles per packet (Weft: weftctl show workers; testpmd:
 # --record-core-cycles; OVS: pmd-stats-show "processing cycles per packet").
 #   perf/p2p-memif.sh [ROUNDS] [RATE_PPS] [SECONDS] [SIZE] [SCENARIO]
+# GEN=testpmd: the generator is dpdk-testpmd in flowgen mode instead (full
+# rate, no pacing: it saturates the DUT; RATE_PPS is ignored), sending into
+# both ports. QUEUES=2: every DUT and the generator use 2 queues per port.
 # SCENARIO p2p (default), vlan, vlan-push, vxlan-encap, vxlan-decap, replicate or bridge:
 #   vlan: the generator sends 802.1Q id 100 into A, the DUT pops it toward B
 #         (testpmd io-forward cannot express that: Weft and OVS only);
@@ -52,6 +55,31 @@ pktgen() { # $1: rx queues [$2: hold seconds] -> JSON trial
     --vlan "$VLAN" --mac-flows "$MACS" --dst-mac "$DST" --hold "${2:-0}" --json \
     --vxlan-vni "$VNI" --outer-src 10.253.0.2 --outer-dst 10.253.0.1 --outer-dst-mac "$UL_MAC"
 }
+# The saturating generator: testpmd flowgen on core 0 through memif clients;
+# its RX and TX totals when it stops give the same JSON fields as weft-pktgen.
+if [ "${GEN:-pktgen}" = testpmd ]; then
+  pktgen() { # $1: RX queues the DUT needs (OVS: 2) [$2: hold seconds]
+    local q=${QUEUES:-1} rq=${QUEUES:-1}; [ "$1" -gt "$rq" ] && rq=$1
+    dpdk-testpmd --lcores '0@0,1@0' -m 512 --file-prefix perf-gen --no-pci \
+      --vdev "net_memif8,role=client,socket=$D/a.sock,socket-abstract=no" \
+      --vdev "net_memif9,role=client,socket=$D/b.sock,socket-abstract=no" \
+      -- --forward-mode=flowgen --txpkts="$SIZE" --nb-cores=1 --rxq="$rq" --txq="$q" --auto-start \
+      --stats-period=1 --total-num-mbufs=32768 < /dev/null > "$OUT/gen.log" 2>&1 & local g=$!
+    sleep "$((SECS + 1))"
+    # The rates of the last 1 s period, both ports (the DUT's counters are read
+    # while the generator is still connected: memif counters go with the peer).
+    python3 - "$OUT/gen.log" <<'PY'
+import json, re, sys
+log = open(sys.argv[1]).read()
+rx = [int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", log)][-2:]
+tx = [int(x) for x in re.findall(r"Tx-pps:\s*(\d+)", log)][-2:]
+r, t = sum(rx), sum(tx)
+print(json.dumps({"rxPps": r, "lossRatio": max(0, (t - r) / t) if t else 1}))
+PY
+    sleep "${2:-0}"
+    kill -INT $g; wait $g || true
+  }
+fi
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 # weftpmd: Weft with DPDK's own memif PMD (type vdev), as Weft was before its
@@ -59,9 +87,10 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 run_weftpmd() { MEMIF_PMD=1 run_weft; }
 
 run_weft() {
-  local ma="{name: a, type: memif, socket: $D/a.sock}"
+  local q=${QUEUES:-1}
+  local ma="{name: a, type: memif, socket: $D/a.sock, rx_queues: $q}"
   if [ "${MEMIF_PMD:-0}" = 1 ]; then
-    ma="{name: a, type: vdev, devargs: \"net_memif0,role=server,socket=$D/a.sock,socket-abstract=no\"}"
+    ma="{name: a, type: vdev, devargs: \"net_memif0,role=server,socket=$D/a.sock,socket-abstract=no\", rx_queues: $q}"
   fi
   cat > "$OUT/weft.yaml" <<YAML
 eal: {hugepages: true, memory_mb: 512, file_prefix: perf-weft}
@@ -82,9 +111,9 @@ cross_connects:
   - {name: at, a: a, b: tun}
 YAML
   elif [ "${MEMIF_PMD:-0}" = 1 ]; then
-    echo "  - {name: b, type: vdev, devargs: \"net_memif1,role=server,socket=$D/b.sock,socket-abstract=no\"}" >> "$OUT/weft.yaml"
+    echo "  - {name: b, type: vdev, devargs: \"net_memif1,role=server,socket=$D/b.sock,socket-abstract=no\", rx_queues: $q}" >> "$OUT/weft.yaml"
   else
-    echo "  - {name: b, type: memif, socket: $D/b.sock}" >> "$OUT/weft.yaml"
+    echo "  - {name: b, type: memif, socket: $D/b.sock, rx_queues: $q}" >> "$OUT/weft.yaml"
   fi
   if [ "$VXLAN" = 1 ]; then :
   elif [ "$SCENARIO" = vlan ] || [ "$SCENARIO" = vlan-push ]; then
@@ -121,7 +150,7 @@ run_testpmd() {
     --vdev "net_memif0,role=server,socket=$D/a.sock,socket-abstract=no" \
     --vdev "net_memif1,role=server,socket=$D/b.sock,socket-abstract=no" \
     -- --forward-mode=io --auto-start --record-core-cycles --nb-cores=1 --stats-period=3600 \
-    --total-num-mbufs=16384 < /dev/null > "$OUT/testpmd.log" 2>&1 & local pid=$!
+    --rxq="${QUEUES:-1}" --txq="${QUEUES:-1}" --total-num-mbufs=16384 < /dev/null > "$OUT/testpmd.log" 2>&1 & local pid=$!
   for _ in $(seq 100); do [ -S "$D/b.sock" ] && break; sleep 0.1; done
   # memif counters vanish when the client leaves: stop testpmd while the
   # generator holds its ports open after printing its result.
@@ -136,8 +165,8 @@ run_testpmd() {
 run_ovs() {
   ovs_start "$OUT/ovs" perf-ovs
   local db=$OVS_DB
-  ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no"
-  [ "$VXLAN" = 1 ] || ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no"
+  ovs-vsctl --db=$db add-port br0 a -- set Interface a type=dpdk "options:dpdk-devargs=net_memif_pa,role=server,socket=$D/a.sock,socket-abstract=no" options:n_rxq=${QUEUES:-1}
+  [ "$VXLAN" = 1 ] || ovs-vsctl --db=$db add-port br0 b -- set Interface b type=dpdk "options:dpdk-devargs=net_memif_pb,role=server,socket=$D/b.sock,socket-abstract=no" options:n_rxq=${QUEUES:-1}
   if [ "$SCENARIO" = bridge ]; then
     for n in 1 2; do
       ovs-vsctl --db=$db add-port br0 n$n -- set Interface n$n type=dpdk "options:dpdk-devargs=net_null_p$n,no-rx=1"
@@ -182,7 +211,7 @@ run_ovs() {
 }
 
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), TSC-based; DPDK $(dpkg-query -W -f='${Version}' libdpdk-dev); $(ovs-vswitchd --version | head -1)"
-echo "== $SCENARIO memif<->memif, ${SIZE} B frames sent into $TXDEV at $RATE pps for ${SECS} s, burst 32, $ROUNDS rounds"
+echo "== $SCENARIO memif<->memif, ${SIZE} B frames, generator ${GEN:-pktgen} ($([ "${GEN:-pktgen}" = testpmd ] && echo "flowgen, full rate, both ports" || echo "into $TXDEV at $RATE pps")) for ${SECS} s, ${QUEUES:-1} queue(s), burst 32, $ROUNDS rounds"
 printf "%-6s %-8s %10s %10s %12s\n" round dut rx_mpps loss_pct cycles/pkt
 : > "$OUT/rows"
 for r in $(seq "$ROUNDS"); do
