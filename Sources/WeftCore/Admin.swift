@@ -182,11 +182,13 @@ private func readLine(_ fd: Int32, limit: Int) -> Data? {
     return data.isEmpty ? nil : data
 }
 
+/// MSG_NOSIGNAL: a peer that went away (a weftctl stopped with Ctrl-C during a
+/// slow reload) costs an EPIPE here, never a SIGPIPE that ends the process.
 private func writeAll(_ fd: Int32, _ data: Data) {
     data.withUnsafeBytes { raw in
         var off = 0
         while off < raw.count {
-            let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            let n = send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             off += n

@@ -572,12 +572,9 @@ public enum ConfigLoader {
         let decoded: WeftConfig
         do {
             decoded = try YAMLDecoder().decode(WeftConfig.self, from: node)
-        } catch let e as UnknownKeyError {
-            let p = pathElements(e.codingPath)
-            throw ConfigErrors(errors: [ConfigError(file: file, line: line(of: p, in: node, keyLine: true), path: render(p),
-                                                    message: "unknown key '\(e.key)' (expected one of: \(e.allowed.joined(separator: ", ")))")])
-        } catch let e as DecodingError {
-            throw ConfigErrors(errors: [decodingError(e, file: file, root: node)])
+        } catch {
+            // Decoding stops at its first error: find every one, part by part.
+            throw ConfigErrors(errors: decodingErrors(node, file: file))
         }
         var config = decoded
         applyEnvironment(&config, ProcessInfo.processInfo.environment)
@@ -622,7 +619,61 @@ public enum ConfigLoader {
         }
     }
 
-    static func decodingError(_ e: DecodingError, file: String, root: Node) -> ConfigError {
+    /// Every decoding error of a file: each section, and each element of each
+    /// list, decoded on its own, so that one mistake does not hide the next.
+    static func decodingErrors(_ root: Node, file: String) -> [ConfigError] {
+        var out: [ConfigError] = []
+        func one<T: Decodable>(_ type: T.Type, _ n: Node, _ prefix: [PathElement]) {
+            do { _ = try YAMLDecoder().decode(T.self, from: n) } catch {
+                out.append(configError(error, file: file, root: root, prefix: prefix))
+            }
+        }
+        func list<T: Decodable>(_ type: T.Type, _ n: Node, _ key: String) {
+            guard case .sequence(let seq) = n else { one([T].self, n, [.key(key)]); return }
+            for (i, e) in seq.enumerated() { one(T.self, e, [.key(key), .index(i)]) }
+        }
+        guard case .mapping(let top) = root else { return out }
+        let allowed = WeftConfig.CodingKeys.allCases.map(\.stringValue)
+        for (k, v) in top {
+            let key = k.string ?? ""
+            switch key {
+            case "eal": one(EALConfig.self, v, [.key(key)])
+            case "dataplane": one(DataplaneConfig.self, v, [.key(key)])
+            case "admin": one(AdminConfig.self, v, [.key(key)])
+            case "nsm": one(NSMFileConfig.self, v, [.key(key)])
+            case "interfaces": list(InterfaceConfig.self, v, key)
+            case "cross_connects": list(CrossConnectConfig.self, v, key)
+            case "replication_groups": list(ReplicationGroupConfig.self, v, key)
+            case "bridge_domains": list(BridgeDomainConfig.self, v, key)
+            case "device_selector_file": one(String.self, v, [.key(key)])
+            case "vxlan_port": one(Int.self, v, [.key(key)])
+            case "labels": one([String: String].self, v, [.key(key)])
+            default:
+                out.append(ConfigError(file: file, line: k.mark?.line, path: key,
+                                       message: "unknown key '\(key)' (expected one of: \(allowed.joined(separator: ", ")))"))
+            }
+        }
+        if out.isEmpty {
+            // Should not happen: the whole failed but no part did. Say what the whole said.
+            do { _ = try YAMLDecoder().decode(WeftConfig.self, from: root) } catch {
+                out.append(configError(error, file: file, root: root, prefix: []))
+            }
+        }
+        return out.sorted { ($0.line ?? 0) < ($1.line ?? 0) }
+    }
+
+    static func configError(_ e: Error, file: String, root: Node, prefix: [PathElement]) -> ConfigError {
+        if let e = e as? UnknownKeyError {
+            let p = prefix + pathElements(e.codingPath)
+            return ConfigError(file: file, line: line(of: p, in: root, keyLine: true), path: render(p),
+                               message: "unknown key '\(e.key)' (expected one of: \(e.allowed.joined(separator: ", ")))")
+        }
+        if let e = e as? DecodingError { return decodingError(e, file: file, root: root, prefix: prefix) }
+        return ConfigError(file: file, line: line(of: prefix, in: root, keyLine: true), path: render(prefix), message: "\(e)")
+    }
+
+    static func decodingError(_ e: DecodingError, file: String, root: Node, prefix: [PathElement] = []) -> ConfigError {
+        func pathElements(_ c: [CodingKey]) -> [PathElement] { prefix + WeftCore.pathElements(c) }
         switch e {
         case .keyNotFound(let key, let ctx):
             let p = pathElements(ctx.codingPath)

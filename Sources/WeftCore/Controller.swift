@@ -620,11 +620,30 @@ public final class Controller: @unchecked Sendable {
                 device: info?.deviceName ?? "", driver: info?.driver ?? "", mac: info?.mac ?? "",
                 link: info.map { $0.linkUp ? "up" : "down" } ?? "unknown", mtu: info?.mtu ?? 0,
                 rxQueues: r.port == nil ? 0 : info?.rxQueues ?? 0, rxWorkers: r.port == nil ? [] : info?.rxWorkers ?? [],
-                crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? InterfaceCounters(),
+                crossConnect: xc, counters: r.port.map { dataplane.counters($0) } ?? connectionCounters(cfg.name),
                 offloads: r.port != nil && info?.txIPv4ChecksumOffload == true ? ["ipv4-cksum"] : [],
                 note: r.port == nil ? "" : info?.note ?? "",
                 memif: cfg.type == .memif ? r.port.flatMap { dataplane.memifStatus($0) } : nil)
         }
+    }
+
+    /// A tunnel side (vlan, vxlan) has no port of its own: its RX and TX are its
+    /// connection's (frames as they are, without the tunnel's headers); the
+    /// uplink's port counts what crossed the wire.
+    func connectionCounters(_ name: String) -> InterfaceCounters {
+        if let x = running.crossConnects.first(where: { $0.a == name || $0.b == name }), let r = crossConnects[x.name] {
+            let c = dataplane.counters(r.slot)
+            let (from, to) = x.a == name ? (c.aToB, c.bToA) : (c.bToA, c.aToB)
+            return InterfaceCounters(rxPackets: from.packets, rxBytes: from.bytes, txPackets: to.packets, txBytes: to.bytes)
+        }
+        for g in p2mps.values {
+            if let slot = g.slots[name] {
+                let c = dataplane.counters(slot)
+                return InterfaceCounters(rxPackets: c.bToA.packets, rxBytes: c.bToA.bytes, txPackets: c.aToB.packets,
+                                         txBytes: c.aToB.bytes)
+            }
+        }
+        return InterfaceCounters()
     }
 
     func detail(_ c: InterfaceConfig) -> String {

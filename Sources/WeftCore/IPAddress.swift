@@ -28,4 +28,16 @@ public enum IPAddress {
     }
 
     public static func format(_ b: [UInt8]) -> String { b.count == 16 ? format6(b) : format4(b) }
+
+    /// Whether the first `bits` bits of two addresses of one family agree.
+    public static func samePrefix(_ a: [UInt8], _ b: [UInt8], bits: Int) -> Bool {
+        guard a.count == b.count else { return false }
+        var left = bits
+        for i in 0..<a.count where left > 0 {
+            let mask: UInt8 = left >= 8 ? 0xff : UInt8(truncatingIfNeeded: 0xff << (8 - left))
+            if a[i] & mask != b[i] & mask { return false }
+            left -= 8
+        }
+        return true
+    }
 }

@@ -108,6 +108,16 @@ public enum Validator {
             if let r = itf.remote.flatMap(IPAddress.parse) {
                 if r.count == 4 && ul.ipv4 == nil { issue(p + [.key("remote")], "IPv4 remote but '\(up)' has no ipv4 underlay address") }
                 if r.count == 16 && ul.ipv6 == nil { issue(p + [.key("remote")], "IPv6 remote but '\(up)' has no ipv6 underlay address") }
+                // Off the underlay's subnet, the next hop is the gateway of that family.
+                let mine = (r.count == 4 ? ul.ipv4 : ul.ipv6).flatMap(IPAddress.parseCIDR)
+                let gw = r.count == 4 ? ul.gateway4 : ul.gateway6
+                if let mine, !IPAddress.samePrefix(r, mine.address, bits: mine.prefix), gw == nil {
+                    issue(p + [.key("remote")], "\(itf.remote!) is not on '\(up)''s \(r.count == 4 ? "IPv4" : "IPv6") subnet and the underlay has no gateway\(r.count == 4 ? 4 : 6)")
+                }
+            }
+            if let remotePort = itf.port, remotePort != c.vxlanPort, itf.localPort == nil {
+                // A peer that sends to `port` usually sends from it too (the kernel's vxlan dstport).
+                issue(p + [.key("port")], "the peer is sent to UDP \(remotePort) but Weft receives on \(c.vxlanPort) (local_port's default); set local_port: \(remotePort) (and add it to '\(up)''s underlay.vxlan_ports), or local_port: \(c.vxlanPort) if the peer sends there")
             }
             let local = itf.localPort ?? c.vxlanPort
             if local != c.vxlanPort && !ul.vxlanPorts.contains(local) {

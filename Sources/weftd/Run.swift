@@ -17,6 +17,9 @@ struct Run: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func run() async throws {
+        // A socket whose peer went away must cost an EPIPE, never the process
+        // (every write also uses MSG_NOSIGNAL; this covers libraries too).
+        signal(SIGPIPE, SIG_IGN)
         let levels = LevelSwitch(logLevel)
         LoggingSystem.bootstrap { label in SwitchableLogHandler(inner: .standardError(label: label), levels: levels) }
         let logger = Logger(label: "weftd")

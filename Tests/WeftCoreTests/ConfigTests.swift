@@ -265,4 +265,52 @@ final class ConfigTests: XCTestCase {
         t.add(["long-name", "12345"])
         XCTAssertEqual(t.render(), "NAME       PKTS\na" + String(repeating: " ", count: 14) + "5\nlong-name  12345")
     }
+
+    // MARK: files that used to validate and then fail on the wire
+
+    func testVXLANPortWithoutALocalPortIsRefused() {
+        let yaml = """
+        interfaces:
+          - {name: up, type: af_packet, iface: veth-u, underlay: {ipv4: 10.0.0.1/24, vxlan_ports: [8472]}}
+          - {name: t, type: vxlan, uplink: up, vni: 5, remote: 10.0.0.2, port: 8472}
+        """
+        assertError(yaml, line: 3, path: "interfaces[1].port", contains: "set local_port: 8472")
+        // With local_port it is right.
+        XCTAssertNoThrow(try ConfigLoader.parse(yaml.replacingOccurrences(of: "port: 8472}", with: "port: 8472, local_port: 8472}"),
+                                                file: "t.yaml"))
+    }
+
+    func testOffLinkRemoteNeedsAGatewayOfItsFamily() {
+        let yaml = """
+        interfaces:
+          - {name: up, type: af_packet, iface: veth-u, underlay: {ipv4: 10.0.0.1/24, ipv6: "fd00::1/64"}}
+          - {name: t4, type: vxlan, uplink: up, vni: 5, remote: 192.0.2.9}
+          - {name: t6, type: vxlan, uplink: up, vni: 6, remote: "fd99::9"}
+        """
+        let errs = errors(yaml)
+        XCTAssertTrue(errs.contains { $0.path == "interfaces[1].remote" && $0.message.contains("no gateway4") }, "\(errs)")
+        XCTAssertTrue(errs.contains { $0.path == "interfaces[2].remote" && $0.message.contains("no gateway6") }, "\(errs)")
+        XCTAssertNoThrow(try ConfigLoader.parse(yaml.replacingOccurrences(
+            of: "ipv6: \"fd00::1/64\"}", with: "ipv6: \"fd00::1/64\", gateway4: 10.0.0.254, gateway6: \"fd00::fe\"}"), file: "t.yaml"))
+    }
+
+    func testEveryDecodingErrorOfAFileIsReportedAtOnce() {
+        let errs = errors("""
+        eal: {main_lcore: zero}
+        interfaces:
+          - {name: a, type: af_packet, iface: veth-a, sockt: x}
+          - {name: b, type: nosuchtype}
+          - {name: c, type: memif, id: many}
+        cross_connects:
+          - {name: x, a: a}
+        bogus: 1
+        """)
+        XCTAssertEqual(errs.map(\.line), [1, 3, 4, 5, 7, 8], errs.map(\.description).joined(separator: "\n"))
+        XCTAssertTrue(errs.contains { $0.path == "eal.main_lcore" && $0.message.contains("integer") })
+        XCTAssertTrue(errs.contains { $0.path == "interfaces[0].sockt" && $0.message.contains("unknown key") })
+        XCTAssertTrue(errs.contains { $0.path == "interfaces[1].type" && $0.message.contains("unknown interface type") })
+        XCTAssertTrue(errs.contains { $0.path == "interfaces[2].id" })
+        XCTAssertTrue(errs.contains { $0.path == "cross_connects[0].b" && $0.message.contains("missing") })
+        XCTAssertTrue(errs.contains { $0.path == "bogus" && $0.message.contains("unknown key") })
+    }
 }

@@ -262,3 +262,51 @@ final class VXLANStageTests: XCTestCase {
         }
     }
 }
+
+/// What an operator reads off the counters of a VXLAN-only uplink and its
+/// connections: reasons that say what happened, one convention for bytes.
+final class UplinkCounterTests: XCTestCase {
+    func testCountersOfAVXLANOnlyUplink() throws {
+        let dp = try StageEAL.dataplane()
+        defer { dp.destroy() }
+        let pod = try dp.createTestPort(name: "cpod"), up = try dp.createTestPort(name: "cup")
+        let ip4 = IPAddress.parse("10.1.0.1")!, peer = IPAddress.parse("10.1.0.2")!
+        let peerMAC: [UInt8] = [2, 0, 0, 0, 0, 2]
+        var u = Dataplane.Underlay()
+        u.ipv4 = (ip4, 24)
+        try dp.setUnderlay(up, u)
+        try dp.addStaticNeighbour(up, ip: peer, mac: peerMAC)
+        let vx = try dp.addVXLAN(uplink: up, vni: 7, remote: peer, dstPort: 4789, localPort: 4789)
+        let slot = try dp.addCrossConnect(SideID(pod), vx)
+
+        // The peer's MLD report: for no address of the uplink, on an uplink without VLANs.
+        let mld: [UInt8] = [0x33, 0x33, 0, 0, 0, 0x16] + peerMAC + [0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 0, 1]
+            + [0xfe, 0x80] + [UInt8](repeating: 0, count: 13) + [2] + [0xff, 0x02] + [UInt8](repeating: 0, count: 13) + [0x16]
+            + [0x3a, 0, 5, 2, 0, 0, 1, 0] + [UInt8](repeating: 0, count: 20)
+        try dp.inject(up, frame: mld)
+        dp.pollOnce()
+        let drops = dp.counters(up).drops
+        XCTAssertEqual(drops["not-for-uplink"], 1, "\(drops)")
+        XCTAssertNil(drops["unknown-vlan"], "no VLAN here to be unknown: \(drops)")
+
+        // Bytes: the connection counts its frames as they are, both ways; the
+        // uplink's port counts what it sends (with the 50 bytes of VXLAN headers).
+        let inner = testFrame(src: 1, dst: 2, seq: 1, size: 100)
+        try dp.inject(pod, frame: inner)
+        dp.pollOnce()
+        let out = try XCTUnwrap(try dp.collect(up))
+        XCTAssertEqual(out.count, 150)
+        var back = out
+        back.replaceSubrange(26..<30, with: peer); back.replaceSubrange(30..<34, with: ip4) // from the peer
+        back.replaceSubrange(0..<6, with: try dp.info(up).mac.split(separator: ":").map { UInt8($0, radix: 16)! })
+        back.replaceSubrange(6..<12, with: peerMAC)
+        back[24] = 0; back[25] = 0 // the IPv4 checksum is not checked on decap
+        try dp.inject(up, frame: back)
+        dp.pollOnce()
+        XCTAssertEqual(try dp.collect(pod), inner)
+        let c = dp.counters(slot)
+        XCTAssertEqual(c.aToB.bytes, 100, "pod -> tunnel: the frame, not the VXLAN packet")
+        XCTAssertEqual(c.bToA.bytes, 100, "tunnel -> pod: the frame")
+        XCTAssertEqual(dp.counters(up).txBytes, 150, "the uplink's port: what crossed the wire")
+    }
+}

@@ -167,4 +167,27 @@ final class StaleSocketSystemTests: SystemTestCase {
         XCTAssertTrue(w2.log.contains("memif socket \(stale) is in use by another process"), w2.log)
         XCTAssertEqual(w.stop(), 0)
     }
+
+    /// An admin client that goes away before reading its answer (Ctrl-C or a
+    /// `timeout` on weftctl) costs nothing: weftd used to die of SIGPIPE.
+    func testAdminClientThatClosesEarlyDoesNotStopWeftd() throws {
+        let tag = uniqueTag()
+        let w = Weftd(tag: tag)
+        w.write("interfaces:\n  - {name: n, type: null}\n")
+        XCTAssertTrue(w.start(), w.log)
+        let py = """
+        import socket, sys
+        for _ in range(50):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sys.argv[1])
+            s.sendall(b'{"command":"show-interfaces"}\\n')
+            s.close()
+        """
+        let r = sh(["python3", "-c", py, w.socket])
+        XCTAssertEqual(r.status, 0, r.err)
+        usleep(300_000)
+        XCTAssertEqual(w.process?.isRunning, true, "weftd ended: " + w.log.suffix(2000))
+        XCTAssertEqual(try w.interfaces().map(\.name), ["n"], "and still answers")
+        XCTAssertEqual(w.stop(), 0)
+    }
 }

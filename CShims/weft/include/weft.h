@@ -46,6 +46,7 @@ extern "C" {
 	X(MTU_EXCEEDED, "mtu-exceeded", "frame too large for the egress interface's MTU (after any encapsulation)") \
 	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet") \
 	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
+	X(NOT_FOR_UPLINK, "not-for-uplink", "on a VXLAN-only uplink: neither VXLAN nor for its addresses (e.g. the peer's multicast)") \
 	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
 	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)") \
 	X(REPLICA_ALLOC, "replica-alloc", "no mbuf for a replica (pool exhausted)")  \

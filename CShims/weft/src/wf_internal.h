@@ -340,6 +340,7 @@ struct wf_dataplane {
 	struct wf_tunnel_ctl *tunnels; /* [max_xconnects] */
 	struct wf_p2mp_ctl p2mp[WF_MAX_P2MP];
 	uint32_t n_tunnels_on[WF_MAX_PORTS]; /* tunnels carried per uplink port */
+	uint32_t n_vlans_on[WF_MAX_PORTS];   /* of those, VLANs (the uplink classifies by VLAN id) */
 
 	/* Underlay: addresses per uplink, neighbours, the punt path (underlay.c). */
 	struct wf_underlay *ul_ctl[WF_MAX_PORTS];

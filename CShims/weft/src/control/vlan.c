@@ -37,10 +37,12 @@ wf_vlan_add(wf_dataplane_t *dp, uint16_t uplink, uint16_t vlan_id, uint32_t *sid
 	dp->tunnels[free_t] = (struct wf_tunnel_ctl){
 		.kind = WF_TUN_VLAN, .uplink = uplink, .vlan_id = vlan_id, .xc_slot = UINT32_MAX };
 	dp->n_tunnels_on[uplink]++;
+	dp->n_vlans_on[uplink]++;
 	int rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		dp->tunnels[free_t].kind = 0;
 		dp->n_tunnels_on[uplink]--;
+		dp->n_vlans_on[uplink]--;
 		return rc;
 	}
 	*side = WF_SIDE_TUNNEL | free_t;
@@ -63,6 +65,8 @@ wf_tunnel_del(wf_dataplane_t *dp, uint32_t side)
 	struct wf_tunnel_ctl saved = *tc;
 	tc->kind = 0;
 	dp->n_tunnels_on[saved.uplink]--;
+	if (saved.kind == WF_TUN_VLAN)
+		dp->n_vlans_on[saved.uplink]--;
 	if (dp->hold > 0) {
 		/* Published at release; slot and neighbour are released after it. */
 		if (saved.kind == WF_TUN_VXLAN)
@@ -77,6 +81,8 @@ wf_tunnel_del(wf_dataplane_t *dp, uint32_t side)
 	if (rc != 0) {
 		*tc = saved;
 		dp->n_tunnels_on[saved.uplink]++;
+		if (saved.kind == WF_TUN_VLAN)
+			dp->n_vlans_on[saved.uplink]++;
 		return rc;
 	}
 	if (saved.kind == WF_TUN_VXLAN) {

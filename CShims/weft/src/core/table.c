@@ -110,13 +110,13 @@ wf_way_to(const struct wf_dataplane *dp, const uint32_t *vx_index, uint32_t side
 	return f;
 }
 
-/* An uplink with tunnels classifies by VLAN id too (VXLAN-only uplinks
- * still get the map, so that other untagged frames are dropped as
- * unknown-vlan rather than taken for a P2P port's). */
+/* An uplink with VLANs classifies by VLAN id. A VXLAN-only uplink has no
+ * map: what is neither its VXLAN nor for its addresses is dropped as
+ * not-for-uplink, not counted as an unknown VLAN. */
 static bool
 wf_has_vlan_map(const struct wf_dataplane *dp, uint32_t p)
 {
-	return dp->n_tunnels_on[p] > 0;
+	return dp->n_vlans_on[p] > 0;
 }
 
 int wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index);

@@ -10,20 +10,6 @@
 
 #include "wf_internal.h"
 
-/* Free pkts[i] for which keep[i] is 0, compacting the rest; returns the count kept. */
-static inline uint16_t
-wf_compact(struct rte_mbuf **pkts, const uint8_t *keep, uint16_t n)
-{
-	uint16_t k = 0;
-	for (uint16_t i = 0; i < n; i++) {
-		if (keep[i])
-			pkts[k++] = pkts[i];
-		else
-			rte_pktmbuf_free(pkts[i]);
-	}
-	return k;
-}
-
 /*
  * Send a burst that all goes one way (f): apply the egress action, transmit,
  * count. Bytes are counted as they leave (after any pushed header); `bytes`
@@ -189,10 +175,15 @@ wf_send_sized(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 		rte_pktmbuf_free_bulk(pkts, n);
 		return;
 	}
-	if (f->action != WF_ACT_FWD) {
+	/* The connection counts its frames as they are (inner); the port what it
+	 * sends (with the pushed tag or the VXLAN headers). */
+	uint32_t inner[WF_MAX_BURST];
+	const bool grows = f->action != WF_ACT_FWD;
+	if (grows) {
 		uint8_t keep[WF_MAX_BURST];
 		uint16_t bad = 0;
 		for (uint16_t i = 0; i < n; i++) {
+			inner[i] = rte_pktmbuf_pkt_len(pkts[i]);
 			enum wf_drop_reason why = WF_DROP_NO_HEADROOM;
 			int rc = f->action == WF_ACT_VLAN_PUSH ? wf_vlan_push(pkts[i], f->vlan_tci)
 							      : wf_vxlan_encap(w, t, f->tun, pkts[i], &why);
@@ -204,10 +195,20 @@ wf_send_sized(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 		}
 		if (unlikely(bad)) {
 			xc->drops[d] += bad;
-			n = wf_compact(pkts, keep, n);
+			uint16_t k = 0;
+			for (uint16_t i = 0; i < n; i++) {
+				if (keep[i]) {
+					inner[k] = inner[i];
+					pkts[k++] = pkts[i];
+				} else {
+					rte_pktmbuf_free(pkts[i]);
+				}
+			}
+			n = k;
 			if (n == 0)
 				return;
 		}
+		bytes = 0;
 	}
 	if (bytes == 0)
 		bytes = wf_burst_bytes(pkts, n);
@@ -220,10 +221,16 @@ wf_send_sized(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 		xc->drops[d] += left;
 		rte_pktmbuf_free_bulk(pkts + sent, left);
 	}
+	uint64_t conn_bytes = sent_bytes;
+	if (grows) {
+		conn_bytes = 0;
+		for (uint16_t i = 0; i < sent; i++)
+			conn_bytes += inner[i];
+	}
 	oc->tx_packets += sent;
 	oc->tx_bytes += sent_bytes;
 	xc->packets[d] += sent;
-	xc->bytes[d] += sent_bytes;
+	xc->bytes[d] += conn_bytes;
 }
 
 /* Frames gathered for one egress port, each with the connection it belongs to. */
@@ -241,8 +248,12 @@ static void
 wf_port_flush(struct wf_worker *w, struct wf_port_batch *b)
 {
 	struct wf_if_counters *oc = &w->ifc[b->port];
+	/* The port counts what it sends (outer headers included); the connections
+	 * their frames as they were (b->len, before any header was added). */
+	uint64_t wire = 0;
+	for (uint16_t i = 0; i < b->n; i++)
+		wire += rte_pktmbuf_pkt_len(b->pkts[i]);
 	uint16_t sent = wf_port_tx(w, b->port, b->pkts, b->n);
-	uint64_t sent_bytes = 0;
 	/* Per-connection counters, one update per run of the same connection. */
 	for (uint16_t i = 0; i < b->n;) {
 		const struct wf_fwd *f = b->f[i];
@@ -259,14 +270,15 @@ wf_port_flush(struct wf_worker *w, struct wf_port_batch *b)
 		xc->packets[f->dir] += pk;
 		xc->bytes[f->dir] += by;
 		xc->drops[f->dir] += dr;
-		sent_bytes += by;
 	}
 	if (unlikely(sent < b->n)) {
+		for (uint16_t i = sent; i < b->n; i++)
+			wire -= rte_pktmbuf_pkt_len(b->pkts[i]);
 		wf_count_drop(w, oc, wf_tx_short_reason(w->dp, b->port, w->idx), b->n - sent);
 		rte_pktmbuf_free_bulk(b->pkts + sent, b->n - sent);
 	}
 	oc->tx_packets += sent;
-	oc->tx_bytes += sent_bytes;
+	oc->tx_bytes += wire;
 	b->n = 0;
 }
 
@@ -304,6 +316,7 @@ wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 			continue;
 		}
 		struct wf_if_counters *oc = &w->ifc[f->out_port];
+		const uint32_t inner_len = rte_pktmbuf_pkt_len(m);
 		enum wf_drop_reason why = WF_DROP_LINK_DOWN;
 		int rc = 0;
 		if (unlikely(!__atomic_load_n(&w->dp->link_up[f->out_port], __ATOMIC_RELAXED)) &&
@@ -335,7 +348,7 @@ wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 		struct wf_port_batch *pb = &b[k];
 		pb->pkts[pb->n] = m;
 		pb->f[pb->n] = f;
-		pb->len[pb->n++] = rte_pktmbuf_pkt_len(m);
+		pb->len[pb->n++] = inner_len;
 	}
 	for (uint32_t k = 0; k < nb; k++)
 		wf_port_flush(w, &b[k]);

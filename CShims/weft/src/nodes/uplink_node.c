@@ -114,8 +114,9 @@ wf_classify(const struct wf_table *t, const struct wf_fwd *vlan, const struct wf
 		return NULL;
 	}
 	if (unlikely(vlan == NULL)) {
-		/* Underlay addresses but no tunnels: nothing else lives here. */
-		*why = ul != NULL && ul->cfg.kernel_shared ? WF_DROP_LEFT_TO_KERNEL : WF_DROP_NOT_FOR_TUNNEL;
+		/* No VLANs here: neither its VXLAN nor for its addresses (the peer's
+		 * multicast, another host's traffic). */
+		*why = ul != NULL && ul->cfg.kernel_shared ? WF_DROP_LEFT_TO_KERNEL : WF_DROP_NOT_FOR_UPLINK;
 		return NULL;
 	}
 	const struct wf_fwd *f = &vlan[vid];
