@@ -25,7 +25,6 @@ let package = Package(
         .executable(name: "weftd", targets: ["weftd"]),
         .executable(name: "weftctl", targets: ["weftctl"]),
         .executable(name: "weft-pktgen", targets: ["weft-pktgen"]),
-        .library(name: "WeftCore", targets: ["WeftCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -39,18 +38,56 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
     ],
     targets: [
+        // Kernel plumbing without DPDK: rtnetlink and ethtool in any namespace, and
+        // the per-thread error every C call reports through.
+        .target(
+            name: "CWeftKernel",
+            path: "CShims/kernel",
+            sources: ["src"],
+            publicHeadersPath: "include",
+            cSettings: [.unsafeFlags(["-O2", "-Wall", "-D_GNU_SOURCE"])],
+            linkerSettings: [.linkedLibrary("mnl")]
+        ),
+        // The C poll-mode core on DPDK. weft.h is the product API; weft_test.h and
+        // weft_pktgen.h the tests', benchmarks' and generator's hooks.
         .target(
             name: "CWeft",
+            dependencies: ["CWeftKernel"],
             path: "CShims/weft",
             sources: ["src"],
             publicHeadersPath: "include",
             cSettings: [.headerSearchPath("src"), .unsafeFlags(dpdkCFlags)],
             linkerSettings: dpdkLibs.map { .linkedLibrary($0) }
         ),
+        // Configuration, validation and the values weftd reports: pure Swift.
         .target(
-            name: "WeftCore",
+            name: "WeftModel",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // weftctl's protocol and tables: what weftctl links (no DPDK).
+        .target(
+            name: "WeftAdmin",
+            dependencies: ["WeftModel"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // Netlink, ethtool and namespaces over CWeftKernel (no DPDK).
+        .target(
+            name: "WeftKernel",
+            dependencies: ["CWeftKernel", "WeftModel"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // The typed wrapper over the C core: the only Swift importer of CWeft.
+        .target(
+            name: "WeftDataplane",
+            dependencies: ["CWeft", "WeftModel"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // Reconciler, transactions with rollback, status.
+        .target(
+            name: "WeftControl",
             dependencies: [
-                "CWeft",
+                "WeftModel", "WeftDataplane", "WeftKernel",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -71,7 +108,7 @@ let package = Package(
         .target(
             name: "WeftNSM",
             dependencies: [
-                "WeftCore", "CWeft", "WeftNSMProto",
+                "WeftControl", "WeftKernel", "WeftModel", "WeftNSMProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -82,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "weftd",
             dependencies: [
-                "WeftCore", "WeftNSM", "CWeft",
+                "WeftModel", "WeftAdmin", "WeftDataplane", "WeftControl", "WeftNSM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "weftctl",
             dependencies: [
-                "WeftCore",
+                "WeftModel", "WeftAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
@@ -101,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "weft-pktgen",
             dependencies: [
-                "WeftCore",
+                "WeftModel", "WeftAdmin", "WeftDataplane",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
@@ -109,30 +146,30 @@ let package = Package(
         // perf/: benchmarks, never timed assertions in tests.
         .executableTarget(
             name: "weft-stagebench",
-            dependencies: ["WeftCore"],
+            dependencies: ["WeftModel", "WeftDataplane"],
             path: "perf/stagebench",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .executableTarget(
             name: "weft-replicatebench",
-            dependencies: ["WeftCore"],
+            dependencies: ["WeftModel", "WeftDataplane"],
             path: "perf/replicatebench",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "WeftCoreTests",
-            dependencies: ["WeftCore", "CWeft"],
+            dependencies: ["WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "CWeft"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "WeftNSMTests",
-            dependencies: ["WeftNSM", "WeftCore", "WeftNSMProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["WeftNSM", "WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "WeftNSMProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
             name: "WeftSystemTests",
             dependencies: [
-                "WeftCore", "WeftNSMProto",
+                "WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "WeftNSMProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

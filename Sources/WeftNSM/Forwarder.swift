@@ -1,7 +1,9 @@
 import Foundation
 import Logging
 import SwiftProtobuf
-import WeftCore
+import WeftControl
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 
 /// How Weft reaches the registry and the next hop (gRPC in weftd; replaceable in tests).

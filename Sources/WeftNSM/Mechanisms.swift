@@ -1,6 +1,7 @@
-import CWeft
 import Foundation
-import WeftCore
+import WeftControl
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 
 /// NSM mechanism names and parameter keys (reference §3).
@@ -46,8 +47,7 @@ public enum NetnsResolver {
         guard path.hasPrefix("/"), !path.contains(",") else {
             throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)' needs an absolute path")
         }
-        var d: UInt64 = 0, i: UInt64 = 0
-        guard wf_netns_inode(path, &d, &i) == 0 else {
+        guard NetNS.identity(path) != nil else {
             throw NSMError(.notFound, "mechanism", "\(parameter) '\(url)': \(path) does not exist")
         }
         // Must really be a network namespace: opening a netlink socket there proves it.
@@ -66,8 +66,7 @@ public enum NetnsResolver {
             candidates += procs.filter { $0.allSatisfy(\.isNumber) }.map { "/proc/\($0)/ns/net" }
         }
         for p in candidates {
-            var d: UInt64 = 0, i: UInt64 = 0
-            if wf_netns_inode(p, &d, &i) == 0 && d == dev && i == ino { return p }
+            if let id = NetNS.identity(p), id.dev == dev, id.ino == ino { return p }
         }
         return nil
     }

@@ -1,6 +1,8 @@
 import Foundation
 import Logging
-import WeftCore
+import WeftControl
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 
 /// One side of a connection as realized: the dataplane interface and, for KERNEL, the
@@ -268,7 +270,7 @@ final class Plumbing {
         let routes = s.side == .server ? ip.srcRoutes : ip.dstRoutes
         let field = s.side == .server ? "src" : "dst"
         if ctx.mtu > 0 { try step("set MTU \(ctx.mtu) on \(name)") { try nl.set(idx, mtu: ctx.mtu) } }
-        _ = wf_netns_sysctl_swift(ns, "net/ipv6/conf/\(name)/disable_ipv6", "0")
+        try? NetNS.sysctl(ns, "net/ipv6/conf/\(name)/disable_ipv6", "0")
         for a in own {
             guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_ip_addrs '\(a)' is not an address/prefix") }
             try step("add address \(a) to \(name) in \(ns)") { try nl.addAddress(idx, c) }
@@ -338,7 +340,3 @@ func parseMAC(_ s: String) -> [UInt8]? {
     return b.count == 6 ? b : nil
 }
 
-import CWeft
-func wf_netns_sysctl_swift(_ ns: String, _ key: String, _ value: String) -> Int32 {
-    wf_netns_sysctl(ns, key, value)
-}

@@ -3,7 +3,9 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwiftProtobuf
-import WeftCore
+import WeftControl
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 
 extension NSMError {

@@ -1,5 +1,7 @@
 import Foundation
-import WeftCore
+import WeftControl
+import WeftKernel
+import WeftModel
 
 /// Weft's settings as an NSM forwarder. NSM's environment variables, with NSM's defaults
 /// (reference §4.1), override the `nsm:` section of the YAML file.

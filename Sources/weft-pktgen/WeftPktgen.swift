@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import WeftCore
+import WeftAdmin
+import WeftDataplane
+import WeftModel
 
 /// weft-pktgen: a DPDK traffic generator and sink on Weft's own C core.
 @main

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import WeftCore
+import WeftAdmin
+import WeftModel
 
 @main
 struct Weftctl: ParsableCommand {

@@ -1,5 +1,8 @@
 import Foundation
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftModel
 
 /// Admin requests map one to one onto the controller's operations: the same
 /// functions the configuration file goes through.

@@ -1,10 +1,12 @@
 import ArgumentParser
-import CWeft
 import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftModel
 import WeftNSM
 
 struct Run: AsyncParsableCommand {
@@ -84,7 +86,7 @@ struct Run: AsyncParsableCommand {
         }
         // The Swift runtime's threads predate EAL and may run on a worker's CPU: keep them
         // (and every thread they create) on the main lcore's.
-        let moved = wf_confine_control_threads()
+        let moved = EAL.confineControlThreads()
         if moved > 0 { logger.debug("confined \(moved) control threads to the main lcore's CPUs") }
         let controller = Controller(base: cfg, dataplane: dataplane!, logger: logger, state: state)
         defer {

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftModel
 import WeftNSM
 
 struct Validate: ParsableCommand {

@@ -1,5 +1,9 @@
 import XCTest
-@testable import WeftCore
+@testable import WeftAdmin
+@testable import WeftControl
+@testable import WeftDataplane
+@testable import WeftKernel
+@testable import WeftModel
 
 final class ConfigTests: XCTestCase {
     /// The errors for `yaml`, or a failure if it parsed.

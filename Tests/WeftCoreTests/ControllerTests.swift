@@ -1,6 +1,10 @@
 import Logging
 import XCTest
-@testable import WeftCore
+@testable import WeftAdmin
+@testable import WeftControl
+@testable import WeftDataplane
+@testable import WeftKernel
+@testable import WeftModel
 
 /// The intent/reconcile layer over a real in-process dataplane (ring ports):
 /// diffs touch only what changed, failures roll back, bad requests change nothing.

@@ -1,5 +1,9 @@
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Hitless changes with a real worker lcore polling: frames keep flowing
 /// through one cross-connect while other cross-connects and interfaces are

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-@_spi(Testing) import WeftCore
+@_spi(Testing) import WeftAdmin
+@_spi(Testing) import WeftControl
+@_spi(Testing) import WeftDataplane
+@_spi(Testing) import WeftKernel
+@_spi(Testing) import WeftModel
 
 /// What a kernel interface leaves unfinished, finished by the egress node for a
 /// port that cannot take it: partial TCP/UDP checksums completed, super-frames

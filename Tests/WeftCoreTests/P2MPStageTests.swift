@@ -1,5 +1,9 @@
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Replication groups and bridge domains through the real worker poll.
 final class P2MPStageTests: XCTestCase {

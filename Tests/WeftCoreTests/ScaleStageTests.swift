@@ -1,5 +1,9 @@
 import XCTest
-@testable import WeftCore
+@testable import WeftAdmin
+@testable import WeftControl
+@testable import WeftDataplane
+@testable import WeftKernel
+@testable import WeftModel
 
 /// Many connections: bursts that mix connections, batched changes (one table
 /// publish for many additions, removals held back until it), tunnel indices

@@ -1,5 +1,9 @@
 import Foundation
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// EAL can start once per process; every stage test shares this one:
 /// `--no-huge`, no PCI, no shared files, only the calling lcore.

@@ -1,5 +1,9 @@
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// 802.1Q sides on a trunk uplink, through the real worker poll on ring ports:
 /// push, pop, VLAN-to-VLAN rewrite, the raw untagged uplink, and every drop.

@@ -1,5 +1,9 @@
 import XCTest
-@testable import WeftCore
+@testable import WeftAdmin
+@testable import WeftControl
+@testable import WeftDataplane
+@testable import WeftKernel
+@testable import WeftModel
 
 /// VXLAN and the uplink's own addresses through the real worker poll on ring
 /// ports. Expected frames are built here, with checksums computed by this

@@ -1,5 +1,9 @@
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Stage tests: frames built here go through the real C worker poll and the
 /// cross-connect stage (ring vdevs, EAL --no-huge) and are compared byte by byte.

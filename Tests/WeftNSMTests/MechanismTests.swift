@@ -1,7 +1,11 @@
 import Foundation
 import XCTest
 @testable import WeftNSM
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,8 @@
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 import XCTest
 @testable import WeftNSM
 

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// weftd as a process, moving real packets between network namespaces
 /// (veth + AF_PACKET) and a second DPDK process (memif).

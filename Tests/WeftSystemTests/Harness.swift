@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Helpers for system tests: real processes, real namespaces, real peers.
 /// Everything here runs as root (the README test command does).

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Start, stop, crash, restart, reload and bad input, with weftd as a process.
 final class LifecycleSystemTests: SystemTestCase {

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Weft's own memif: hostile peers (Tests/peers/memif_peer.py) cost
 /// themselves their connection and nothing else; interop with DPDK's memif

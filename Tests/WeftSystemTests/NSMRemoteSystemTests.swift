@@ -2,7 +2,11 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwiftProtobuf
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 import XCTest
 

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Replication groups and bridge domains with namespaces as members.
 final class P2MPSystemTests: SystemTestCase {

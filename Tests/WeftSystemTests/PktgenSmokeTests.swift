@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// The benchmark harness runs: weft-pktgen through weftd over memif. A smoke
 /// test only (packets flowed, the JSON parses); speed lives in perf/.

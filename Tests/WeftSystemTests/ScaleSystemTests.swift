@@ -1,6 +1,10 @@
 import Foundation
 import GRPCCore
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 import WeftNSMProto
 import XCTest
 

@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// Real application traffic through every kernel attachment: TCP and UDP with
 /// content checks over IPv4 and IPv6, IP fragments, jumbo frames, with the

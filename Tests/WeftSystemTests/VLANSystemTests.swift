@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// 802.1Q toward an independent peer. This kernel has no 802.1Q support
 /// (CONFIG_VLAN_8021Q unset, no modules), so the tagged side of the trunk is a

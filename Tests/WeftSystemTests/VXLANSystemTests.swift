@@ -1,6 +1,10 @@
 import Foundation
 import XCTest
-import WeftCore
+import WeftAdmin
+import WeftControl
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// VXLAN against the Linux kernel's own vxlan devices, over IPv4 and IPv6
 /// underlays and a non-default UDP port, and between two weftd nodes.

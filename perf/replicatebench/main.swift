@@ -2,7 +2,8 @@
 // counted clones against copies, by frame size, alternating the two
 // strategies round by round. See perf/replicate-bench.sh and RESULTS.md.
 import Foundation
-import WeftCore
+import WeftDataplane
+import WeftModel
 
 var rounds = 7, iterations: UInt32 = 20_000, members = 4
 var sizes = [64, 128, 256, 512, 1024, 1500]

@@ -8,7 +8,8 @@
 // replicate: a replication group from a to 4 members (per ingress frame).
 // See perf/stage-bench.sh and perf/RESULTS.md.
 import Foundation
-import WeftCore
+import WeftDataplane
+import WeftModel
 
 var rounds = 9, iterations: UInt32 = 200_000, burst: UInt16 = 32, frameSize = 64
 var only: String? = nil

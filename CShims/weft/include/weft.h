@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "weft_kernel.h" /* errors: wf_last_error() */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -94,10 +96,6 @@ uint32_t wf_lcore_count(void);
 /* TSC frequency in Hz (for cycles <-> time). */
 uint64_t wf_tsc_hz(void);
 
-/* The last error line logged by DPDK or the core (thread-safe copy). */
-void wf_last_error(char *buf, size_t len);
-void wf_clear_last_error(void);
-
 /* ---- Dataplane -------------------------------------------------------- */
 
 typedef struct wf_dataplane wf_dataplane_t;
@@ -140,14 +138,6 @@ void wf_dp_destroy(wf_dataplane_t *dp);
  */
 int wf_dp_hold(wf_dataplane_t *dp);
 int wf_dp_release(wf_dataplane_t *dp);
-
-/*
- * Run one poll iteration of worker `worker` on the calling thread: the same
- * code path a worker lcore runs. For in-process stage tests when the
- * dataplane was created with n_workers = 0 (then worker 0 is the virtual
- * poller). Returns packets received.
- */
-int wf_dp_poll_once(wf_dataplane_t *dp, uint32_t worker);
 
 /* Number of free mbufs in the pool (leak checks). */
 uint32_t wf_dp_mbufs_available(const wf_dataplane_t *dp);
@@ -285,20 +275,6 @@ struct wf_memif_stats {
 };
 int wf_memif_stats(wf_dataplane_t *dp, uint16_t port, struct wf_memif_stats *s);
 
-/*
- * TX checksum offload of a kernel interface in a namespace (NULL: weftd's):
- * enable 0/1 sets it, -1 only reads. Returns the state before (0/1) or -errno.
- */
-int wf_ethtool_tx_csum(const char *netns_path, const char *ifname, int enable);
-
-/*
- * Run the events thread's work once on the calling thread (stage tests; weftd
- * runs it on its own thread from wf_dp_start): memif control messages, link
- * events, wake-ups. Waits at most timeout_ms. Returns events handled.
- */
-int wf_events_service(wf_dataplane_t *dp, int timeout_ms);
-/* Start the events thread without starting workers (weft-pktgen). */
-int wf_events_start(wf_dataplane_t *dp);
 
 /*
  * Refresh the link state the workers read (no syscalls on workers). Call it
@@ -365,13 +341,6 @@ struct wf_neighbour_info {
 };
 /* Copy up to `cap` neighbour entries; returns how many exist. */
 int wf_neighbour_list(wf_dataplane_t *dp, struct wf_neighbour_info *out, uint32_t cap);
-
-/*
- * Process punted ARP/ND/ICMP and neighbour timers once on the calling
- * thread. weftd runs this on its own thread after wf_dp_start; stage tests
- * (no worker lcores) call it directly. Returns packets handled.
- */
-int wf_underlay_service(wf_dataplane_t *dp);
 
 struct wf_vxlan_cfg {
 	uint16_t uplink;
@@ -464,6 +433,16 @@ int wf_bridge_macs(wf_dataplane_t *dp, uint32_t id, struct wf_mac_entry *out, ui
 struct wf_bridge_stats { uint64_t learned, moves, flooded, limit_drops; };
 int wf_bridge_stats(const wf_dataplane_t *dp, uint32_t id, struct wf_bridge_stats *s);
 
+/* ---- Ring ports (`type: ring` interfaces; the stage tests' ports) ------ */
+
+/*
+ * Create a ring-backed ethdev named `name`: frames injected with
+ * wf_testport_inject appear on its RX; frames it transmits are collected by
+ * wf_testport_collect. Not a stub: the port goes through the same
+ * configure/start/poll path as every other PMD.
+ */
+int wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id);
+
 /* ---- Counters (summed over workers on read) ---------------------------- */
 
 struct wf_if_stats {
@@ -492,145 +471,6 @@ struct wf_worker_stats {
 	uint64_t drops[WF_DROP_MAX];
 };
 int wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stats *s);
-
-/* ---- Test ports (stage tests and `type: ring` interfaces) --------------- */
-
-/*
- * Create a ring-backed ethdev named `name`: frames injected with
- * wf_testport_inject appear on its RX; frames it transmits are collected by
- * wf_testport_collect. Not a stub: the port goes through the same
- * configure/start/poll path as every other PMD.
- */
-int wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id);
-/* Inject one frame into the port's RX ring. */
-int wf_testport_inject(wf_dataplane_t *dp, uint16_t port_id,
-		       const uint8_t *frame, uint32_t len);
-/* Take one transmitted frame; returns its length, 0 when none, -errno. */
-int wf_testport_collect(wf_dataplane_t *dp, uint16_t port_id,
-			uint8_t *buf, uint32_t cap);
-
-/* ---- Benchmarks (perf/stage-bench.sh) ----------------------------------- */
-
-/*
- * Closed-loop stage benchmarks on two test ports with a cross-connect a -> b
- * and frames already injected into a. Only for a dataplane with no worker
- * lcores. Cycles are TSC cycles spent inside the timed polls.
- */
-int wf_bench_xconnect(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
-		      uint64_t *cycles, uint64_t *packets);
-/* The io-forward limit on the same ports: RX burst, TX burst, nothing else. */
-int wf_bench_io_baseline(wf_dataplane_t *dp, uint16_t a, uint16_t b, uint32_t iterations,
-			 uint64_t *cycles, uint64_t *packets);
-
-/* Inject `count` copies of a frame; returns how many fit in the RX ring. */
-int wf_testport_inject_n(wf_dataplane_t *dp, uint16_t port_id, const uint8_t *frame, uint32_t len,
-			 uint32_t count);
-/* Free every transmitted frame; returns how many there were. */
-int wf_testport_discard(wf_dataplane_t *dp, uint16_t port_id);
-
-/* Replication to test-port members (perf/replicate-bench.sh). */
-/* VLAN/VXLAN round trip pod -> uplink -> (turned round) -> pod; see bench.c. */
-int wf_bench_roundtrip(wf_dataplane_t *dp, uint16_t pod, uint16_t uplink, uint8_t reflect_ipv4,
-		       uint32_t iterations, uint64_t *cycles, uint64_t *packets);
-int wf_bench_replicate(wf_dataplane_t *dp, uint16_t ingress, const uint16_t *members, uint32_t n,
-		       uint32_t iterations, uint64_t *cycles, uint64_t *frames);
-
-/* ---- weft-pktgen ------------------------------------------------------------ */
-
-struct wf_pktgen_cfg {
-	uint8_t src_mac[6], dst_mac[6];
-	uint8_t ipv6;
-	uint8_t pad;
-	uint16_t vlan_id;          /* 0: untagged */
-	uint8_t src_ip[16], dst_ip[16];
-	uint16_t src_port, dst_port;
-	uint32_t flows;            /* source address/port ranges */
-	uint32_t mac_flows;        /* source MAC range (bridge learning); 0/1: one MAC */
-	uint32_t n_sizes;          /* 1: fixed size; up to 16: IMIX, cycled */
-	uint32_t sizes[16];
-	uint16_t burst;
-	uint16_t rx_queues;        /* RX queues polled on rx_port (0 -> 1) */
-	double rate_pps;           /* 0: as fast as possible */
-	double duration_ms;
-	/* VXLAN encapsulation of the frame above (to feed a decap): vni 0 = none.
-	 * Outer Ethernet/IPv4/UDP(4789)/VXLAN, 50 bytes of the frame size. */
-	uint32_t vxlan_vni;
-	uint8_t outer_src_mac[6], outer_dst_mac[6];
-	uint8_t outer_src_ip[4], outer_dst_ip[4];
-	uint16_t outer_dst_port;   /* 0 -> 4789 */
-	uint32_t vxlan_vnis;       /* VNIs vxlan_vni .. vxlan_vni + n - 1, cycled per frame (0/1: one) */
-};
-
-struct wf_pktgen_result {
-	uint64_t tx_attempted, tx_packets, tx_refused, tx_bytes;
-	uint64_t tx_skipped; /* frames not sent because the generator fell behind its
-			      * schedule (descheduled): never sent, so never lost */
-	uint64_t rx_packets, rx_bytes, rx_foreign;
-	uint64_t rx_max_seq, reordered, duplicates;
-	uint64_t latency_min, latency_max, latency_sum; /* TSC cycles */
-	uint64_t latency_log2[48];
-	uint64_t elapsed_tsc, tsc_hz;
-};
-
-/*
- * Generate on tx_port and receive on rx_port (may be the same) for
- * duration_ms at rate_pps, on the calling thread. Frames carry a sequence
- * number and a TSC timestamp. Control-thread only (not while workers run on
- * these ports).
- */
-int wf_pktgen_run(wf_dataplane_t *dp, uint16_t tx_port, uint16_t rx_port, const struct wf_pktgen_cfg *cfg,
-		  struct wf_pktgen_result *res);
-
-/* ---- Kernel helpers (netlink via libmnl) -------------------------------- */
-
-/* Delete a kernel link by name in the current netns. -ENODEV if absent. */
-int wf_netlink_link_delete(const char *ifname);
-
-/*
- * rtnetlink in any network namespace (NSM pods). A wf_nl_t is a netlink
- * socket bound in the namespace named by a path (/proc/<pid>/ns/net,
- * /var/run/netns/<name>, or NULL for weftd's own); the calling thread enters
- * that namespace only for the socket() call. Control thread only; every call
- * returns 0 / a positive value or -errno, and leaves the kernel's message in
- * wf_last_error() when it refused.
- */
-typedef struct wf_nl wf_nl_t;
-
-struct wf_nl_link {
-	int32_t index;
-	uint32_t mtu;
-	uint8_t up;
-	uint8_t mac[6];
-	char name[16];
-	char alias[128];
-};
-
-int wf_nl_open(const char *netns_path, wf_nl_t **out);
-void wf_nl_close(wf_nl_t *nl);
-/* Inode of a namespace file (to tell whether two paths name the same netns). */
-int wf_netns_inode(const char *netns_path, uint64_t *dev, uint64_t *ino);
-
-/* A veth pair: `name` in nl's namespace, `peer` created directly inside the
- * namespace at peer_netns_path (NULL: the same namespace), with the MAC
- * peer_mac (NULL: the kernel picks one). */
-int wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu,
-		   const uint8_t *peer_mac);
-/* Link index by name (> 0), or -ENODEV. */
-int wf_nl_link_index(wf_nl_t *nl, const char *name);
-int wf_nl_link_get(wf_nl_t *nl, int32_t index, struct wf_nl_link *out);
-/* Up to max links of the namespace; returns how many were written. */
-int wf_nl_link_list(wf_nl_t *nl, struct wf_nl_link *out, int max);
-/* Change a link: alias (NULL keep), mtu (0 keep), up (-1 keep, 0 down, 1 up). */
-int wf_nl_link_set(wf_nl_t *nl, int32_t index, const char *alias, uint32_t mtu, int up);
-int wf_nl_link_del(wf_nl_t *nl, int32_t index);
-/* Addresses, routes and neighbours; family AF_INET or AF_INET6, addresses in
- * network byte order (4 or 16 bytes). NLM_F_REPLACE: repeating is harmless. */
-int wf_nl_addr_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, uint8_t plen);
-int wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, uint8_t plen, const uint8_t *gateway);
-int wf_nl_neigh_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *ip, const uint8_t mac[6]);
-/* Run a sysctl write (e.g. "net/ipv6/conf/nsm-1/disable_ipv6" = "0") inside
- * the namespace at netns_path. */
-int wf_netns_sysctl(const char *netns_path, const char *key, const char *value);
 
 #ifdef __cplusplus
 }

@@ -435,7 +435,6 @@ wf_rxq_drop(struct wf_rxq_base *b, enum wf_drop_reason why, uint32_t len)
 	b->wdrops[why]++;
 }
 
-#define WF_NETNS_LEN 128
 
 /* A kernel interface as Weft's AF_PACKET and AF_XDP drivers see it (kif.c). */
 struct wf_kif {
@@ -452,9 +451,6 @@ int wf_kif_watch(struct wf_dataplane *dp, struct wf_kif *k);
 void wf_kif_unwatch(struct wf_dataplane *dp, struct wf_kif *k);
 int wf_afp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t *port);
 int wf_xdp_attach(struct wf_dataplane *dp, const struct wf_kif_attach *req, uint16_t *port);
-/* platform/netlink.c: the other end of a veth (its namespace's path, "" when
- * it is the same, and its name); -ENOENT when ifindex is not a veth. */
-int wf_nl_veth_peer(const char *netns, int32_t ifindex, char *peer_ns, size_t peer_ns_len, char peer[16]);
 
 /* platform/events.c: the events thread's epoll set */
 #include <sys/epoll.h>
@@ -628,11 +624,7 @@ uint16_t wf_worker_poll(struct wf_worker *w);
 /* bench.c */
 uint16_t wf_io_poll_once(uint16_t a, uint16_t b, uint16_t burst);
 
-/* netlink.c: run fn(arg) with the calling thread inside the namespace at path. */
-int wf_in_netns(const char *path, int (*fn)(void *), void *arg);
-
-/* log.c */
-void wf_set_error(const char *fmt, ...) __rte_format_printf(1, 2);
+/* log.c (errors, namespaces and netlink: weft_kernel.h) */
 int wf_log_capture_init(void);
 
 static inline void

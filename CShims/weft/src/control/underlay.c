@@ -24,6 +24,7 @@
 #include <rte_ip.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
 
 enum { NBR_INCOMPLETE = 0, NBR_REACHABLE = 1, NBR_STATIC = 2, NBR_FAILED = 3 };
 
@@ -55,7 +56,9 @@ wf_underlay_init(struct wf_dataplane *dp)
 	snprintf(name, sizeof(name), "wf_punt_%p", (void *)dp);
 	dp->punt = rte_ring_create(name, 1024, (int)rte_socket_id(), RING_F_SC_DEQ);
 	snprintf(name, sizeof(name), "wf_inj_%p", (void *)dp);
-	dp->inject = rte_ring_create(name, 1024, (int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+	/* Several producers (the underlay thread, control calls that probe a
+	 * next hop right away); one consumer (worker 0). */
+	dp->inject = rte_ring_create(name, 1024, (int)rte_socket_id(), RING_F_SC_DEQ);
 	return dp->punt && dp->inject ? 0 : -ENOMEM;
 }
 
@@ -527,7 +530,13 @@ ul_service(struct wf_dataplane *dp)
 int
 wf_underlay_service(wf_dataplane_t *dp)
 {
-	return dp ? (int)ul_service(dp) : -EINVAL;
+	if (dp == NULL)
+		return -EINVAL;
+	if (dp->ul_running) {
+		wf_set_error("the underlay thread runs: it alone services the underlay while workers run");
+		return -EBUSY;
+	}
+	return (int)ul_service(dp);
 }
 
 /*

@@ -13,6 +13,8 @@
 #include <rte_malloc.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
+#include "weft_pktgen.h"
 
 int
 wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)

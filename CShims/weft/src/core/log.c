@@ -1,8 +1,9 @@
 /*
- * log.c: keep the last error line DPDK (or the core) logged, so a failed
- * control call can tell Swift why it failed. DPDK reports most causes only
- * through its log (e.g. "memif: Failed to bind socket"), never through the
- * return code. Log lines still go to stderr as usual.
+ * log.c: keep the last error line DPDK logged as the calling thread's error
+ * (weft_kernel.h: wf_last_error), so a failed control call can tell Swift why
+ * it failed. DPDK reports most causes only through its log (e.g. "memif:
+ * Failed to bind socket"), never through the return code. Log lines still go
+ * to stderr as usual.
  */
 #include <pthread.h>
 #include <stdarg.h>
@@ -13,24 +14,6 @@
 
 #include "wf_internal.h"
 
-static pthread_mutex_t wf_err_lock = PTHREAD_MUTEX_INITIALIZER;
-static char wf_err_buf[512];
-
-static void
-wf_store_error(const char *msg, size_t len)
-{
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-		len--;
-	if (len == 0)
-		return;
-	if (len >= sizeof(wf_err_buf))
-		len = sizeof(wf_err_buf) - 1;
-	pthread_mutex_lock(&wf_err_lock);
-	memcpy(wf_err_buf, msg, len);
-	wf_err_buf[len] = '\0';
-	pthread_mutex_unlock(&wf_err_lock);
-}
-
 static ssize_t
 wf_log_write(void *cookie, const char *buf, size_t size)
 {
@@ -38,7 +21,7 @@ wf_log_write(void *cookie, const char *buf, size_t size)
 	/* Keep what looks like a failure. Level is only valid inside rte_log. */
 	int level = rte_log_cur_msg_loglevel();
 	if (level > 0 && level <= (int)RTE_LOG_ERR)
-		wf_store_error(buf, size);
+		wf_error_put(buf, size);
 	fwrite(buf, 1, size, stderr);
 	fflush(stderr);
 	return (ssize_t)size;
@@ -56,37 +39,6 @@ wf_log_capture_init(void)
 		return -ENOMEM;
 	setvbuf(f, NULL, _IOLBF, 0);
 	return rte_openlog_stream(f);
-}
-
-void
-wf_set_error(const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	wf_store_error(tmp, strlen(tmp));
-}
-
-void
-wf_last_error(char *buf, size_t len)
-{
-	if (len == 0)
-		return;
-	pthread_mutex_lock(&wf_err_lock);
-	snprintf(buf, len, "%s", wf_err_buf);
-	pthread_mutex_unlock(&wf_err_lock);
-}
-
-void
-wf_clear_last_error(void)
-{
-	pthread_mutex_lock(&wf_err_lock);
-	wf_err_buf[0] = '\0';
-	pthread_mutex_unlock(&wf_err_lock);
 }
 
 static const char *const wf_drop_names[] = {

@@ -214,8 +214,13 @@ wf_table_publish(struct wf_dataplane *dp)
 		if (dp->ul_ctl[p] == NULL)
 			continue;
 		t->ul[p] = rte_malloc("weft_ul", sizeof(struct wf_underlay), 0);
-		if (t->ul[p] != NULL)
-			*t->ul[p] = *dp->ul_ctl[p];
+		if (t->ul[p] == NULL) {
+			pthread_mutex_unlock(&dp->ul_lock);
+			wf_table_free(t);
+			wf_set_error("out of memory for an uplink's underlay in the new table (DPDK memory: eal.memory_mb)");
+			return -ENOMEM;
+		}
+		*t->ul[p] = *dp->ul_ctl[p];
 	}
 	pthread_mutex_unlock(&dp->ul_lock);
 

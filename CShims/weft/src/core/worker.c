@@ -12,6 +12,7 @@
 #include <rte_cycles.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
 
 #define WF_IDLE_SPINS 1024
 

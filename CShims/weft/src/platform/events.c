@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
+#include "weft_pktgen.h"
 
 #define WF_EV_MAX 16384
 

@@ -12,6 +12,7 @@
 #include <rte_cycles.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
 
 static void
 wf_recycle(struct wf_dataplane *dp, uint16_t tx_port, uint16_t rx_port)

@@ -15,6 +15,7 @@
 #include <rte_udp.h>
 
 #include "wf_internal.h"
+#include "weft_pktgen.h"
 
 #define PG_MAGIC 0x57454654u /* "WEFT" */
 #define PG_WINDOW 65536      /* duplicate detection window (sequence numbers) */

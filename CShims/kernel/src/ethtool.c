@@ -7,6 +7,7 @@
  * checksum metadata (AF_XDP).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -15,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "wf_internal.h"
+#include "weft_kernel.h"
 
 struct wf_csum_req {
 	const char *ifname;

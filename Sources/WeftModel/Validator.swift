@@ -4,6 +4,7 @@ public struct ValidationIssue: Equatable, Sendable, CustomStringConvertible {
     public var path: [PathElement]
     public var message: String
     public var description: String { "\(render(path)): \(message)" }
+    public init(path: [PathElement], message: String) { self.path = path; self.message = message }
 }
 
 /// Static checks of a decoded configuration: ranges, names, references.
@@ -331,7 +332,7 @@ public enum Validator {
     }
 }
 
-func isSimpleName(_ s: String, max: Int, allowDot: Bool = false) -> Bool {
+public func isSimpleName(_ s: String, max: Int, allowDot: Bool = false) -> Bool {
     guard !s.isEmpty, s.utf8.count <= max else { return false }
     return s.unicodeScalars.allSatisfy {
         ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
@@ -340,7 +341,7 @@ func isSimpleName(_ s: String, max: Int, allowDot: Bool = false) -> Bool {
 }
 
 /// Linux interface names: 1-15 bytes, no '/', ':' or whitespace, not "." or "..".
-func isIfName(_ s: String) -> Bool {
+public func isIfName(_ s: String) -> Bool {
     guard !s.isEmpty, s.utf8.count <= 15, s != ".", s != ".." else { return false }
     return !s.unicodeScalars.contains { $0 == "/" || $0 == ":" || $0 == "," || $0 == "=" || $0.properties.isWhitespace }
 }
@@ -358,7 +359,7 @@ public func normalizedPCI(_ s: String) -> String? {
     return "\(domain):\(rest[0]):\(df[0]).\(f)"
 }
 
-func parseMAC(_ s: String) -> [UInt8]? {
+public func parseMAC(_ s: String) -> [UInt8]? {
     let p = s.split(separator: ":")
     guard p.count == 6 else { return nil }
     let b = p.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }

@@ -1,7 +1,8 @@
 /*
- * netlink.c: the few kernel operations the core needs, over rtnetlink with
- * libmnl (no shelling out to ip). Used to clean up kernel interfaces a
- * previous weftd run created and left behind after kill -9.
+ * netlink.c: the kernel operations Weft needs, over rtnetlink with libmnl (no
+ * shelling out to ip): links, veth pairs, addresses, routes and neighbours in
+ * any network namespace (NSM pods), and cleaning up what a previous weftd left
+ * behind after kill -9. No DPDK here.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -12,7 +13,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/rtnetlink.h>
 
-#include "weft.h"
+#include "weft_kernel.h"
 
 int
 wf_netlink_link_delete(const char *ifname)
@@ -68,7 +69,6 @@ out:
 #include <linux/veth.h>
 #include <linux/net_namespace.h>
 
-#include "wf_internal.h"
 
 struct wf_nl {
 	struct mnl_socket *sock;
@@ -199,10 +199,14 @@ link_msg(char *buf, uint16_t type, uint16_t flags, int32_t index)
 
 int
 wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer_netns_path, uint32_t mtu,
-	       const uint8_t *peer_mac)
+	       const uint8_t *peer_mac, size_t peer_mac_len)
 {
 	if (name == NULL || peer == NULL || strlen(name) >= IFNAMSIZ || strlen(peer) >= IFNAMSIZ)
 		return -EINVAL;
+	if (peer_mac != NULL && peer_mac_len != 6) {
+		wf_set_error("veth add: a MAC address is 6 bytes, not %zu", peer_mac_len);
+		return -EINVAL;
+	}
 	int nsfd = -1;
 	if (peer_netns_path != NULL && peer_netns_path[0] != '\0') {
 		nsfd = open(peer_netns_path, O_RDONLY | O_CLOEXEC);
@@ -373,11 +377,31 @@ addr_len(int family)
 	return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
 }
 
-int
-wf_nl_addr_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, uint8_t plen)
+/* An address of `family` given with its length: it must be exactly that long. */
+static int
+check_addr(int family, const uint8_t *a, size_t a_len, const char *what)
 {
 	size_t len = addr_len(family);
-	if (len == 0 || plen > len * 8)
+	if (len == 0) {
+		wf_set_error("%s: address family %d is neither IPv4 nor IPv6", what, family);
+		return -EINVAL;
+	}
+	if (a == NULL || a_len != len) {
+		wf_set_error("%s: an %s address is %zu bytes, not %zu", what, family == AF_INET ? "IPv4" : "IPv6", len,
+			     a == NULL ? (size_t)0 : a_len);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+wf_nl_addr_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, size_t addr_len_given, uint8_t plen)
+{
+	int rc = check_addr(family, addr, addr_len_given, "address add");
+	if (rc)
+		return rc;
+	size_t len = addr_len(family);
+	if (plen > len * 8)
 		return -EINVAL;
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -395,10 +419,16 @@ wf_nl_addr_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, uint
 }
 
 int
-wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, uint8_t plen, const uint8_t *gateway)
+wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, size_t dst_len, uint8_t plen,
+		const uint8_t *gateway, size_t gateway_len)
 {
+	int rc = check_addr(family, dst, dst_len, "route add");
+	if (rc == 0 && gateway != NULL)
+		rc = check_addr(family, gateway, gateway_len, "route add (gateway)");
+	if (rc)
+		return rc;
 	size_t len = addr_len(family);
-	if (len == 0 || plen > len * 8)
+	if (plen > len * 8)
 		return -EINVAL;
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -419,11 +449,17 @@ wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, uint
 }
 
 int
-wf_nl_neigh_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *ip, const uint8_t mac[6])
+wf_nl_neigh_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *ip, size_t ip_len, const uint8_t *mac,
+		size_t mac_len)
 {
-	size_t len = addr_len(family);
-	if (len == 0)
+	int rc = check_addr(family, ip, ip_len, "neighbour add");
+	if (rc)
+		return rc;
+	if (mac == NULL || mac_len != 6) {
+		wf_set_error("neighbour add: a MAC address is 6 bytes, not %zu", mac == NULL ? (size_t)0 : mac_len);
 		return -EINVAL;
+	}
+	size_t len = addr_len(family);
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = RTM_NEWNEIGH;

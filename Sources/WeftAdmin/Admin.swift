@@ -1,4 +1,5 @@
 import Foundation
+import WeftModel
 
 /// weftctl <-> weftd: one JSON request line, one JSON response, over a unix
 /// socket that only the owner can open (mode 0600).
@@ -40,7 +41,7 @@ public struct AdminResponse: Codable, Equatable, Sendable {
     public var crossConnects: [CrossConnectStatus]?
     public var drops: [DropStatus]?
     public var workers: [WorkerStats]?
-    public var neighbours: [Dataplane.Neighbour]?
+    public var neighbours: [Neighbour]?
     public var groups: [P2MPStatus]?
     public var labels: [String: String]?
     public var tscHz: UInt64?

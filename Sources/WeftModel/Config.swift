@@ -142,6 +142,8 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
         case queuesSleep = "queues_sleep"
     }
     public init() {}
+    /// The defaults, for whoever builds dataplane settings without a file.
+    public static let defaults = DataplaneConfig()
     public init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         workers = try c.decodeIfPresent([Int].self, forKey: .workers) ?? workers
@@ -673,7 +675,7 @@ public enum ConfigLoader {
     }
 
     static func decodingError(_ e: DecodingError, file: String, root: Node, prefix: [PathElement] = []) -> ConfigError {
-        func pathElements(_ c: [CodingKey]) -> [PathElement] { prefix + WeftCore.pathElements(c) }
+        func pathElements(_ c: [CodingKey]) -> [PathElement] { prefix + WeftModel.pathElements(c) }
         switch e {
         case .keyNotFound(let key, let ctx):
             let p = pathElements(ctx.codingPath)

@@ -1,6 +1,6 @@
-import CWeft
+import CWeftKernel
 import Foundation
-
+import WeftModel
 
 /// A failed kernel operation: what, on which object, and why.
 public struct KernelError: Error, CustomStringConvertible {
@@ -12,7 +12,8 @@ public struct KernelError: Error, CustomStringConvertible {
     }
 }
 
-/// rtnetlink inside one network namespace (libmnl, CShims/weft/src/netlink.c).
+/// rtnetlink inside one network namespace (libmnl, CShims/kernel/src/netlink.c).
+/// One Netlink is used by one task at a time (the control actor's).
 public final class Netlink {
     let nl: OpaquePointer
     public let netns: String?
@@ -55,10 +56,15 @@ public final class Netlink {
     }
 
     public func links() throws -> [Link] {
-        var buf = [wf_nl_link](repeating: wf_nl_link(), count: 1024)
-        let n = wf_nl_link_list(nl, &buf, Int32(buf.count))
-        try check(n, "list links")
-        return buf[0..<Int(n)].map(Netlink.link)
+        var cap = 1024
+        while true {
+            var buf = [wf_nl_link](repeating: wf_nl_link(), count: cap)
+            let n = wf_nl_link_list(nl, &buf, Int32(buf.count))
+            try check(n, "list links")
+            // A full buffer may have cut the list short: ask again with room.
+            if Int(n) < cap { return buf[0..<Int(n)].map(Netlink.link) }
+            cap *= 4
+        }
     }
 
     public func index(of name: String) throws -> Int32? {
@@ -77,10 +83,10 @@ public final class Netlink {
     public func addVeth(name: String, peer: String, peerNetns: String?, mtu: UInt32, peerMAC: [UInt8]? = nil) throws {
         wf_clear_last_error()
         let rc: Int32
-        if let mac = peerMAC, mac.count == 6 {
-            rc = mac.withUnsafeBufferPointer { wf_nl_veth_add(nl, name, peer, peerNetns, mtu, $0.baseAddress) }
+        if let mac = peerMAC {
+            rc = mac.withUnsafeBufferPointer { wf_nl_veth_add(nl, name, peer, peerNetns, mtu, $0.baseAddress, $0.count) }
         } else {
-            rc = wf_nl_veth_add(nl, name, peer, peerNetns, mtu, nil)
+            rc = wf_nl_veth_add(nl, name, peer, peerNetns, mtu, nil, 0)
         }
         try check(rc, "create veth \(name) with peer \(peer) in \(peerNetns ?? "weftd's namespace")")
     }
@@ -104,23 +110,27 @@ public final class Netlink {
     }
 
     public func addAddress(_ index: Int32, _ cidr: CIDR) throws {
-        try check(cidr.address.withUnsafeBufferPointer { wf_nl_addr_add(nl, index, cidr.family, $0.baseAddress, cidr.prefix) },
+        try check(cidr.address.withUnsafeBufferPointer { wf_nl_addr_add(nl, index, cidr.family, $0.baseAddress, $0.count, cidr.prefix) },
                   "add address \(cidr)")
     }
 
     public func addRoute(_ index: Int32, _ dst: CIDR, via gateway: [UInt8]?) throws {
         let rc = dst.address.withUnsafeBufferPointer { d in
             if let gateway {
-                return gateway.withUnsafeBufferPointer { wf_nl_route_add(nl, index, dst.family, d.baseAddress, dst.prefix, $0.baseAddress) }
+                return gateway.withUnsafeBufferPointer {
+                    wf_nl_route_add(nl, index, dst.family, d.baseAddress, d.count, dst.prefix, $0.baseAddress, $0.count)
+                }
             }
-            return wf_nl_route_add(nl, index, dst.family, d.baseAddress, dst.prefix, nil)
+            return wf_nl_route_add(nl, index, dst.family, d.baseAddress, d.count, dst.prefix, nil, 0)
         }
         try check(rc, "add route \(dst)\(gateway.map { " via " + CIDR.text($0) } ?? "")")
     }
 
     public func addNeighbour(_ index: Int32, ip: [UInt8], mac: [UInt8]) throws {
         let family = ip.count == 4 ? AF_INET : AF_INET6
-        try check(ip.withUnsafeBufferPointer { i in mac.withUnsafeBufferPointer { wf_nl_neigh_add(nl, index, family, i.baseAddress, $0.baseAddress) } },
+        try check(ip.withUnsafeBufferPointer { i in
+            mac.withUnsafeBufferPointer { wf_nl_neigh_add(nl, index, family, i.baseAddress, i.count, $0.baseAddress, $0.count) }
+        }, 
                   "add neighbour \(CIDR.text(ip))")
     }
 
@@ -137,41 +147,27 @@ public final class Netlink {
     }
 }
 
-/// "10.0.0.1/24" or "fd00::1/64" (a bare address gets the full-length prefix).
-public struct CIDR: Equatable, Sendable, CustomStringConvertible {
-    public var address: [UInt8]
-    public var prefix: UInt8
-    public var family: Int32 { address.count == 4 ? AF_INET : AF_INET6 }
-    public var description: String { CIDR.text(address) + "/\(prefix)" }
-
-    public init?(_ s: String) {
-        let parts = s.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let first = parts.first, let a = IPAddress.parse(String(first)) else { return nil }
-        let max = a.count * 8
-        if parts.count == 2 {
-            guard let p = Int(parts[1]), (0...max).contains(p) else { return nil }
-            prefix = UInt8(p)
-        } else {
-            prefix = UInt8(max)
-        }
-        address = a
+/// Network namespaces by path (/proc/<pid>/ns/net, /var/run/netns/<name>).
+public enum NetNS {
+    /// The namespace file's device and inode (two paths name the same
+    /// namespace when both match), or nil when it is not one.
+    public static func identity(_ path: String) -> (dev: UInt64, ino: UInt64)? {
+        var dev: UInt64 = 0, ino: UInt64 = 0
+        return wf_netns_inode(path, &dev, &ino) == 0 ? (dev, ino) : nil
     }
 
-    /// The network address (host bits cleared), for a route.
-    public var network: CIDR {
-        var c = self
-        for i in 0..<address.count {
-            let bits = Int(prefix) - i * 8
-            let mask: UInt8 = bits >= 8 ? 0xff : bits <= 0 ? 0 : UInt8(truncatingIfNeeded: 0xff << (8 - bits))
-            c.address[i] &= mask
-        }
-        return c
+    /// Write a sysctl inside the namespace (e.g. "net/ipv6/conf/nsm-1/disable_ipv6").
+    public static func sysctl(_ path: String, _ key: String, _ value: String) throws {
+        let rc = wf_netns_sysctl(path, key, value)
+        if rc < 0 { throw Netlink.error(rc, "sysctl \(key)=\(value) in \(path)") }
     }
 
-    public static func text(_ a: [UInt8]) -> String {
-        var buf = [CChar](repeating: 0, count: 64)
-        let af = a.count == 4 ? AF_INET : AF_INET6
-        _ = a.withUnsafeBufferPointer { inet_ntop(af, $0.baseAddress, &buf, 64) }
-        return String(cString: buf)
+    /// Delete a link of weftd's own namespace by name; false when there is none.
+    @discardableResult
+    public static func deleteLink(_ name: String) throws -> Bool {
+        let rc = wf_netlink_link_delete(name)
+        if rc == -ENODEV { return false }
+        if rc < 0 { throw Netlink.error(rc, "delete link \(name)") }
+        return true
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import Yams
-import CWeft
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// How an interface of the configuration becomes a DPDK port: devargs, the
 /// checks against the machine made before anything is applied, and what it
@@ -21,8 +23,7 @@ public enum Realizer {
         var out: [ValidationIssue] = []
         func issue(_ k: String, _ m: String) { out.append(ValidationIssue(path: [.key(k)], message: m)) }
         if let ns = itf.netns {
-            var dev: UInt64 = 0, ino: UInt64 = 0
-            if wf_netns_inode(ns, &dev, &ino) != 0 {
+            if NetNS.identity(ns) == nil {
                 issue("netns", "network namespace '\(ns)' does not exist")
                 return out
             }

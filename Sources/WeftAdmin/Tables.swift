@@ -1,4 +1,5 @@
 import Foundation
+import WeftModel
 
 /// Plain-text tables for weftctl: columns padded to their widest cell,
 /// numbers right-aligned.
@@ -56,7 +57,7 @@ public enum Render {
         return t.render()
     }
 
-    public static func neighbours(_ list: [Dataplane.Neighbour], interfaces: [InterfaceStatus]) -> String {
+    public static func neighbours(_ list: [Neighbour], interfaces: [InterfaceStatus]) -> String {
         var t = TextTable(["INTERFACE", "IP", "MAC", "STATE", "AGE-S", "PROBES", "TUNNELS"])
         for n in list {
             let name = interfaces.first { $0.port == n.port }?.name ?? "port \(n.port)"

@@ -1,97 +1,8 @@
-import CWeft
 import Foundation
 import Logging
-
-/// What weftd shows for an interface.
-public struct InterfaceStatus: Codable, Equatable, Sendable {
-    public var name: String
-    public var type: String
-    public var backend: String
-    public var detail: String
-    /// The DPDK port; nil for a tunnel side (vlan), which rides its uplink's port.
-    public var port: UInt16?
-    public var device: String
-    public var driver: String
-    public var mac: String
-    public var link: String
-    public var mtu: UInt16
-    public var rxQueues: UInt16
-    public var rxWorkers: [UInt32]
-    public var crossConnect: String?
-    public var counters: InterfaceCounters
-    /// TX offloads in use (e.g. "ipv4-cksum" for VXLAN outer headers).
-    public var offloads: [String] = []
-    /// What the driver did or could not do: offloads turned off on a veth peer,
-    /// why `kernel` runs on AF_PACKET, the XDP mode.
-    public var note: String = ""
-    /// memif: the peer, the rings, and what happened on the control channel by reason.
-    public var memif: Dataplane.MemifStatus?
-}
-
-public struct CrossConnectStatus: Codable, Equatable, Sendable {
-    public var name: String
-    public var a: String
-    public var b: String
-    public var counters: CrossConnectCounters
-}
-
-public struct P2MPStatus: Codable, Equatable, Sendable {
-    public struct Member: Codable, Equatable, Sendable {
-        public var interface: String
-        public var splitHorizonGroup: Int
-        /// toMember: frames sent to it; fromMember: frames it sent in.
-        public var toMember: CrossConnectCounters.Direction
-        public var fromMember: CrossConnectCounters.Direction
-    }
-    public var name: String
-    public var mode: String
-    public var ingress: String?
-    public var members: [Member]
-    public var macs: [Dataplane.MACEntry]?
-    public var stats: Dataplane.BridgeStats?
-}
-
-public struct DropStatus: Codable, Equatable, Sendable {
-    public var reason: String
-    public var description: String
-    public var count: UInt64
-    /// Per interface, only where non-zero.
-    public var byInterface: [String: UInt64]
-}
-
-public struct ApplySummary: Codable, Equatable, Sendable, CustomStringConvertible {
-    public var addedInterfaces: [String] = []
-    public var removedInterfaces: [String] = []
-    public var addedCrossConnects: [String] = []
-    public var removedCrossConnects: [String] = []
-    /// Replication groups and bridge domains.
-    public var addedGroups: [String] = []
-    public var removedGroups: [String] = []
-    public var changedGroups: [String] = []
-    public var unchanged: Int = 0
-    public var description: String {
-        if addedInterfaces.isEmpty && removedInterfaces.isEmpty && addedCrossConnects.isEmpty && removedCrossConnects.isEmpty
-            && addedGroups.isEmpty && removedGroups.isEmpty && changedGroups.isEmpty {
-            return "no changes (\(unchanged) objects unchanged)"
-        }
-        var parts: [String] = []
-        if !removedCrossConnects.isEmpty { parts.append("removed cross-connects: \(removedCrossConnects.joined(separator: ", "))") }
-        if !removedInterfaces.isEmpty { parts.append("removed interfaces: \(removedInterfaces.joined(separator: ", "))") }
-        if !addedInterfaces.isEmpty { parts.append("added interfaces: \(addedInterfaces.joined(separator: ", "))") }
-        if !addedCrossConnects.isEmpty { parts.append("added cross-connects: \(addedCrossConnects.joined(separator: ", "))") }
-        if !removedGroups.isEmpty { parts.append("removed groups/domains: \(removedGroups.joined(separator: ", "))") }
-        if !addedGroups.isEmpty { parts.append("added groups/domains: \(addedGroups.joined(separator: ", "))") }
-        if !changedGroups.isEmpty { parts.append("members changed: \(changedGroups.joined(separator: ", "))") }
-        parts.append("\(unchanged) unchanged")
-        return parts.joined(separator: "; ")
-    }
-}
-
-/// A request that could not be applied. Nothing of it stays applied.
-public struct ApplyError: Error, CustomStringConvertible {
-    public var message: String
-    public var description: String { message }
-}
+import WeftDataplane
+import WeftKernel
+import WeftModel
 
 /// The control layer: keeps the desired state and realizes it in the
 /// dataplane as one transaction. YAML (start, reload), weftctl and later the
@@ -740,7 +651,7 @@ public final class Controller: @unchecked Sendable {
         return try applyLocked(d, validate: true)
     }
 
-    public func neighbourStatus() -> [Dataplane.Neighbour] {
+    public func neighbourStatus() -> [Neighbour] {
         lock.lock(); defer { lock.unlock() }
         return dataplane.neighbours()
     }

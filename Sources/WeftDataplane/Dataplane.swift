@@ -1,5 +1,6 @@
 import CWeft
 import Foundation
+import WeftModel
 
 /// A DPDK ethdev port id. Only meaningful inside one weftd process.
 public struct PortID: Hashable, Codable, Sendable, CustomStringConvertible {
@@ -67,55 +68,15 @@ public enum EAL {
     }
     public static func cleanup() { _ = wf_eal_cleanup() }
     public static var tscHz: UInt64 { wf_tsc_hz() }
+    /// Keep every thread of the process but the workers on the main lcore's CPUs;
+    /// returns how many threads were moved.
+    @discardableResult
+    public static func confineControlThreads() -> Int { Int(wf_confine_control_threads()) }
 }
 
-public struct DataplaneSettings: Sendable, Equatable {
-    public var workerLcores: [UInt32]
-    public var mbufs: UInt32 = 16383
-    public var mbufCache: UInt32 = 256
-    public var mbufDataRoom: UInt16 = 2176
-    public var burst: UInt16 = 32
-    public var rxDescriptors: UInt16 = 1024
-    public var txDescriptors: UInt16 = 1024
-    public var maxCrossConnects: UInt32 = 4096
-    public var idleSleepMicroseconds: UInt32 = 0
-    public var queuesSleep = true
-    public init(workerLcores: [UInt32]) { self.workerLcores = workerLcores }
-}
 
-public struct InterfaceCounters: Codable, Equatable, Sendable {
-    public var rxPackets: UInt64 = 0, rxBytes: UInt64 = 0
-    public var txPackets: UInt64 = 0, txBytes: UInt64 = 0
-    /// Drop reason name -> count; only non-zero reasons.
-    public var drops: [String: UInt64] = [:]
-    public var totalDrops: UInt64 { drops.values.reduce(0, +) }
-}
 
-public struct CrossConnectCounters: Codable, Equatable, Sendable {
-    public var aToB = Direction(), bToA = Direction()
-    public struct Direction: Codable, Equatable, Sendable {
-        public var packets: UInt64 = 0, bytes: UInt64 = 0, drops: UInt64 = 0
-        public init(packets: UInt64 = 0, bytes: UInt64 = 0, drops: UInt64 = 0) {
-            self.packets = packets; self.bytes = bytes; self.drops = drops
-        }
-    }
-}
 
-public struct WorkerStats: Codable, Equatable, Sendable {
-    public var worker: Int
-    public var lcore: UInt32
-    public var queues: UInt32
-    /// Of those, the ones polled now (idle pod-interface queues wait for an event).
-    public var activeQueues: UInt32 = 0
-    public var busyCycles: UInt64
-    public var idleCycles: UInt64
-    public var busyIterations: UInt64
-    public var idleIterations: UInt64
-    public var rxPackets: UInt64
-    public var drops: [String: UInt64]
-    /// Busy cycles per received packet: comparable with OVS pmd-stats-show.
-    public var cyclesPerPacket: Double? { rxPackets == 0 ? nil : Double(busyCycles) / Double(rxPackets) }
-}
 
 public struct PortInfo: Equatable, Sendable {
     public var deviceName: String
@@ -133,9 +94,6 @@ public struct PortInfo: Equatable, Sendable {
 }
 
 /// Weft's own drivers for kernel interfaces.
-public enum KernelBackend: String, Codable, Sendable {
-    case afXDP = "af_xdp", afPacket = "af_packet"
-}
 
 /// Typed wrapper over the C core. Not thread-safe: one control thread (the
 /// Controller's lock) drives it; the workers run in C.
@@ -274,16 +232,6 @@ public final class Dataplane {
         return PortID(port)
     }
 
-    public struct MemifStatus: Codable, Equatable, Sendable {
-        public var connected: Bool
-        public var rxRings: Int
-        public var txRings: Int
-        public var peer: String
-        public var lastReason: String
-        /// Control-channel events of this interface, and of its socket before a peer named an interface.
-        public var events: [String: UInt64]
-        public var socketEvents: [String: UInt64]
-    }
 
     public func memifStatus(_ port: PortID) -> MemifStatus? {
         var s = wf_memif_stats()
@@ -375,6 +323,14 @@ public final class Dataplane {
     }
 
     public func setUnderlay(_ port: PortID, _ u: Underlay) throws {
+        func bad(_ why: String) -> DataplaneError {
+            DataplaneError(operation: "set underlay", object: "port \(port)", errno: EINVAL, reason: why)
+        }
+        if let v4 = u.ipv4, v4.address.count != 4 || !(0...32).contains(v4.prefix) { throw bad("ipv4 is 4 bytes with a prefix of 0-32") }
+        if let v6 = u.ipv6, v6.address.count != 16 || !(0...128).contains(v6.prefix) { throw bad("ipv6 is 16 bytes with a prefix of 0-128") }
+        if let g = u.gateway4, g.count != 4 { throw bad("gateway4 is 4 bytes, not \(g.count)") }
+        if let g = u.gateway6, g.count != 16 { throw bad("gateway6 is 16 bytes, not \(g.count)") }
+        guard (68...65535).contains(u.mtu) else { throw bad("MTU \(u.mtu) is outside 68-65535") }
         var c = wf_underlay_cfg()
         func copy<T>(_ bytes: [UInt8], into field: inout T) {
             withUnsafeMutableBytes(of: &field) { raw in raw.copyBytes(from: bytes.prefix(raw.count)) }
@@ -397,20 +353,19 @@ public final class Dataplane {
     }
 
     public func addStaticNeighbour(_ port: PortID, ip: [UInt8], mac: [UInt8]) throws {
+        guard ip.count == 4 || ip.count == 16 else {
+            throw DataplaneError(operation: "add static neighbour", object: "port \(port)", errno: EINVAL,
+                                 reason: "an IP address is 4 or 16 bytes, not \(ip.count)")
+        }
+        guard mac.count == 6 else {
+            throw DataplaneError(operation: "add static neighbour", object: "port \(port)", errno: EINVAL,
+                                 reason: "a MAC address is 6 bytes, not \(mac.count)")
+        }
         var ipb = ip + [UInt8](repeating: 0, count: 16 - ip.count)
         var m = mac
         try check(wf_neighbour_static(dp, port.raw, ip.count == 16 ? 1 : 0, &ipb, &m), "add static neighbour", "port \(port)")
     }
 
-    public struct Neighbour: Codable, Equatable, Sendable {
-        public var port: UInt16
-        public var ip: String
-        public var mac: String
-        public var state: String
-        public var users: UInt16
-        public var probes: UInt32
-        public var ageMs: UInt64
-    }
 
     public func neighbours() -> [Neighbour] {
         let n = Int(wf_neighbour_list(dp, nil, 0))
@@ -428,6 +383,10 @@ public final class Dataplane {
     }
 
     public func addVXLAN(uplink: PortID, vni: UInt32, remote: [UInt8], dstPort: UInt16, localPort: UInt16) throws -> SideID {
+        guard remote.count == 4 || remote.count == 16 else {
+            throw DataplaneError(operation: "add VXLAN VNI \(vni)", object: "on port \(uplink)", errno: EINVAL,
+                                 reason: "the remote is 4 or 16 bytes, not \(remote.count)")
+        }
         var c = wf_vxlan_cfg()
         c.uplink = uplink.raw
         c.is_v6 = remote.count == 16 ? 1 : 0
@@ -501,13 +460,6 @@ public final class Dataplane {
         try check(wf_p2mp_del(dp, id.raw), "remove group/domain", "\(id.raw)")
     }
 
-    public struct MACEntry: Codable, Equatable, Sendable {
-        public var mac: String
-        public var member: Int
-        public var worker: Int
-        public var isStatic: Bool
-        public var ageMs: UInt64
-    }
 
     public func bridgeMACs(_ id: P2MPID) -> [MACEntry] {
         let n = Int(wf_bridge_macs(dp, id.raw, nil, 0))
@@ -520,9 +472,6 @@ public final class Dataplane {
         }
     }
 
-    public struct BridgeStats: Codable, Equatable, Sendable {
-        public var learned: UInt64, moves: UInt64, flooded: UInt64, limitDrops: UInt64
-    }
 
     public func bridgeStats(_ id: P2MPID) -> BridgeStats {
         var s = wf_bridge_stats()

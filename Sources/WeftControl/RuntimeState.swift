@@ -1,4 +1,6 @@
-import CWeft
+import WeftDataplane
+import WeftKernel
+import WeftModel
 import Foundation
 import Logging
 
@@ -62,9 +64,9 @@ public final class RuntimeState {
             }
         }
         for l in Set(links) where if_nametoindex(l) != 0 {
-            let rc = wf_netlink_link_delete(l)
-            if rc == 0 { logger.info("removed stale kernel interface \(l)") }
-            else { logger.warning("cannot remove stale kernel interface \(l): \(String(cString: strerror(-rc)))") }
+            do {
+                if try NetNS.deleteLink(l) { logger.info("removed stale kernel interface \(l)") }
+            } catch { logger.warning("cannot remove stale kernel interface \(l): \(error)") }
         }
         record.sockets = []
         record.links = []

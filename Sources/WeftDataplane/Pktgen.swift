@@ -1,5 +1,6 @@
 import CWeft
 import Foundation
+import WeftModel
 
 /// weft-pktgen's model: a trial at one rate, and RFC 2544-style searches.
 public enum Pktgen {
