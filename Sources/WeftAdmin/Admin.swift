@@ -50,18 +50,19 @@ public struct AdminResponse: Codable, Equatable, Sendable {
 }
 
 /// Serves admin requests on a dedicated thread (blocking I/O stays off the
-/// async runtime). Requests are handled one at a time; the controller
-/// serialises them anyway.
+/// async runtime). Requests are handled one at a time; the handler is async
+/// (it awaits the control actor) and this thread waits for its answer.
 public final class AdminServer: @unchecked Sendable {
+    public typealias Handler = @Sendable (AdminRequest) async -> AdminResponse
     public let path: String
-    let handler: (AdminRequest) -> AdminResponse
+    let handler: Handler
     private var fd: Int32 = -1
     private let stopFlag = NSLock()
     private var stopping = false
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
 
-    public init(path: String, handler: @escaping (AdminRequest) -> AdminResponse) {
+    public init(path: String, handler: @escaping Handler) {
         self.path = path
         self.handler = handler
     }
@@ -120,13 +121,26 @@ public final class AdminServer: @unchecked Sendable {
         let response: AdminResponse
         do {
             let req = try JSONDecoder().decode(AdminRequest.self, from: line)
-            response = handler(req)
+            response = answer(req)
         } catch {
             response = .failure("malformed request: \(error)")
         }
         var out = (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false}".utf8)
         out.append(0x0a)
         writeAll(c, out)
+    }
+
+    /// Run the async handler and wait for it on this (non-async) thread.
+    private func answer(_ req: AdminRequest) -> AdminResponse {
+        final class Box: @unchecked Sendable { var value: AdminResponse? }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        let h = handler
+        Task {
+            box.value = await h(req)
+            done.signal()
+        }
+        done.wait()
+        return box.value ?? .failure("no answer")
     }
 }
 

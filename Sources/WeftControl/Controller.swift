@@ -4,10 +4,11 @@ import WeftDataplane
 import WeftKernel
 import WeftModel
 
-/// The control layer: keeps the desired state and realizes it in the
-/// dataplane as one transaction. YAML (start, reload), weftctl and later the
-/// NSM API all go through `apply`: one control function per operation.
-public final class Controller: @unchecked Sendable {
+/// The reconciler: keeps the desired state and realizes it in the dataplane
+/// as one transaction (validate, diff, check the machine, apply with rollback).
+/// Not thread-safe and not Sendable: the control actor (`ControlPlane`) owns
+/// it and makes every call; tests drive it directly, with a fake dataplane.
+public final class Controller {
     struct RunningInterface {
         var config: InterfaceConfig
         var side: SideID
@@ -47,9 +48,8 @@ public final class Controller: @unchecked Sendable {
     }
     var p2mps: [String: RunningP2MP] = [:]
 
-    public let dataplane: Dataplane
+    public let dataplane: any DataplaneDriving
     let logger: Logger
-    let lock = NSLock()
     /// The running state, as a configuration (base sections + live objects in order).
     public private(set) var running: WeftConfig
     var interfaces: [String: RunningInterface] = [:]
@@ -57,7 +57,7 @@ public final class Controller: @unchecked Sendable {
     var deviceSeq = 0
     let state: RuntimeState?
 
-    public init(base: WeftConfig, dataplane: Dataplane, logger: Logger, state: RuntimeState?) {
+    public init(base: WeftConfig, dataplane: any DataplaneDriving, logger: Logger, state: RuntimeState?) {
         precondition(base.vxlanPort > 0, "validated configuration")
         var b = base
         b.interfaces = []
@@ -71,16 +71,15 @@ public final class Controller: @unchecked Sendable {
     // MARK: operations (each is validate -> diff -> apply)
 
     public func apply(_ desired: WeftConfig) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         // Connections made through the NSM API are not the file's: a reload keeps them.
         var d = desired
         d.interfaces += running.interfaces.filter { dynamicNames.contains($0.name) }
         d.crossConnects += running.crossConnects.filter { dynamicNames.contains($0.name) }
-        return try applyLocked(d, validate: !dynamicNames.isEmpty)
+        return try applyChange(d, validate: !dynamicNames.isEmpty)
     }
 
     /// The running state, read under the lock (for other threads than the caller of apply).
-    public var snapshot: WeftConfig { lock.lock(); defer { lock.unlock() }; return running }
+    public var snapshot: WeftConfig { running }
 
     /// Names of the objects the NSM API made (kept across file reloads).
     var dynamicNames = Set<String>()
@@ -89,28 +88,25 @@ public final class Controller: @unchecked Sendable {
     /// (cross-connects before interfaces), add the given ones. On any failure nothing changes.
     public func applyDynamic(adding interfaces: [InterfaceConfig], crossConnects: [CrossConnectConfig],
                              removing names: Set<String>) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         var d = running
         d.crossConnects.removeAll { names.contains($0.name) }
         d.interfaces.removeAll { names.contains($0.name) }
         d.interfaces += interfaces
         d.crossConnects += crossConnects
-        let summary = try applyLocked(d, validate: true)
+        let summary = try applyChange(d, validate: true)
         dynamicNames.subtract(names)
         dynamicNames.formUnion(interfaces.map(\.name) + crossConnects.map(\.name))
         return summary
     }
 
     public func addInterface(_ itf: InterfaceConfig) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         if interfaces[itf.name] != nil { throw ApplyError(message: "interface '\(itf.name)' already exists") }
         var d = running
         d.interfaces.append(itf)
-        return try applyLocked(d, validate: true)
+        return try applyChange(d, validate: true)
     }
 
     public func deleteInterface(_ name: String) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         guard interfaces[name] != nil else { throw ApplyError(message: "no interface named '\(name)'") }
         if let xc = running.crossConnects.first(where: { $0.a == name || $0.b == name }) {
             throw ApplyError(message: "interface '\(name)' is used by cross-connect '\(xc.name)'; delete the cross-connect first")
@@ -120,34 +116,31 @@ public final class Controller: @unchecked Sendable {
         }
         var d = running
         d.interfaces.removeAll { $0.name == name }
-        return try applyLocked(d, validate: true)
+        return try applyChange(d, validate: true)
     }
 
     public func addCrossConnect(_ xc: CrossConnectConfig) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         if crossConnects[xc.name] != nil { throw ApplyError(message: "cross-connect '\(xc.name)' already exists") }
         var d = running
         d.crossConnects.append(xc)
-        return try applyLocked(d, validate: true)
+        return try applyChange(d, validate: true)
     }
 
     public func deleteCrossConnect(_ name: String) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         guard crossConnects[name] != nil else { throw ApplyError(message: "no cross-connect named '\(name)'") }
         var d = running
         d.crossConnects.removeAll { $0.name == name }
-        return try applyLocked(d, validate: true)
+        return try applyChange(d, validate: true)
     }
 
     /// Remove every cross-connect and interface (shutdown).
     public func removeAll() {
-        lock.lock(); defer { lock.unlock() }
         var d = running
         d.interfaces = []
         d.crossConnects = []
         d.replicationGroups = []
         d.bridgeDomains = []
-        do { _ = try applyLocked(d) } catch { logger.error("teardown: \(error)") }
+        do { _ = try applyChange(d) } catch { logger.error("teardown: \(error)") }
     }
 
     // MARK: the transaction
@@ -166,7 +159,7 @@ public final class Controller: @unchecked Sendable {
         c.replicationGroups.map { .replicate($0) } + c.bridgeDomains.map { .bridge($0) }
     }
 
-    private func applyLocked(_ desired: WeftConfig, validate: Bool = false) throws -> ApplySummary {
+    private func applyChange(_ desired: WeftConfig, validate: Bool = false) throws -> ApplySummary {
         if validate {
             let issues = Validator.validate(desired)
             if !issues.isEmpty { throw ApplyError(message: issues.map(\.description).joined(separator: "\n")) }
@@ -260,13 +253,16 @@ public final class Controller: @unchecked Sendable {
             }
         }
         if failure == nil {
-            do { try dataplane.release() } catch { failure = ("publishing the new table", error) }
-        } else {
-            try? dataplane.release()
+            do { try dataplane.release() } catch {
+                // Nothing was published: the additions are in the control state only.
+                failure = ("publishing the new table", error)
+                dataplane.hold()
+            }
         }
         if let failure {
+            // Still holding: the workers never see the partial change. The undo
+            // steps go into the same held change, published once at the end.
             logger.error("apply failed at \(failure.what): \(failure.error); rolling back \(undo.count) step(s)")
-            dataplane.hold()
             for u in undo.reversed() {
                 do { _ = try perform(u) } catch { logger.error("rollback of \(describe(u)) failed: \(error)") }
             }
@@ -488,11 +484,13 @@ public final class Controller: @unchecked Sendable {
             // TSO super-frames are honoured) and measured no slower than AF_XDP on veth
             // (perf/RESULTS.md); `af_xdp` is there for those who want it.
             let backend: KernelBackend = itf.type == .afXDP ? .afXDP : .afPacket
-            return (try dataplane.attachKernel(ifname: itf.iface ?? "", netns: itf.netns, backend: backend, rxQueues: rxq),
+            return (try dataplane.attachKernel(ifname: itf.iface ?? "", netns: itf.netns, backend: backend, rxQueues: rxq,
+                                               promiscuous: true, fixPeerChecksum: true),
                     backend.rawValue)
         default:
             let args = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers)
-            return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu, netns: itf.netns), itf.type.rawValue)
+            return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu, promiscuous: true, netns: itf.netns),
+                    itf.type.rawValue)
         }
     }
 
@@ -510,7 +508,6 @@ public final class Controller: @unchecked Sendable {
     // MARK: inspection
 
     public func pollLinks() {
-        lock.lock(); defer { lock.unlock() }
         if dataplane.pollLinks() > 0 {
             for (name, r) in interfaces.sorted(by: { $0.key < $1.key }) {
                 if let p = r.port, let i = try? dataplane.info(p) { logger.debug("link \(name): \(i.linkUp ? "up" : "down")") }
@@ -519,7 +516,6 @@ public final class Controller: @unchecked Sendable {
     }
 
     public func interfaceStatus() -> [InterfaceStatus] {
-        lock.lock(); defer { lock.unlock() }
         return running.interfaces.compactMap { cfg in
             guard let r = interfaces[cfg.name] else { return nil }
             // A tunnel side shows its uplink's port state; its traffic is in the cross-connect counters.
@@ -573,7 +569,6 @@ public final class Controller: @unchecked Sendable {
     }
 
     public func crossConnectStatus() -> [CrossConnectStatus] {
-        lock.lock(); defer { lock.unlock() }
         return running.crossConnects.compactMap { x in
             guard let r = crossConnects[x.name] else { return nil }
             return CrossConnectStatus(name: x.name, a: x.a, b: x.b, counters: dataplane.counters(r.slot))
@@ -583,7 +578,7 @@ public final class Controller: @unchecked Sendable {
     public func dropStatus() -> [DropStatus] {
         let ifs = interfaceStatus()
         let workers = workerStatus()
-        return DropReason.all.map { reason in
+        return dataplane.dropReasons.map { reason in
             var by: [String: UInt64] = [:]
             for i in ifs { if let n = i.counters.drops[reason.name], n > 0 { by[i.name] = n } }
             // Node-wide totals come from the workers: they outlive removed interfaces.
@@ -595,7 +590,6 @@ public final class Controller: @unchecked Sendable {
     }
 
     public func p2mpStatus() -> [P2MPStatus] {
-        lock.lock(); defer { lock.unlock() }
         return Self.p2mpConfigs(running).compactMap { c in
             guard let r = p2mps[c.name] else { return nil }
             func member(_ n: String, _ shg: Int) -> P2MPStatus.Member {
@@ -619,7 +613,6 @@ public final class Controller: @unchecked Sendable {
     /// (the first member is the ingress) or p2mp=bridge. A repeated request
     /// for an existing name changes its members in place.
     public func connect(name: String, members: [String], hints: [String: String]) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         let mode = try Capabilities.mode(hints: hints, offered: running.labels)
         var d = running
         d.crossConnects.removeAll { $0.name == name }
@@ -635,11 +628,10 @@ public final class Controller: @unchecked Sendable {
         case .bridge:
             d.bridgeDomains.append(.init(name: name, members: members.map { .init(interface: $0) }))
         }
-        return try applyLocked(d, validate: true)
+        return try applyChange(d, validate: true)
     }
 
     public func disconnect(name: String) throws -> ApplySummary {
-        lock.lock(); defer { lock.unlock() }
         var d = running
         let before = d.crossConnects.count + d.replicationGroups.count + d.bridgeDomains.count
         d.crossConnects.removeAll { $0.name == name }
@@ -648,16 +640,14 @@ public final class Controller: @unchecked Sendable {
         guard d.crossConnects.count + d.replicationGroups.count + d.bridgeDomains.count < before else {
             throw ApplyError(message: "no connection named '\(name)'")
         }
-        return try applyLocked(d, validate: true)
+        return try applyChange(d, validate: true)
     }
 
     public func neighbourStatus() -> [Neighbour] {
-        lock.lock(); defer { lock.unlock() }
         return dataplane.neighbours()
     }
 
     public func workerStatus() -> [WorkerStats] {
-        lock.lock(); defer { lock.unlock() }
         return dataplane.workerStats()
     }
 }

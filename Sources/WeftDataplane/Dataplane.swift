@@ -91,6 +91,12 @@ public struct PortInfo: Equatable, Sendable {
     public var txIPv4ChecksumOffload: Bool
     /// What the driver did or could not do (offloads, fallbacks), for `show interfaces`.
     public var note: String = ""
+    public init(deviceName: String, driver: String, mac: String, linkUp: Bool, speedMbps: UInt32, rxQueues: UInt16,
+                txQueues: UInt16, mtu: UInt16, rxWorkers: [UInt32], txIPv4ChecksumOffload: Bool, note: String = "") {
+        self.deviceName = deviceName; self.driver = driver; self.mac = mac; self.linkUp = linkUp; self.speedMbps = speedMbps
+        self.rxQueues = rxQueues; self.txQueues = txQueues; self.mtu = mtu; self.rxWorkers = rxWorkers
+        self.txIPv4ChecksumOffload = txIPv4ChecksumOffload; self.note = note
+    }
 }
 
 /// Weft's own drivers for kernel interfaces.
@@ -410,7 +416,10 @@ public final class Dataplane {
 
     // MARK: point-to-multipoint
 
-    public struct P2MPID: Hashable, Codable, Sendable { public let raw: UInt32 }
+    public struct P2MPID: Hashable, Codable, Sendable {
+        public let raw: UInt32
+        public init(raw: UInt32) { self.raw = raw }
+    }
 
     public func addReplication(ingress: SideID, members: [SideID], cloneMinBytes: UInt32 = 256) throws -> (P2MPID, [XCSlot]) {
         var ms = members.map { wf_p2mp_member(side: $0.raw, shg: 0, pad: 0) }

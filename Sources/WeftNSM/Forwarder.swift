@@ -30,7 +30,7 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     public let settings: NSMSettings
-    let controller: Controller
+    let control: ControlPlane
     let peers: NSMPeers
     let clock: NSMClock
     let logger: Logger
@@ -43,19 +43,21 @@ public final class Forwarder: @unchecked Sendable {
     private let lock = NSLock()
     var newID: @Sendable () -> String = { UUID().uuidString.lowercased() }
 
-    public init(settings: NSMSettings, controller: Controller, peers: NSMPeers, clock: NSMClock = SystemClock(), logger: Logger) {
+    public init(settings: NSMSettings, control: ControlPlane, peers: NSMPeers, clock: NSMClock = SystemClock(), logger: Logger) {
         self.settings = settings
-        self.controller = controller
+        self.control = control
         self.peers = peers
         self.clock = clock
         self.logger = logger
-        self.plumbing = Plumbing(logger: logger, runtimeDir: controller.running.admin.runtimeDir, forwarderName: settings.name,
-                                 node: { [controller] in controller.snapshot })
+        self.plumbing = Plumbing(logger: logger, runtimeDir: control.snapshot.admin.runtimeDir, forwarderName: settings.name,
+                                 node: { [control] in control.snapshot })
         self.timers = ExpiryTimers(clock: clock) { [weak self] id in await self?.expire(id) }
     }
 
     /// Links a crashed weftd left behind (kill -9): removed at start.
-    public func removeStale() -> Int { Plumbing.removeStale(forwarder: settings.name, logger: logger) }
+    public func removeStale() async -> Int {
+        await control.withKernel { Plumbing.removeStale(forwarder: settings.name, logger: logger) }
+    }
 
     public var connectionIDs: [String] {
         lock.lock(); defer { lock.unlock() }
@@ -144,13 +146,15 @@ public final class Forwarder: @unchecked Sendable {
         }
         if answer.context != cur.context {
             logger.info("connection \(cur.own.id): context changed on refresh; applying it")
-            try plumbing.applyContext(answer.context, on: cur.server, peer: cur.client)
-            try plumbing.applyContext(answer.context, on: cur.client, peer: cur.server)
+            try await control.withKernel {
+                try plumbing.applyContext(answer.context, on: cur.server, peer: cur.client)
+                try plumbing.applyContext(answer.context, on: cur.client, peer: cur.server)
+            }
             out.context = answer.context
         }
         out.nextHop = answer
         out.own = compose(answer: answer, conn: conn, serverMech: cur.serverMech, prevIndex: prev)
-        out.own.path.pathSegments[Int(out.own.path.index)].metrics = metrics(out)
+        out.own.path.pathSegments[Int(out.own.path.index)].metrics = await metrics(out)
         put(out)
         timers.arm(out.own.id, at: deadline)
         await monitor.publish(.update, [out.own])
@@ -162,10 +166,14 @@ public final class Forwarder: @unchecked Sendable {
                        deadline: Date) async throws -> Connection_Connection {
         var conn = conn
         let id = conn.id
+        // Kernel steps (veths, sockets) and the dataplane change undo separately:
+        // the dataplane's first, then the kernel's, in reverse order.
         var undo: [() -> Void] = []
+        var undoDataplane: (() async -> Void)? = nil
         var nextHopDone: (NSMURL, Connection_Connection)? = nil
         func rollback() async {
-            for u in undo.reversed() { u() }
+            await undoDataplane?()
+            await control.withKernel { for u in undo.reversed() { u() } }
             if let (url, c) = nextHopDone {
                 do { try await peers.close(url, c) } catch { logger.warning("rollback: close at \(url) failed: \(error)") }
             }
@@ -173,8 +181,9 @@ public final class Forwarder: @unchecked Sendable {
         do {
             // 1. The server side first: a bad parameter fails before anything is asked of the endpoint.
             let mtuHint = UInt32(conn.context.mtu)
-            let (server, serverMech) = try plumbing.prepare(serverPref, side: .server, connectionID: id, firstSegmentID: firstID,
-                                                            mtu: mtuHint, undo: &undo)
+            let (server, serverMech) = try await control.withKernel {
+                try plumbing.prepare(serverPref, side: .server, connectionID: id, firstSegmentID: firstID, mtu: mtuHint, undo: &undo)
+            }
             // A tunnel caps the connection's MTU (uplink MTU less 54/74).
             if let t = server.tunnelMTU { conn.context.mtu = Self.clamp(conn.context.mtu, t) }
             // 2. The endpoint.
@@ -188,28 +197,34 @@ public final class Forwarder: @unchecked Sendable {
                 throw NSMError(.failedPrecondition, "endpoint", "the next hop at \(url) answered with \(answer.mechanism.cls) \(answer.mechanism.type); a \(url.isLocal ? "unix" : "tcp") next hop must use \(url.isLocal ? "LOCAL" : "REMOTE") mechanisms")
             }
             // 3. The client side, as the next hop chose it.
-            let (client, _) = try plumbing.prepare(answer.mechanism, side: .client, connectionID: id, firstSegmentID: firstID,
-                                                   mtu: answer.context.mtu, viaLabel: answer.labels[Mech.via], undo: &undo)
+            let nextMech = answer.mechanism, nextMTU = answer.context.mtu, via = answer.labels[Mech.via]
+            let (client, _) = try await control.withKernel {
+                try plumbing.prepare(nextMech, side: .client, connectionID: id, firstSegmentID: firstID, mtu: nextMTU,
+                                     viaLabel: via, undo: &undo)
+            }
             if let t = client.tunnelMTU { answer.context.mtu = Self.clamp(answer.context.mtu, t) }
             // 4. Dataplane: both interfaces and the cross-connect in one transaction.
             let xc = CrossConnectConfig(name: Names.crossConnect(id), a: server.interface.name, b: client.interface.name)
             do {
-                _ = try controller.applyDynamic(adding: [server.interface, client.interface], crossConnects: [xc], removing: [])
+                _ = try await control.applyDynamic(adding: [server.interface, client.interface], crossConnects: [xc], removing: [])
             } catch {
                 throw NSMError(.internalError, "dataplane", "\(error)")
             }
-            undo.append { [controller, logger] in
-                do { _ = try controller.applyDynamic(adding: [], crossConnects: [], removing: [xc.name, server.interface.name, client.interface.name]) }
+            undoDataplane = { [control, logger] in
+                do { _ = try await control.applyDynamic(adding: [], crossConnects: [], removing: [xc.name, server.interface.name, client.interface.name]) }
                 catch { logger.warning("undo: dataplane: \(error)") }
             }
             // 5. The IP context inside both pods.
-            try plumbing.applyContext(answer.context, on: server, peer: client)
-            try plumbing.applyContext(answer.context, on: client, peer: server)
+            let ctx = answer.context
+            try await control.withKernel {
+                try plumbing.applyContext(ctx, on: server, peer: client)
+                try plumbing.applyContext(ctx, on: client, peer: server)
+            }
 
             var a = Active(own: Connection_Connection(), prevIndex: prev, server: server, client: client, serverMech: serverMech,
                            nextHop: answer, nextHopURL: url, context: answer.context)
             a.own = compose(answer: answer, conn: conn, serverMech: serverMech, prevIndex: prev)
-            a.own.path.pathSegments[Int(a.own.path.index)].metrics = metrics(a)
+            a.own.path.pathSegments[Int(a.own.path.index)].metrics = await metrics(a)
             put(a)
             timers.arm(id, at: deadline)
             logger.notice("connection \(id) up: \(serverMech.type) \(server.podIfName ?? server.socketfile ?? "") <-> \(answer.mechanism.type) \(client.podIfName ?? client.socketfile ?? "") via \(answer.networkServiceEndpointName)")
@@ -308,8 +323,8 @@ public final class Forwarder: @unchecked Sendable {
     }
 
     /// server_* / client_* rx/tx bytes, packets and drops (reference §10), from Weft's counters.
-    func metrics(_ a: Active) -> [String: String] {
-        let st = Dictionary(controller.interfaceStatus().map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
+    func metrics(_ a: Active) async -> [String: String] {
+        let st = Dictionary(await control.interfaceStatus().map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
         var m: [String: String] = [:]
         for (prefix, side) in [("server", a.server), ("client", a.client)] {
             guard let s = st[side.interface.name] else { continue }
@@ -362,11 +377,13 @@ public final class Forwarder: @unchecked Sendable {
         timers.cancel(id)
         _ = drop(id)
         do {
-            _ = try controller.applyDynamic(adding: [], crossConnects: [],
+            _ = try await control.applyDynamic(adding: [], crossConnects: [],
                                             removing: [Names.crossConnect(id), a.server.interface.name, a.client.interface.name])
         } catch { logger.error("connection \(id): dataplane teardown: \(error)") }
-        plumbing.remove(a.server)
-        plumbing.remove(a.client)
+        await control.withKernel {
+            plumbing.remove(a.server)
+            plumbing.remove(a.client)
+        }
         if callNextHop {
             do { try await peers.close(a.nextHopURL, a.nextHop) } catch {
                 logger.warning("connection \(id): Close at \(a.nextHopURL) failed: \(error)")

@@ -190,12 +190,12 @@ public final class NSMService: @unchecked Sendable {
     let clock: NSMClock
     private var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
 
-    public init(settings: NSMSettings, controller: Controller, logger: Logger, clock: NSMClock = SystemClock()) {
+    public init(settings: NSMSettings, control: ControlPlane, logger: Logger, clock: NSMClock = SystemClock()) {
         self.settings = settings
         self.logger = logger
         self.clock = clock
         self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout)
-        self.forwarder = Forwarder(settings: settings, controller: controller, peers: peers, clock: clock, logger: logger)
+        self.forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger)
     }
 
     /// What Weft registers (reference §1.3).
@@ -212,7 +212,7 @@ public final class NSMService: @unchecked Sendable {
 
     /// Serve until cancelled; register and keep the registration fresh.
     public func run() async throws {
-        let stale = forwarder.removeStale()
+        let stale = await forwarder.removeStale()
         if stale > 0 { logger.notice("removed \(stale) interfaces a previous weftd left behind") }
         let services: [any RegistrableRPCService] = [
             NetworkServiceImpl(forwarder: forwarder), MonitorConnectionImpl(hub: forwarder.monitor), HealthImpl(),
@@ -269,9 +269,15 @@ public final class NSMService: @unchecked Sendable {
         }
     }
 
-    public func stop() async {
+    /// Stop accepting requests: monitors end, servers shut down gracefully.
+    public func stopServing() async {
         await forwarder.monitor.finishAll()
         for s in servers { s.beginGracefulShutdown() }
+    }
+
+    /// Stop serving, then close every connection locally (no next-hop calls).
+    public func stop() async {
+        await stopServing()
         await forwarder.shutdown()
         for case .unix(let p) in settings.listenOn { unlink(p) }
     }

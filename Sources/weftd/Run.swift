@@ -88,29 +88,25 @@ struct Run: AsyncParsableCommand {
         // (and every thread they create) on the main lcore's.
         let moved = EAL.confineControlThreads()
         if moved > 0 { logger.debug("confined \(moved) control threads to the main lcore's CPUs") }
-        let controller = Controller(base: cfg, dataplane: dataplane!, logger: logger, state: state)
-        defer {
-            controller.removeAll()
-            dataplane?.destroy()
-            EAL.cleanup()
-            state.release()
-            logger.info("weftd stopped")
-        }
+        let control = ControlPlane(base: cfg, dataplane: dataplane!, logger: logger, state: state)
+        dataplane = nil // the control actor owns it now
+        let teardown = DataplaneService(control: control, state: state, logger: logger)
 
         do {
-            let summary = try controller.apply(cfg)
+            let summary = try await control.apply(cfg)
             logger.info("configuration applied: \(summary)")
         } catch {
             logger.error("cannot apply \(config): \(error)")
+            await teardown.finish()
             throw ExitCode(1)
         }
 
         let configPath = config
-        let reload: @Sendable () -> AdminResponse = {
+        let reload: @Sendable () async -> AdminResponse = {
             do {
                 let next = try ConfigLoader.load(path: configPath)
                 var r = AdminResponse(ok: true)
-                r.summary = try controller.apply(next)
+                r.summary = try await control.apply(next)
                 logger.notice("reload: \(r.summary!)")
                 return r
             } catch {
@@ -119,44 +115,82 @@ struct Run: AsyncParsableCommand {
             }
         }
         let admin = AdminServer(path: cfg.admin.socket) { req in
-            AdminHandler.handle(req, controller: controller, reload: reload)
+            await AdminHandler.handle(req, control: control, reload: reload)
         }
         do { try admin.start() } catch {
             logger.error("\(error)")
+            await teardown.finish()
             throw ExitCode(1)
         }
-        defer { admin.stop() }
         logger.notice("weftd running: \(cfg.interfaces.count) interfaces, \(cfg.crossConnects.count) cross-connects, workers on lcores \(cfg.dataplane.workers); admin socket \(cfg.admin.socket)")
 
-        var services: [any Service] = [LinkMonitor(controller: controller), ReloadOnHangup(reload: reload),
-                                       TraceOnUSR(levels: levels, logger: logger)]
-        var nsm: NSMService? = nil
+        // Shutdown runs in reverse order: the NSM API first (its connections
+        // closed locally), then the signals and timers, the admin socket, and
+        // last the dataplane.
+        var services: [any Service] = [teardown, AdminService(server: admin), LinkMonitor(control: control),
+                                       ReloadOnHangup(reload: reload), TraceOnUSR(levels: levels, logger: logger)]
         if let s = nsmSettings {
-            nsm = NSMService(settings: s, controller: controller, logger: logger)
-            services.append(NSMAPI(service: nsm!))
+            let nsm = NSMService(settings: s, control: control, logger: logger)
+            services.append(NSMAPI(service: nsm, logger: logger))
             logger.notice("NSM forwarder '\(s.name)': listening on \(s.listenOn.map(\.description).joined(separator: ", ")), registry \(s.connectTo)\(s.register ? "" : " (not registering)")")
         }
         let group = ServiceGroup(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        try await group.run()
-        if let nsm {
-            logger.notice("shutting down: closing NSM connections locally")
-            await nsm.stop()
+        do { try await group.run() } catch {
+            logger.error("\(error)")
         }
-        logger.notice("shutting down: removing cross-connects and interfaces")
+        await teardown.finish() // already done unless the group ended on an error
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// The dataplane's end as a lifecycle service: it waits for shutdown, then
+/// (after every service that uses it has stopped) removes connections and
+/// interfaces, stops the workers, frees DPDK's memory and EAL, and clears the
+/// runtime state.
+actor DataplaneService: Service {
+    let control: ControlPlane
+    let state: RuntimeState
+    let logger: Logger
+    private var done = false
+    init(control: ControlPlane, state: RuntimeState, logger: Logger) {
+        self.control = control
+        self.state = state
+        self.logger = logger
+    }
+    func run() async throws {
+        try? await gracefulShutdown()
+        await finish()
+    }
+    func finish() async {
+        guard !done else { return }
+        done = true
+        logger.notice("shutting down: removing cross-connects and interfaces")
+        await control.shutdown()
+        EAL.cleanup()
+        state.release()
+        logger.info("weftd stopped")
+    }
+}
+
+/// The admin socket's thread, stopped at shutdown.
+struct AdminService: Service {
+    let server: AdminServer
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.stop()
+    }
+}
+
 /// Refreshes the link state the workers read (they make no syscalls).
 struct LinkMonitor: Service {
-    let controller: Controller
+    let control: ControlPlane
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            controller.pollLinks()
+            await control.pollLinks()
             try? await Task.sleep(nanoseconds: 200_000_000)
         }
     }
@@ -164,11 +198,11 @@ struct LinkMonitor: Service {
 
 /// SIGHUP re-reads the configuration file and applies only the difference.
 struct ReloadOnHangup: Service {
-    let reload: @Sendable () -> AdminResponse
+    let reload: @Sendable () async -> AdminResponse
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
         for await _ in signals.cancelOnGracefulShutdown() {
-            _ = reload()
+            _ = await reload()
         }
     }
 }
@@ -176,12 +210,20 @@ struct ReloadOnHangup: Service {
 /// The NSM API as a lifecycle service.
 struct NSMAPI: Service {
     let service: NSMService
+    let logger: Logger
     func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await service.run()
-        } onGracefulShutdown: {
-            Task { await service.stop() }
+        do {
+            try await withGracefulShutdownHandler {
+                try await service.run()
+            } onGracefulShutdown: {
+                Task { await service.stopServing() }
+            }
+        } catch {
+            logger.error("NSM API: \(error)")
         }
+        // Before the dataplane goes: close every connection locally.
+        logger.notice("shutting down: closing NSM connections locally")
+        await service.stop()
     }
 }
 
