@@ -158,7 +158,13 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftCoreTests",
-            dependencies: ["WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "CWeft"],
+            dependencies: ["WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "CWeft", "CWeftKernel"],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        // The control module against a fake dataplane: no EAL.
+        .testTarget(
+            name: "WeftControlTests",
+            dependencies: ["WeftControl", "WeftDataplane", "WeftModel", .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

@@ -66,8 +66,8 @@ public actor ControlPlane {
     /// dataplane afterwards.
     public func shutdown() {
         guard !isShutDown else { return }
-        isShutDown = true
         removeAll()
+        isShutDown = true
         controller.dataplane.destroy()
     }
     private var isShutDown = false

@@ -560,7 +560,7 @@ public final class Controller {
         case .afPacket, .afXDP, .kernel: return c.iface ?? ""
         case .tap: return Realizer.tapName(c)
         case .pci: return c.pci ?? ""
-        case .vdev: return c.devargs ?? ""
+        case .vdev: return Redact.devargs(c.devargs ?? "")
         case .null, .ring: return ""
         case .vlan: return "id \(c.vlanID ?? 0) \(c.uplink.map { "uplink \($0)" } ?? "via \(c.via ?? "")")"
         case .vxlan:

@@ -69,15 +69,8 @@ public enum Realizer {
     /// DPDK devargs for an interface. `device` is a unique DPDK device suffix.
     public static func devargs(_ itf: InterfaceConfig, device: String, runtimeDir: String, workers: Int) -> String {
         switch itf.type {
-        case .memif:
-            var a = "net_memif_\(device),role=\((itf.role ?? .server).rawValue),id=\(itf.id ?? 0)"
-            a += ",socket=\(memifSocket(itf, runtimeDir: runtimeDir))"
-            a += ",socket-abstract=\(itf.abstract == true ? "yes" : "no")"
-            if let s = itf.secret { a += ",secret=\(s)" }
-            if let m = itf.mac { a += ",mac=\(m)" }
-            return a
-        case .afPacket, .afXDP, .kernel:
-            preconditionFailure("kernel interfaces are Weft's own drivers, not DPDK devargs")
+        case .memif, .afPacket, .afXDP, .kernel:
+            return "" // Weft's own drivers: never attached through DPDK devargs
         case .tap:
             var a = "net_tap_\(device),iface=\(tapName(itf))"
             if let m = itf.mac { a += ",mac=\(m)" }

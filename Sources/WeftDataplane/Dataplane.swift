@@ -38,14 +38,16 @@ public struct DataplaneError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// The one funnel from `0 / -errno` to a typed error.
+/// The one funnel from `0 / -errno` to a typed error. A memif secret never
+/// reaches an error message (DPDK logs devargs as given).
 @discardableResult
 func check(_ rc: Int32, _ operation: String, _ object: String) throws -> Int32 {
     if rc >= 0 { return rc }
     var buf = [CChar](repeating: 0, count: 512)
     wf_last_error(&buf, buf.count)
     wf_clear_last_error()
-    throw DataplaneError(operation: operation, object: object, errno: -rc, reason: String(cString: buf))
+    throw DataplaneError(operation: operation, object: Redact.devargs(object), errno: -rc,
+                         reason: Redact.devargs(String(cString: buf)))
 }
 
 public enum DropReason: CaseIterable {
@@ -407,9 +409,10 @@ public final class Dataplane {
 
     /// Stage tests: handle punted ARP/ND/ICMP and neighbour timers now, then
     /// one poll so that worker 0 transmits what the control plane built.
+    /// Refused (EBUSY) while the underlay thread runs (a started dataplane).
     @discardableResult
-    public func underlayService() -> Int {
-        let n = Int(wf_underlay_service(dp))
+    public func underlayService() throws -> Int {
+        let n = Int(try check(wf_underlay_service(dp), "service", "the underlay"))
         pollOnce()
         return n
     }

@@ -164,7 +164,7 @@ final class VXLANStageTests: XCTestCase {
         let hostMAC: [UInt8] = [0x02, 0, 0, 0, 0, 0x33], host = IPAddress.parse("10.0.0.3")!
         // Someone asks for our address: we answer from the uplink's MAC.
         try dp.inject(up, frame: arp(op: 1, sha: hostMAC, sip: host, tha: [0, 0, 0, 0, 0, 0], tip: ip4, dst: bcast))
-        dp.pollOnce(); dp.underlayService()
+        dp.pollOnce(); try dp.underlayService()
         let reply = try XCTUnwrap(drain(up).first)
         XCTAssertEqual(Array(reply.prefix(42)), Array(arp(op: 2, sha: upMAC, sip: ip4, tha: hostMAC, tip: host, dst: hostMAC).prefix(42)))
 
@@ -175,13 +175,13 @@ final class VXLANStageTests: XCTestCase {
         try dp.inject(p3, frame: testFrame(src: 7, dst: 8, seq: 1))
         dp.pollOnce()
         XCTAssertEqual(dp.counters(up).drops["neighbour-unresolved"], 1)
-        dp.underlayService()
+        try dp.underlayService()
         let req = try XCTUnwrap(drain(up).first)
         XCTAssertEqual(Array(req.prefix(42)), Array(arp(op: 1, sha: upMAC, sip: ip4, tha: [0, 0, 0, 0, 0, 0], tip: host, dst: bcast).prefix(42)))
         XCTAssertEqual(dp.neighbours().first { $0.ip == "10.0.0.3" }?.state, "incomplete")
         // The reply resolves it; traffic flows with the learned MAC.
         try dp.inject(up, frame: arp(op: 2, sha: hostMAC, sip: host, tha: upMAC, tip: ip4, dst: upMAC))
-        dp.pollOnce(); dp.underlayService()
+        dp.pollOnce(); try dp.underlayService()
         XCTAssertEqual(dp.neighbours().first { $0.ip == "10.0.0.3" }?.state, "reachable")
         try dp.inject(p3, frame: testFrame(src: 7, dst: 8, seq: 2))
         dp.pollOnce()
@@ -193,7 +193,7 @@ final class VXLANStageTests: XCTestCase {
         var ip: [UInt8] = [0x45, 0] + be16(20 + icmp.count) + [0, 1, 0, 0, 64, 1, 0, 0] + host + ip4
         let c = Self.csum(ip); ip[10] = UInt8(c >> 8); ip[11] = UInt8(c & 0xff)
         try dp.inject(up, frame: upMAC + hostMAC + [0x08, 0] + ip + icmp)
-        dp.pollOnce(); dp.underlayService()
+        dp.pollOnce(); try dp.underlayService()
         let echo = try XCTUnwrap(drain(up).first)
         XCTAssertEqual(Array(echo[0..<12]), hostMAC + upMAC)
         XCTAssertEqual(Array(echo[26..<34]), ip4 + host)
@@ -218,7 +218,7 @@ final class VXLANStageTests: XCTestCase {
         let ra = icmp6(src: IPAddress.parse("fe80::1")!, dst: IPAddress.parse("ff02::1")!, dstMAC: [0x33, 0x33, 0, 0, 0, 1],
                        body: [134, 0, 0, 0, 64, 0, 0, 0] + [UInt8](repeating: 0, count: 8))
         try dp.inject(up, frame: ra)
-        dp.pollOnce(); dp.underlayService()
+        dp.pollOnce(); try dp.underlayService()
         let out = try drain(up)
         XCTAssertEqual(out.count, 1, "one neighbour advertisement, nothing for the RA")
         let na = try XCTUnwrap(out.first)

@@ -34,6 +34,10 @@ int wf_events_service(wf_dataplane_t *dp, int timeout_ms);
  */
 int wf_underlay_service(wf_dataplane_t *dp);
 
+/* Fault injection: the n-th allocation of a table part from now fails (the
+ * publish that needs it must fail whole); -1 turns it off. */
+void wf_test_fail_table_alloc(int n);
+
 /* ---- Test ports ---------------------------------------------------------------- */
 
 /* Inject one frame into the port's RX ring. */

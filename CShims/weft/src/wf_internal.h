@@ -583,6 +583,7 @@ void wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct w
 /* table.c: zeroed memory for the table's arrays, in DPDK's memory (huge
  * pages when EAL has them); rte_free() releases it. */
 void *wf_big_calloc(size_t n, size_t size);
+void *wf_tbl_alloc(const char *what, size_t bytes, bool zero);
 
 /* vxlan.c */
 void wf_vxk_remove(struct wf_dataplane *dp, uint32_t tun);

@@ -336,7 +336,7 @@ wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t 
 		const struct wf_p2mp_ctl *g = &dp->p2mp[id];
 		if (g->kind == 0)
 			continue;
-		struct wf_p2mp_tbl *pt = rte_zmalloc("weft_p2mp", sizeof(*pt), RTE_CACHE_LINE_SIZE);
+		struct wf_p2mp_tbl *pt = wf_tbl_alloc("weft_p2mp", sizeof(*pt), true);
 		if (pt == NULL)
 			return -ENOMEM;
 		t->p2mp[id] = pt;

@@ -11,15 +11,36 @@
 
 #include "wf_internal.h"
 
+/* Tests: the n-th table allocation from now fails (-1: none fails). */
+static int wf_fail_alloc_in = -1;
+
+void
+wf_test_fail_table_alloc(int n)
+{
+	wf_fail_alloc_in = n;
+}
+
+/*
+ * Every allocation of a table part goes through here, in DPDK's memory (huge
+ * pages when EAL has them: fewer TLB misses on random lookups, and memory
+ * that is never given back to the kernel, so publishing and freeing tables
+ * causes no page faults or TLB shootdowns on the workers' cores).
+ */
+void *
+wf_tbl_alloc(const char *what, size_t bytes, bool zero)
+{
+	if (wf_fail_alloc_in >= 0 && wf_fail_alloc_in-- == 0)
+		return NULL;
+	return zero ? rte_zmalloc(what, bytes, RTE_CACHE_LINE_SIZE) : rte_malloc(what, bytes, RTE_CACHE_LINE_SIZE);
+}
+
 void *
 wf_big_calloc(size_t n, size_t size)
 {
 	size_t bytes = n * size;
 	if (size != 0 && bytes / size != n)
 		return NULL;
-	/* DPDK's memory: huge pages when EAL has them (fewer TLB misses on
-	 * random lookups into a big table). */
-	return rte_zmalloc("weft_table", bytes, RTE_CACHE_LINE_SIZE);
+	return wf_tbl_alloc("weft_table", bytes, true);
 }
 
 void
@@ -133,10 +154,8 @@ wf_table_build_polls(const struct wf_dataplane *dp, struct wf_table *t)
 				count[pc->rx_worker[q]]++;
 	}
 	for (uint32_t w = 0; w < dp->n_pollers; w++) {
-		t->polls[w] = rte_zmalloc("weft_polls", sizeof(struct wf_poll) * (count[w] ? count[w] : 1),
-					  RTE_CACHE_LINE_SIZE);
-		t->active[w] = rte_zmalloc("weft_active", sizeof(struct wf_poll) * (count[w] ? count[w] : 1),
-					   RTE_CACHE_LINE_SIZE);
+		t->polls[w] = wf_tbl_alloc("weft_polls", sizeof(struct wf_poll) * (count[w] ? count[w] : 1), true);
+		t->active[w] = wf_tbl_alloc("weft_active", sizeof(struct wf_poll) * (count[w] ? count[w] : 1), true);
 		if (t->polls[w] == NULL || t->active[w] == NULL)
 			return -ENOMEM;
 	}
@@ -192,14 +211,14 @@ wf_table_publish(struct wf_dataplane *dp)
 	/* Every part of a table lives in DPDK's memory, which is never given back
 	 * to the kernel: publishing and freeing tables causes no page faults on the
 	 * workers and no TLB shootdowns (IPIs) on their cores. */
-	struct wf_table *t = rte_zmalloc("weft_table", sizeof(*t), RTE_CACHE_LINE_SIZE);
+	struct wf_table *t = wf_tbl_alloc("weft_table", sizeof(*t), true);
 	if (t == NULL)
 		return -ENOMEM;
 	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
 		t->fwd[p].out_port = WF_PORT_NONE;
 		if (!wf_has_vlan_map(dp, p))
 			continue;
-		t->vlan[p] = rte_malloc("weft_vlan", sizeof(struct wf_fwd) * WF_VLAN_IDS, RTE_CACHE_LINE_SIZE);
+		t->vlan[p] = wf_tbl_alloc("weft_vlan", sizeof(struct wf_fwd) * WF_VLAN_IDS, false);
 		if (t->vlan[p] == NULL) {
 			wf_table_free(t);
 			return -ENOMEM;
@@ -213,7 +232,7 @@ wf_table_publish(struct wf_dataplane *dp)
 	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
 		if (dp->ul_ctl[p] == NULL)
 			continue;
-		t->ul[p] = rte_malloc("weft_ul", sizeof(struct wf_underlay), 0);
+		t->ul[p] = wf_tbl_alloc("weft_ul", sizeof(struct wf_underlay), false);
 		if (t->ul[p] == NULL) {
 			pthread_mutex_unlock(&dp->ul_lock);
 			wf_table_free(t);

@@ -1,0 +1,142 @@
+import CWeft
+import CWeftKernel
+import Foundation
+import XCTest
+@testable import WeftDataplane
+import WeftModel
+
+/// Defects the old shape of the code produced, each pinned by a test that
+/// failed before its fix (architecture issue).
+final class SeamBugTests: XCTestCase {
+    /// The reason of a failed call is per thread: a netlink call on another
+    /// thread (the NSM path) does not overwrite it before it is read. Before the
+    /// fix the buffer was process-wide and thread A read thread B's reason.
+    func testTheLastErrorIsPerThread() {
+        let aFailed = DispatchSemaphore(value: 0), bFailed = DispatchSemaphore(value: 0)
+        var reasonA = ""
+        let a = Thread {
+            var h: OpaquePointer?
+            XCTAssertLessThan(wf_nl_open("/nonexistent/weft-ns", &h), 0)
+            aFailed.signal()
+            bFailed.wait()
+            var buf = [CChar](repeating: 0, count: 512)
+            wf_last_error(&buf, buf.count)
+            reasonA = String(cString: buf)
+            aFailed.signal()
+        }
+        let b = Thread {
+            aFailed.wait()
+            var h: OpaquePointer?
+            XCTAssertEqual(wf_nl_open(nil, &h), 0)
+            let mac: [UInt8] = [2, 0, 0, 0, 0] // five bytes: refused
+            XCTAssertEqual(wf_nl_veth_add(h, "wsb-a", "wsb-b", nil, 0, mac, mac.count), -EINVAL)
+            wf_nl_close(h)
+            bFailed.signal()
+        }
+        a.start(); b.start()
+        aFailed.wait()
+        XCTAssertTrue(reasonA.contains("/nonexistent/weft-ns"), "thread A's reason was overwritten: '\(reasonA)'")
+    }
+
+    /// A table that cannot be built is not published, and nothing of the change
+    /// stays. Before the fix a failed copy of an uplink's underlay was skipped:
+    /// the publish reported success and the uplink stopped answering ARP.
+    func testATableThatCannotBeBuiltIsNotPublishedHalf() throws {
+        let dp = try StageEAL.dataplane()
+        defer { wf_test_fail_table_alloc(-1); dp.destroy() }
+        let up = try dp.createTestPort(name: "sbup"), a = try dp.createTestPort(name: "sba"), b = try dp.createTestPort(name: "sbb")
+        let upMAC = try dp.info(up).mac.split(separator: ":").map { UInt8($0, radix: 16)! }
+        var u = Dataplane.Underlay()
+        u.ipv4 = (IPAddress.parse("10.61.0.1")!, 24)
+        try dp.setUnderlay(up, u)
+        let host: [UInt8] = [10, 61, 0, 9], hostMAC: [UInt8] = [2, 0, 0, 0, 0x61, 9]
+        let arp = [UInt8](repeating: 0xff, count: 6) + hostMAC + [0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1] + hostMAC + host
+            + [0, 0, 0, 0, 0, 0] + [10, 61, 0, 1] + [UInt8](repeating: 0, count: 18)
+        func answersARP() throws -> Bool {
+            try dp.inject(up, frame: arp)
+            dp.pollOnce()
+            try dp.underlayService()
+            var got = false
+            while let f = try dp.collect(up) { if f.count >= 42, f[12] == 0x08, f[13] == 0x06, Array(f[6..<12]) == upMAC { got = true } }
+            return got
+        }
+        XCTAssertTrue(try answersARP())
+        var failures = 0
+        for k in 0..<64 {
+            wf_test_fail_table_alloc(Int32(k))
+            let slot = try? dp.addCrossConnect(a, b)
+            wf_test_fail_table_alloc(-1)
+            XCTAssertTrue(try answersARP(), "after attempt \(k) (\(slot == nil ? "failed" : "published")) the uplink lost its underlay")
+            if slot != nil { break }
+            failures += 1
+            // Nothing of the failed change: a's frames go nowhere.
+            try dp.inject(a, frame: testFrame(src: 1, dst: 2, seq: UInt16(k)))
+            dp.pollOnce()
+            XCTAssertNil(try dp.collect(b), "a frame crossed a cross-connect whose publish failed")
+        }
+        XCTAssertGreaterThan(failures, 1, "the injection reached no table allocation")
+        try dp.inject(a, frame: testFrame(src: 1, dst: 2, seq: 999))
+        dp.pollOnce()
+        XCTAssertEqual(try dp.collect(b), testFrame(src: 1, dst: 2, seq: 999))
+    }
+
+    /// Only the underlay thread services the underlay while it runs; a second
+    /// caller is refused (before the fix both ran at once, and the inject ring
+    /// they shared was single-producer).
+    func testUnderlayServiceIsRefusedWhileItsThreadRuns() throws {
+        _ = StageEAL.ready
+        var s = DataplaneSettings(workerLcores: [1])
+        s.mbufs = 2047
+        s.mbufCache = 0
+        let dp = try Dataplane(s)
+        defer { dp.destroy() }
+        XCTAssertNoThrow(try dp.underlayService())
+        try dp.start()
+        XCTAssertThrowsError(try dp.underlayService()) { e in
+            XCTAssertEqual((e as? DataplaneError)?.errno, EBUSY)
+        }
+        dp.stop()
+    }
+
+    /// Wrong-length addresses are refused with a reason, not a trap, and the C
+    /// core never reads past a short MAC.
+    func testWrongLengthAddressesAreRefused() throws {
+        let dp = try StageEAL.dataplane()
+        defer { dp.destroy() }
+        let up = try dp.createTestPort(name: "sblen")
+        var u = Dataplane.Underlay()
+        u.ipv4 = (IPAddress.parse("10.62.0.1")!, 24)
+        try dp.setUnderlay(up, u)
+        XCTAssertThrowsError(try dp.addStaticNeighbour(up, ip: [UInt8](repeating: 1, count: 17), mac: [2, 0, 0, 0, 0, 1]))
+        XCTAssertThrowsError(try dp.addStaticNeighbour(up, ip: [10, 62, 0, 2], mac: [2, 0, 0]))
+        XCTAssertThrowsError(try dp.addVXLAN(uplink: up, vni: 5, remote: [UInt8](repeating: 1, count: 20), dstPort: 4789, localPort: 4789))
+        var bad = Dataplane.Underlay()
+        bad.ipv4 = ([UInt8](repeating: 1, count: 16), 24)
+        XCTAssertThrowsError(try dp.setUnderlay(up, bad))
+        bad = Dataplane.Underlay()
+        bad.ipv6 = (IPAddress.parse("fd00::1")!, 300)
+        XCTAssertThrowsError(try dp.setUnderlay(up, bad))
+        // The kernel side: lengths are given and checked.
+        var h: OpaquePointer?
+        XCTAssertEqual(wf_nl_open(nil, &h), 0)
+        defer { wf_nl_close(h) }
+        let ip: [UInt8] = [10, 0, 0, 1], short: [UInt8] = [2, 0, 0, 0, 0]
+        XCTAssertEqual(wf_nl_neigh_add(h, 1, AF_INET, ip, ip.count, short, short.count), -EINVAL)
+        XCTAssertEqual(wf_nl_neigh_add(h, 1, AF_INET, ip, 3, short, 6), -EINVAL)
+        XCTAssertEqual(wf_nl_addr_add(h, 1, AF_INET6, ip, ip.count, 64), -EINVAL)
+    }
+
+    /// A memif secret never reaches an error message or the status a user reads.
+    func testTheMemifSecretIsNeverPrinted() throws {
+        XCTAssertEqual(Redact.devargs("net_memif0,role=server,secret=hunter2,socket=/x"), "net_memif0,role=server,secret=***,socket=/x")
+        XCTAssertEqual(Redact.devargs("net_memif0,secret=hunter2"), "net_memif0,secret=***")
+        let dp = try StageEAL.dataplane()
+        defer { dp.destroy() }
+        XCTAssertThrowsError(try dp.attach(devargs: "net_nosuchdriver7,secret=hunter2", rxQueues: 1, mtu: 0, promiscuous: true, netns: nil)) { e in
+            XCTAssertFalse("\(e)".contains("hunter2"), "\(e)")
+        }
+        var m = Dataplane.MemifSettings(socket: "/nonexistent/dir/m.sock")
+        m.secret = "hunter2"
+        XCTAssertThrowsError(try dp.attachMemif(m)) { e in XCTAssertFalse("\(e)".contains("hunter2"), "\(e)") }
+    }
+}
