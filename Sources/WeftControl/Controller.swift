@@ -83,17 +83,15 @@ public final class Controller {
 
     /// Names of the objects the NSM API made (kept across file reloads).
     var dynamicNames = Set<String>()
+    /// The running objects, indexed for checking one change.
+    var index = NodeIndex()
 
     /// One all-or-nothing change on behalf of an API (NSM): remove the named objects
     /// (cross-connects before interfaces), add the given ones. On any failure nothing changes.
+    /// Checked against the node's index: the cost is that of the change, not of the node.
     public func applyDynamic(adding interfaces: [InterfaceConfig], crossConnects: [CrossConnectConfig],
                              removing names: Set<String>) throws -> ApplySummary {
-        var d = running
-        d.crossConnects.removeAll { names.contains($0.name) }
-        d.interfaces.removeAll { names.contains($0.name) }
-        d.interfaces += interfaces
-        d.crossConnects += crossConnects
-        let summary = try applyChange(d, validate: true)
+        let summary = try change(adding: interfaces, crossConnects: crossConnects, removing: names)
         dynamicNames.subtract(names)
         dynamicNames.formUnion(interfaces.map(\.name) + crossConnects.map(\.name))
         return summary
@@ -101,36 +99,118 @@ public final class Controller {
 
     public func addInterface(_ itf: InterfaceConfig) throws -> ApplySummary {
         if interfaces[itf.name] != nil { throw ApplyError(message: "interface '\(itf.name)' already exists") }
-        var d = running
-        d.interfaces.append(itf)
-        return try applyChange(d, validate: true)
+        return try change(adding: [itf], crossConnects: [], removing: [])
     }
 
     public func deleteInterface(_ name: String) throws -> ApplySummary {
         guard interfaces[name] != nil else { throw ApplyError(message: "no interface named '\(name)'") }
-        if let xc = running.crossConnects.first(where: { $0.a == name || $0.b == name }) {
-            throw ApplyError(message: "interface '\(name)' is used by cross-connect '\(xc.name)'; delete the cross-connect first")
+        if let conn = index.usedBy[name] {
+            throw ApplyError(message: crossConnects[conn] != nil
+                ? "interface '\(name)' is used by cross-connect '\(conn)'; delete the cross-connect first"
+                : "interface '\(name)' is a member of '\(conn)'; change or delete it first")
         }
-        if let g = Self.p2mpConfigs(running).first(where: { $0.interfaces.contains(name) }) {
-            throw ApplyError(message: "interface '\(name)' is a member of '\(g.name)'; change or delete it first")
-        }
-        var d = running
-        d.interfaces.removeAll { $0.name == name }
-        return try applyChange(d, validate: true)
+        return try change(adding: [], crossConnects: [], removing: [name])
     }
 
     public func addCrossConnect(_ xc: CrossConnectConfig) throws -> ApplySummary {
         if crossConnects[xc.name] != nil { throw ApplyError(message: "cross-connect '\(xc.name)' already exists") }
-        var d = running
-        d.crossConnects.append(xc)
-        return try applyChange(d, validate: true)
+        return try change(adding: [], crossConnects: [xc], removing: [])
     }
 
     public func deleteCrossConnect(_ name: String) throws -> ApplySummary {
         guard crossConnects[name] != nil else { throw ApplyError(message: "no cross-connect named '\(name)'") }
-        var d = running
-        d.crossConnects.removeAll { $0.name == name }
-        return try applyChange(d, validate: true)
+        return try change(adding: [], crossConnects: [], removing: [name])
+    }
+
+    /// What the last change cost the control side: objects checked and steps
+    /// done (a change through the APIs costs the same on a node with 1 or
+    /// 10,000 connections; a file reload checks the whole file).
+    public private(set) var lastChangeWork = (checked: 0, steps: 0)
+
+    /// A change of a few objects: checked against the index, realized as one
+    /// held transaction, recorded. Names that are not running are ignored.
+    func change(adding added: [InterfaceConfig], crossConnects xcs: [CrossConnectConfig], removing names: Set<String>) throws -> ApplySummary {
+        let issues = index.check(adding: added, crossConnects: xcs, removing: names, node: running)
+        if !issues.isEmpty { throw ApplyError(message: issues.map(\.description).joined(separator: "\n")) }
+        let removeXC = names.filter { crossConnects[$0] != nil }.sorted()
+        // Tunnel sides before the ports that carry them; ports first when adding.
+        let removeIf = names.filter { interfaces[$0] != nil }.sorted {
+            let a = interfaces[$0]!.config.type.isPort, b = interfaces[$1]!.config.type.isPort
+            return a != b ? !a : $0 < $1
+        }
+        let addIf = added.sorted { $0.type.isPort && !$1.type.isPort }
+        // `via` labels of new vlan interfaces, through the device-selector file.
+        if added.contains(where: { $0.type == .vlan && $0.via != nil }) {
+            var view = running
+            view.interfaces = Array(index.interfaces.values.filter { !names.contains($0.name) }) + added
+            pendingUplinks = try resolveUplinks(view)
+        }
+        var releasing = Set<String>()
+        for n in removeIf {
+            let l = Realizer.leftovers(interfaces[n]!.config, runtimeDir: running.admin.runtimeDir)
+            releasing.formUnion(l.sockets + l.links)
+        }
+        var problems: [String] = []
+        for itf in addIf {
+            for i in Realizer.precheck(itf, runtimeDir: running.admin.runtimeDir, releasing: releasing) {
+                problems.append("interface '\(itf.name)': \(i)")
+            }
+        }
+        if !problems.isEmpty { throw ApplyError(message: problems.joined(separator: "\n") + "\nNothing was applied.") }
+
+        let steps: [Step] = removeXC.map { .removeCrossConnect($0) } + removeIf.map { .removeInterface($0) }
+            + addIf.map { .addInterface($0) } + xcs.map { .addCrossConnect($0) }
+        let removedLeftovers = removeIf.map { Realizer.leftovers(interfaces[$0]!.config, runtimeDir: running.admin.runtimeDir) }
+        try transact(steps)
+        lastChangeWork = (added.count + xcs.count + names.count, steps.count)
+
+        // The running configuration keeps the order objects came in.
+        if !removeXC.isEmpty { running.crossConnects.removeAll { names.contains($0.name) } }
+        if !removeIf.isEmpty { running.interfaces.removeAll { names.contains($0.name) } }
+        running.interfaces += added
+        running.crossConnects += xcs
+        index.apply(adding: added, crossConnects: xcs, removing: names, node: running)
+        for l in removedLeftovers { state?.forget(sockets: l.sockets, links: l.links) }
+        for itf in added {
+            let l = Realizer.leftovers(itf, runtimeDir: running.admin.runtimeDir)
+            state?.note(sockets: l.sockets, links: l.links)
+        }
+        return ApplySummary(addedInterfaces: addIf.map(\.name), removedInterfaces: removeIf.sorted(),
+                            addedCrossConnects: xcs.map(\.name), removedCrossConnects: removeXC,
+                            unchanged: interfaces.count + crossConnects.count - added.count - xcs.count)
+    }
+
+    /// Run the steps as one held change. On a failure the steps done are
+    /// undone inside the same hold: the workers never see a partial change.
+    private func transact(_ steps: [Step]) throws {
+        quietSteps = steps.count > Self.loudStepLimit
+        defer { quietSteps = false }
+        var undo: [Step] = []
+        dataplane.hold()
+        var failure: (what: String, error: Error)?
+        for step in steps {
+            do {
+                undo.append(try perform(step))
+            } catch {
+                failure = (describe(step), error)
+                break
+            }
+        }
+        if failure == nil {
+            do { try dataplane.release() } catch {
+                // Nothing was published: the additions are in the control state only.
+                failure = ("publishing the new table", error)
+                dataplane.hold()
+            }
+        }
+        if let failure {
+            logger.error("apply failed at \(failure.what): \(failure.error); rolling back \(undo.count) step(s)")
+            for u in undo.reversed() {
+                do { _ = try perform(u) } catch { logger.error("rollback of \(describe(u)) failed: \(error)") }
+            }
+            do { try dataplane.release() } catch { logger.error("rollback: publishing the restored table failed: \(error)") }
+            throw ApplyError(message: "\(failure.what) failed: \(failure.error). Nothing was applied.")
+        }
     }
 
     /// Remove every cross-connect and interface (shutdown).
@@ -235,41 +315,10 @@ public final class Controller {
             + addXC.map { .addCrossConnect($0) }
             + addP2MP.map { .addP2MP($0) }
 
-        // Additions reach the workers together, in one table rebuild at the end
-        // (a 100,000-connection file is one rebuild, not 300,000).
-        // A big apply (a generated file with thousands of connections) logs one
-        // line per object at debug and a summary at info.
-        quietSteps = steps.count > Self.loudStepLimit
-        defer { quietSteps = false }
-        var undo: [Step] = []
-        dataplane.hold()
-        var failure: (what: String, error: Error)?
-        for step in steps {
-            do {
-                undo.append(try perform(step))
-            } catch {
-                failure = (describe(step), error)
-                break
-            }
-        }
-        if failure == nil {
-            do { try dataplane.release() } catch {
-                // Nothing was published: the additions are in the control state only.
-                failure = ("publishing the new table", error)
-                dataplane.hold()
-            }
-        }
-        if let failure {
-            // Still holding: the workers never see the partial change. The undo
-            // steps go into the same held change, published once at the end.
-            logger.error("apply failed at \(failure.what): \(failure.error); rolling back \(undo.count) step(s)")
-            for u in undo.reversed() {
-                do { _ = try perform(u) } catch { logger.error("rollback of \(describe(u)) failed: \(error)") }
-            }
-            do { try dataplane.release() } catch { logger.error("rollback: publishing the restored table failed: \(error)") }
-            saveState()
-            throw ApplyError(message: "\(failure.what) failed: \(failure.error). Nothing was applied.")
-        }
+        // Additions reach the workers together, in one table publish at the end
+        // (a 100,000-connection file is one publish, not 300,000). A big apply
+        // logs one line per object at debug and a summary at info.
+        try transact(steps)
         // Keep the desired order for display and for the next diff.
         running.interfaces = desired.interfaces
         running.crossConnects = desired.crossConnects
@@ -277,8 +326,10 @@ public final class Controller {
         running.replicationGroups = desired.replicationGroups
         running.bridgeDomains = desired.bridgeDomains
         running.labels = desired.labels
+        index = NodeIndex(running)
+        lastChangeWork = (desired.interfaces.count + desired.crossConnects.count, steps.count)
         saveState()
-        if quietSteps {
+        if steps.count > Self.loudStepLimit {
             logger.info("applied as one change: \(addIf.count) interface(s) and \(addXC.count) cross-connect(s) added, \(removeIf.count) interface(s) and \(removeXC.count) cross-connect(s) removed, \(addP2MP.count + updateP2MP.count) group(s) added or changed, \(removeP2MP.count) removed (each at debug level)")
         }
         let changed = Set(addIf.map(\.name)).union(removeIf)
