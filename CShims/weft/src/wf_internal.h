@@ -175,13 +175,23 @@ struct wf_table {
 	struct wf_vxdec *mark;
 	uint32_t mark_mask;
 	struct wf_p2mp_tbl *p2mp[WF_MAX_P2MP];
-	uint32_t n_polls[WF_MAX_WORKERS];
-	struct wf_poll *polls[WF_MAX_WORKERS]; /* [n_polls[w]] */
-	/* Each worker's own scratch: its active polls (written by that worker only). */
-	struct wf_poll *active[WF_MAX_WORKERS];
-	/* Which publish this is: a new table can be allocated where the old one was. */
+	/* Which publish this is. */
 	uint64_t gen;
 };
+
+/*
+ * What the control thread tells a worker about the queues it polls
+ * (core/worker.c). A worker's poll set is its own: it changes it when it
+ * reads these, between two polls, and acknowledges.
+ */
+enum wf_msg_type { WF_MSG_ADD = 1, WF_MSG_DEL = 2 };
+struct wf_msg {
+	uint32_t type;
+	uint16_t port, pad;
+	struct wf_poll poll; /* ADD */
+};
+/* A worker can poll every queue of every port. */
+#define WF_POLLSET_CAP (WF_MAX_PORTS * WF_MAX_RXQ_PER_PORT)
 
 /* A queue with nothing for this many polls in a row, and for WF_SLEEP_MS,
  * goes to sleep (request/response traffic with gaps of a few hundred
@@ -215,8 +225,15 @@ struct wf_worker {
 	struct wf_if_counters *ifc;  /* [WF_MAX_PORTS] */
 	struct wf_xc_counters *xcc;  /* [max_xconnects] */
 	struct wf_mac_tbl *mac[WF_MAX_P2MP]; /* bridge domains: this worker's MAC table */
-	/* The queues it polls right now: its table's polls less the sleeping ones. */
-	uint64_t seen_gen;             /* the table generation its active list was built from */
+	/* The queues it polls (its own: changed by it, on the control thread's
+	 * messages) and of those the ones not asleep. */
+	struct wf_poll *all, *act;     /* [WF_POLLSET_CAP] */
+	uint32_t n_all;
+	uint32_t *pos;                 /* port * WF_MAX_RXQ_PER_PORT + queue -> index in all */
+	struct rte_ring *ctl;          /* control -> worker messages (one producer, one consumer) */
+	volatile uint64_t ctl_sent;    /* messages enqueued (the control thread's) */
+	volatile uint64_t ctl_done;    /* messages applied (the worker's) */
+	uint32_t n_assigned;           /* queues given to it (the control thread's count) */
 	uint64_t loop_tsc;             /* TSC at the start of the current poll */
 	uint64_t sleep_tsc;            /* WF_SLEEP_MS in TSC cycles */
 	uint32_t n_active;
@@ -362,6 +379,10 @@ struct wf_dataplane {
 	bool pending;
 	uint32_t n_retiring; /* cross-connect and tunnel slots waiting for a publish */
 	uint64_t table_gen;       /* publishes so far */
+	/* Queues of ports attached while publishing was held: given to their
+	 * workers when the table that has their entries is published. */
+	struct wf_pending_poll { uint32_t worker; struct wf_poll poll; } *pending_polls;
+	uint32_t n_pending_polls, cap_pending_polls;
 	struct wf_events *ev;     /* the events thread (platform/events.c) */
 	struct wf_nlmon *nlmon;   /* link monitors per namespace (ports/kif.c), under the events lock */
 	/* memif (ports/memif_ctl.c), under the events lock */
@@ -621,6 +642,15 @@ int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);
 /* worker.c */
 int wf_worker_main(void *arg);
 uint16_t wf_worker_poll(struct wf_worker *w);
+/* The poll sets (core/worker.c): allocate, give a queue to a worker (at the
+ * next publish when publishing is held), take a port's queues back (returns
+ * when no worker polls them), free. */
+int wf_pollset_init(struct wf_dataplane *dp, struct wf_worker *w);
+void wf_pollset_fini(struct wf_worker *w);
+int wf_pollset_add(struct wf_dataplane *dp, uint32_t worker, const struct wf_poll *poll);
+int wf_pollset_flush(struct wf_dataplane *dp);
+void wf_pollset_drop_port(struct wf_dataplane *dp, uint16_t port);
+void wf_pollset_settle(struct wf_worker *w);
 
 /* bench.c */
 uint16_t wf_io_poll_once(uint16_t a, uint16_t b, uint16_t burst);

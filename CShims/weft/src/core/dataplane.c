@@ -98,7 +98,7 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		char rn[RTE_RING_NAMESIZE];
 		snprintf(rn, sizeof(rn), "wf_sl_%u_%p", i, (void *)dp);
 		w->sleepers = rte_ring_create(rn, 8192, (int)rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
-		if (w->sleepers == NULL)
+		if (w->sleepers == NULL || wf_pollset_init(dp, w) != 0)
 			goto fail;
 		rte_rcu_qsbr_thread_register(dp->qs, i);
 	}
@@ -167,6 +167,7 @@ wf_dp_stop(wf_dataplane_t *dp)
 		if (w->launched) {
 			rte_eal_wait_lcore(w->lcore);
 			w->launched = false;
+			wf_pollset_settle(w);
 		}
 	}
 	dp->started = false;
@@ -203,7 +204,9 @@ wf_dp_destroy(wf_dataplane_t *dp)
 		rte_free(dp->workers[i].ifc);
 		rte_free(dp->workers[i].xcc);
 		rte_ring_free(dp->workers[i].sleepers);
+		wf_pollset_fini(&dp->workers[i]);
 	}
+	free(dp->pending_polls);
 	wf_underlay_fini(dp);
 	wf_events_fini(dp);
 	wf_table_free(dp->table);
@@ -285,11 +288,10 @@ wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stat
 	if (dp == NULL || s == NULL || worker >= dp->n_pollers)
 		return -EINVAL;
 	const struct wf_worker *w = &dp->workers[worker];
-	const struct wf_table *t = __atomic_load_n(&dp->table, __ATOMIC_ACQUIRE);
 	memset(s, 0, sizeof(*s));
 	s->lcore = w->lcore;
-	s->polls_assigned = t->n_polls[worker];
-	s->polls_active = w->seen_gen == t->gen ? __atomic_load_n(&w->n_active, __ATOMIC_RELAXED) : t->n_polls[worker];
+	s->polls_assigned = __atomic_load_n(&w->n_all, __ATOMIC_RELAXED);
+	s->polls_active = __atomic_load_n(&w->n_active, __ATOMIC_RELAXED);
 	s->busy_cycles = WF_RD(w->busy_cycles);
 	s->idle_cycles = WF_RD(w->idle_cycles);
 	s->busy_iterations = WF_RD(w->busy_iter);

@@ -54,10 +54,6 @@ wf_table_free(struct wf_table *t)
 	}
 	for (uint32_t i = 0; i < WF_MAX_P2MP; i++)
 		rte_free(t->p2mp[i]);
-	for (uint32_t w = 0; w < WF_MAX_WORKERS; w++) {
-		rte_free(t->polls[w]);
-		rte_free(t->active[w]);
-	}
 	rte_free(t->vx);
 	rte_free(t->dec);
 	rte_free(t->mark);
@@ -141,36 +137,6 @@ wf_has_vlan_map(const struct wf_dataplane *dp, uint32_t p)
 }
 
 int wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index);
-
-/* Each worker's poll list: the RX queues of the attached ports it was given. */
-static int
-wf_table_build_polls(const struct wf_dataplane *dp, struct wf_table *t)
-{
-	uint32_t count[WF_MAX_WORKERS] = { 0 };
-	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
-		const struct wf_port_ctl *pc = &dp->ports[p];
-		if (pc->attached)
-			for (uint16_t q = 0; q < pc->nb_rxq; q++)
-				count[pc->rx_worker[q]]++;
-	}
-	for (uint32_t w = 0; w < dp->n_pollers; w++) {
-		t->polls[w] = wf_tbl_alloc("weft_polls", sizeof(struct wf_poll) * (count[w] ? count[w] : 1), true);
-		t->active[w] = wf_tbl_alloc("weft_active", sizeof(struct wf_poll) * (count[w] ? count[w] : 1), true);
-		if (t->polls[w] == NULL || t->active[w] == NULL)
-			return -ENOMEM;
-	}
-	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
-		const struct wf_port_ctl *pc = &dp->ports[p];
-		if (!pc->attached)
-			continue;
-		for (uint16_t q = 0; q < pc->nb_rxq; q++) {
-			uint32_t w = pc->rx_worker[q];
-			t->polls[w][t->n_polls[w]++] = (struct wf_poll){
-				.port = p, .queue = q, .eth = pc->eth, .rx = pc->rx, .rxq = pc->rxq[q] };
-		}
-	}
-	return 0;
-}
 
 int
 wf_table_publish_add(struct wf_dataplane *dp)
@@ -291,15 +257,11 @@ wf_table_publish(struct wf_dataplane *dp)
 		wf_table_free(t);
 		return rc;
 	}
-	rc = wf_table_build_polls(dp, t);
-	if (rc != 0) {
-		wf_table_free(t);
-		return rc;
-	}
-
 	t->gen = ++dp->table_gen;
 	struct wf_table *old = __atomic_exchange_n(&dp->table, t, __ATOMIC_ACQ_REL);
 	/* The control thread is not an RCU reader: RTE_QSBR_THRID_INVALID. */
+	/* Ports this table brings: their queues go to their workers now. */
+	wf_pollset_flush(dp);
 	rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);
 	wf_table_free(old);
 	/* No worker uses what was removed while publishing was held any more. */

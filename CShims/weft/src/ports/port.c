@@ -10,21 +10,13 @@
 
 #include "wf_internal.h"
 
-/* The worker with the fewest (port, queue) pairs gets the next queue. */
+/* The worker with the fewest queues gets the next one. */
 static uint32_t
 wf_least_loaded_worker(const struct wf_dataplane *dp)
 {
-	uint32_t load[WF_MAX_WORKERS] = { 0 };
-	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
-		const struct wf_port_ctl *pc = &dp->ports[p];
-		if (!pc->attached)
-			continue;
-		for (uint16_t q = 0; q < pc->nb_rxq; q++)
-			load[pc->rx_worker[q]]++;
-	}
 	uint32_t best = 0;
 	for (uint32_t w = 1; w < dp->n_pollers; w++)
-		if (load[w] < load[best])
+		if (dp->workers[w].n_assigned < dp->workers[best].n_assigned)
 			best = w;
 	return best;
 }
@@ -54,6 +46,7 @@ wf_port_publish_new(struct wf_dataplane *dp, uint16_t port)
 		pc->rx_worker[q] = 0;
 	for (uint16_t q = 0; q < pc->nb_rxq; q++) {
 		pc->rx_worker[q] = wf_least_loaded_worker(dp);
+		dp->workers[pc->rx_worker[q]].n_assigned++;
 		if (pc->eth == WF_PORT_NONE && pc->rxq[q] != NULL) {
 			struct wf_rxq_base *b = pc->rxq[q];
 			b->ic = &dp->workers[pc->rx_worker[q]].ifc[port];
@@ -71,8 +64,17 @@ wf_port_publish_new(struct wf_dataplane *dp, uint16_t port)
 	pthread_mutex_lock(&dp->ul_lock); /* the link poller reads `attached` */
 	pc->attached = true;
 	pthread_mutex_unlock(&dp->ul_lock);
-	int rc = wf_table_publish_add(dp);
+	/* Its queues go to their workers with the publish that has its entries. */
+	int rc = 0;
+	for (uint16_t q = 0; q < pc->nb_rxq && rc == 0; q++)
+		rc = wf_pollset_add(dp, pc->rx_worker[q],
+				    &(struct wf_poll){ .port = port, .queue = q, .eth = pc->eth, .rx = pc->rx, .rxq = pc->rxq[q] });
+	if (rc == 0)
+		rc = wf_table_publish_add(dp);
 	if (rc != 0) {
+		wf_pollset_drop_port(dp, port);
+		for (uint16_t q = 0; q < pc->nb_rxq; q++)
+			dp->workers[pc->rx_worker[q]].n_assigned--;
 		pthread_mutex_lock(&dp->ul_lock);
 		pc->attached = false;
 		pthread_mutex_unlock(&dp->ul_lock);
@@ -122,6 +124,10 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 		pthread_mutex_unlock(&dp->ul_lock);
 		return rc;
 	}
+	/* No table sends to it; now no worker polls it either. */
+	wf_pollset_drop_port(dp, port);
+	for (uint16_t q = 0; q < pc->nb_rxq; q++)
+		dp->workers[pc->rx_worker[q]].n_assigned--;
 	/* No worker polls or transmits on it any more. */
 	__atomic_store_n(&dp->link_up[port], 0, __ATOMIC_RELAXED);
 	dp->link_cheap[port] = 0;
