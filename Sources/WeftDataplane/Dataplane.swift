@@ -533,6 +533,19 @@ public final class Dataplane {
             bToA: .init(packets: s.packets.1, bytes: s.bytes.1, drops: s.drops.1))
     }
 
+    /// The work of publishing: the last table's new bytes and parts, the
+    /// sides whose way was recomputed (a change costs what it touched).
+    public struct TableStats: Equatable, Sendable {
+        public var publishes: UInt64, lastBytes: UInt64, lastParts: UInt32, lastSides: UInt32, totalBytes: UInt64
+    }
+
+    public func tableStats() -> TableStats {
+        var s = wf_table_stats()
+        _ = wf_table_stats(dp, &s)
+        return TableStats(publishes: s.publishes, lastBytes: s.last_bytes, lastParts: s.last_parts, lastSides: s.last_sides,
+                          totalBytes: s.total_bytes)
+    }
+
     public func workerStats() -> [WorkerStats] {
         let n = max(settings.workerLcores.count, 1)
         return (0..<n).compactMap { w in

@@ -12,8 +12,9 @@ final class SeamBugTests: XCTestCase {
     /// thread (the NSM path) does not overwrite it before it is read. Before the
     /// fix the buffer was process-wide and thread A read thread B's reason.
     func testTheLastErrorIsPerThread() {
-        let aFailed = DispatchSemaphore(value: 0), bFailed = DispatchSemaphore(value: 0)
-        var reasonA = ""
+        let aFailed = DispatchSemaphore(value: 0), bFailed = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        final class Box: @unchecked Sendable { var text = "" }
+        let reasonA = Box()
         let a = Thread {
             var h: OpaquePointer?
             XCTAssertLessThan(wf_nl_open("/nonexistent/weft-ns", &h), 0)
@@ -21,8 +22,8 @@ final class SeamBugTests: XCTestCase {
             bFailed.wait()
             var buf = [CChar](repeating: 0, count: 512)
             wf_last_error(&buf, buf.count)
-            reasonA = String(cString: buf)
-            aFailed.signal()
+            reasonA.text = String(cString: buf)
+            done.signal()
         }
         let b = Thread {
             aFailed.wait()
@@ -34,47 +35,57 @@ final class SeamBugTests: XCTestCase {
             bFailed.signal()
         }
         a.start(); b.start()
-        aFailed.wait()
-        XCTAssertTrue(reasonA.contains("/nonexistent/weft-ns"), "thread A's reason was overwritten: '\(reasonA)'")
+        done.wait()
+        XCTAssertTrue(reasonA.text.contains("/nonexistent/weft-ns"), "thread A's reason was overwritten: '\(reasonA.text)'")
     }
 
     /// A table that cannot be built is not published, and nothing of the change
     /// stays. Before the fix a failed copy of an uplink's underlay was skipped:
-    /// the publish reported success and the uplink stopped answering ARP.
+    /// the publish reported success and the uplink did not answer ARP.
     func testATableThatCannotBeBuiltIsNotPublishedHalf() throws {
         let dp = try StageEAL.dataplane()
         defer { wf_test_fail_table_alloc(-1); dp.destroy() }
-        let up = try dp.createTestPort(name: "sbup"), a = try dp.createTestPort(name: "sba"), b = try dp.createTestPort(name: "sbb")
-        let upMAC = try dp.info(up).mac.split(separator: ":").map { UInt8($0, radix: 16)! }
+        let up = try dp.createTestPort(name: "sbup"), up2 = try dp.createTestPort(name: "sbup2")
+        let a = try dp.createTestPort(name: "sba"), b = try dp.createTestPort(name: "sbb")
+        func mac(_ p: PortID) throws -> [UInt8] { try dp.info(p).mac.split(separator: ":").map { UInt8($0, radix: 16)! } }
         var u = Dataplane.Underlay()
         u.ipv4 = (IPAddress.parse("10.61.0.1")!, 24)
         try dp.setUnderlay(up, u)
-        let host: [UInt8] = [10, 61, 0, 9], hostMAC: [UInt8] = [2, 0, 0, 0, 0x61, 9]
-        let arp = [UInt8](repeating: 0xff, count: 6) + hostMAC + [0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1] + hostMAC + host
-            + [0, 0, 0, 0, 0, 0] + [10, 61, 0, 1] + [UInt8](repeating: 0, count: 18)
-        func answersARP() throws -> Bool {
-            try dp.inject(up, frame: arp)
+        func answersARP(_ port: PortID, _ ip: [UInt8]) throws -> Bool {
+            let host: [UInt8] = [ip[0], ip[1], ip[2], 9], hostMAC: [UInt8] = [2, 0, 0, 0, 0x61, 9]
+            let arp = [UInt8](repeating: 0xff, count: 6) + hostMAC + [0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1] + hostMAC + host
+                + [0, 0, 0, 0, 0, 0] + ip + [UInt8](repeating: 0, count: 18)
+            try dp.inject(port, frame: arp)
             dp.pollOnce()
             try dp.underlayService()
             var got = false
-            while let f = try dp.collect(up) { if f.count >= 42, f[12] == 0x08, f[13] == 0x06, Array(f[6..<12]) == upMAC { got = true } }
+            let m = try mac(port)
+            while let f = try dp.collect(port) { if f.count >= 42, f[12] == 0x08, f[13] == 0x06, Array(f[6..<12]) == m { got = true } }
             return got
         }
-        XCTAssertTrue(try answersARP())
+        XCTAssertTrue(try answersARP(up, [10, 61, 0, 1]))
+        // A second uplink's addresses: the root and its underlay part each fail in turn.
+        var u2 = Dataplane.Underlay()
+        u2.ipv4 = (IPAddress.parse("10.62.0.1")!, 24)
         var failures = 0
-        for k in 0..<64 {
+        for k in 0..<16 {
             wf_test_fail_table_alloc(Int32(k))
-            let slot = try? dp.addCrossConnect(a, b)
+            let ok = (try? dp.setUnderlay(up2, u2)) != nil
             wf_test_fail_table_alloc(-1)
-            XCTAssertTrue(try answersARP(), "after attempt \(k) (\(slot == nil ? "failed" : "published")) the uplink lost its underlay")
-            if slot != nil { break }
+            XCTAssertTrue(try answersARP(up, [10, 61, 0, 1]), "attempt \(k): the first uplink lost its underlay")
+            XCTAssertEqual(try answersARP(up2, [10, 62, 0, 1]), ok, "attempt \(k) \(ok ? "published" : "failed")")
+            if ok { break }
             failures += 1
-            // Nothing of the failed change: a's frames go nowhere.
-            try dp.inject(a, frame: testFrame(src: 1, dst: 2, seq: UInt16(k)))
-            dp.pollOnce()
-            XCTAssertNil(try dp.collect(b), "a frame crossed a cross-connect whose publish failed")
         }
-        XCTAssertGreaterThan(failures, 1, "the injection reached no table allocation")
+        XCTAssertGreaterThanOrEqual(failures, 2, "the injection did not reach both allocations")
+        // A cross-connect whose publish fails carries nothing; then it does.
+        wf_test_fail_table_alloc(0)
+        XCTAssertThrowsError(try dp.addCrossConnect(a, b))
+        wf_test_fail_table_alloc(-1)
+        try dp.inject(a, frame: testFrame(src: 1, dst: 2, seq: 1))
+        dp.pollOnce()
+        XCTAssertNil(try dp.collect(b), "a frame crossed a cross-connect whose publish failed")
+        _ = try dp.addCrossConnect(a, b)
         try dp.inject(a, frame: testFrame(src: 1, dst: 2, seq: 999))
         dp.pollOnce()
         XCTAssertEqual(try dp.collect(b), testFrame(src: 1, dst: 2, seq: 999))

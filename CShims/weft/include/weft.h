@@ -472,6 +472,17 @@ struct wf_worker_stats {
 };
 int wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stats *s);
 
+/* The work of publishing tables: a change copies the table's root and builds
+ * only the parts it touched (the rest is shared with the previous table). */
+struct wf_table_stats {
+	uint64_t publishes;
+	uint64_t last_bytes;  /* written into the last table's new parts, its root included */
+	uint32_t last_parts;  /* new parts in the last table */
+	uint32_t last_sides;  /* sides (ports, tunnels) whose way was recomputed */
+	uint64_t total_bytes;
+};
+int wf_table_stats(const wf_dataplane_t *dp, struct wf_table_stats *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -127,7 +127,15 @@ struct wf_vxdec {
 	struct wf_vxkey key;
 	uint8_t used;
 	struct wf_fwd f;
+	uint32_t refs; /* markers: tunnels with this VNI (the control side's count) */
 };
+
+/* VXLAN's parts of a table are chunked, so that a change copies a chunk,
+ * not the whole array: templates by tunnel index, decap slots by hash. */
+#define WF_VXT_SHIFT 6
+#define WF_VXT_CHUNK (1u << WF_VXT_SHIFT)
+#define WF_DEC_SHIFT 6
+#define WF_DEC_CHUNK (1u << WF_DEC_SHIFT)
 
 /* Control-side neighbour entry (guarded by ul_lock). */
 struct wf_nbr_ctl {
@@ -157,27 +165,96 @@ struct wf_poll {
 
 /*
  * The table workers read. Immutable once published: the control thread
- * builds a fresh one, publishes it with one atomic store and frees the old
- * one after rte_rcu_qsbr_synchronize.
+ * builds the next one and publishes it with one atomic store, and frees what
+ * only the old one used after rte_rcu_qsbr_synchronize (core/table.c). The
+ * root is copied per publish; its parts (an uplink's VLAN map and underlay,
+ * VXLAN's chunks, a group's table) are shared with the previous table unless
+ * the change touched them: a change costs what it changed.
  */
 struct wf_table {
+	uint64_t gen; /* which publish this is */
 	struct wf_fwd fwd[WF_MAX_PORTS];
 	/* Uplinks: per VLAN id (0 = untagged), what to do with the popped frame. */
-	struct wf_fwd *vlan[WF_MAX_PORTS]; /* NULL: not an uplink */
+	struct wf_fwd *vlan[WF_MAX_PORTS]; /* NULL: no VLANs on it */
 	struct wf_underlay *ul[WF_MAX_PORTS]; /* NULL: no underlay addresses */
-	struct wf_vxtpl *vx;                  /* [n_vx] */
-	uint32_t n_vx;
-	struct wf_vxdec *dec;                 /* open addressing, dec_mask + 1 slots */
+	/* VXLAN: templates by tunnel index, in chunks (NULL: none there). */
+	struct wf_vxtpl **vxt;                /* [n_vxt] */
+	uint32_t n_vxt;
+	/* Decap keys: open addressing over dec_mask + 1 slots, in chunks. */
+	struct wf_vxdec **dec;
 	uint32_t dec_mask;
 	/* Per-VNI markers (src all 0xff), consulted only when dec misses: they
 	 * tell an unknown source from an unknown VNI. Kept apart so the table
 	 * every frame looks up is half the size. */
-	struct wf_vxdec *mark;
+	struct wf_vxdec **mark;
 	uint32_t mark_mask;
+	uint32_t n_keys, n_marks; /* entries in dec and mark */
 	struct wf_p2mp_tbl *p2mp[WF_MAX_P2MP];
-	/* Which publish this is. */
-	uint64_t gen;
 };
+
+static inline const struct wf_vxtpl *
+wf_vxtpl_of(const struct wf_table *t, uint32_t tun)
+{
+	return &t->vxt[tun >> WF_VXT_SHIFT][tun & (WF_VXT_CHUNK - 1)];
+}
+
+static inline const struct wf_vxdec *
+wf_dec_at(struct wf_vxdec *const *chunks, uint32_t i)
+{
+	return &chunks[i >> WF_DEC_SHIFT][i & (WF_DEC_CHUNK - 1)];
+}
+
+/*
+ * Building the next table (core/table.c). What changed is marked dirty by
+ * the control calls; each stage's builder, registered with the dataplane,
+ * brings the parts it owns up to date in `t` (a copy of the published
+ * root). Parts are allocated through wf_build_alloc (freed if the build
+ * fails) and the parts they replace handed to wf_build_retire (freed after
+ * the grace period).
+ */
+struct wf_build {
+	struct wf_table *t;
+	const struct wf_table *old;
+	void **fresh, **retire;
+	uint32_t n_fresh, cap_fresh, n_retire, cap_retire;
+	uint64_t bytes; /* written into new parts, the root included */
+	uint32_t parts; /* new parts */
+	uint32_t sides; /* sides whose way was recomputed */
+};
+void *wf_build_alloc(struct wf_build *b, const char *what, size_t bytes, bool zero);
+int wf_build_retire(struct wf_build *b, void *part);
+/* A part this build may write: `cur` is what the new table holds at that
+ * place and `old` what the published one does. Shared (cur == old): a copy
+ * is made (zeroed when there was none) and cur retired; else cur is this
+ * build's own already. NULL: out of memory. */
+void *wf_build_own(struct wf_build *b, void *cur, const void *old, size_t bytes);
+/* Removed while publishing is held (a slot, or WF_SIDE_TUNNEL | tunnel). */
+int wf_retire_later(struct wf_dataplane *dp, uint32_t e);
+
+struct wf_builder {
+	const char *name;
+	int (*build)(struct wf_dataplane *dp, struct wf_build *b);
+	/* Free what a table's parts of this stage hold (the dataplane's end). */
+	void (*free)(struct wf_table *t);
+};
+#define WF_MAX_BUILDERS 8
+void wf_builder_register(struct wf_dataplane *dp, const struct wf_builder *b);
+
+/* What needs rebuilding at the next publish. */
+struct wf_dirty {
+	bool all;
+	uint64_t port[WF_MAX_PORTS / 64]; /* sides that are ports: their fwd entry */
+	uint64_t ul[WF_MAX_PORTS / 64];   /* uplinks: their underlay part */
+	uint64_t p2mp[WF_MAX_P2MP / 64];  /* groups and domains: their part */
+	uint32_t *tun;                    /* tunnels (VLAN and VXLAN): their entry, template, key */
+	uint32_t n_tun, cap_tun;
+	uint64_t *tun_bit;                /* [max_xconnects / 64 + 1]: listed already */
+};
+void wf_dirty_side(struct wf_dataplane *dp, uint32_t side);
+void wf_dirty_ul(struct wf_dataplane *dp, uint16_t port);
+void wf_dirty_p2mp(struct wf_dataplane *dp, uint32_t id);
+/* The way frames from a side go now, from the control state. */
+struct wf_fwd wf_entry_for(const struct wf_dataplane *dp, uint32_t side);
 
 /*
  * What the control thread tells a worker about the queues it polls
@@ -308,6 +385,7 @@ struct wf_xc_ctl {
 	bool retiring; /* removed while publishing was held: not reused until published */
 	bool p2mp;     /* a member's counter slot, not a P2P cross-connect */
 	uint32_t a, b; /* sides */
+	uint32_t group; /* p2mp: the group or domain */
 };
 
 struct wf_p2mp_ctl {
@@ -377,8 +455,16 @@ struct wf_dataplane {
 	 * group or an underlay publishes at once. */
 	uint32_t hold;
 	bool pending;
-	uint32_t n_retiring; /* cross-connect and tunnel slots waiting for a publish */
+	/* Cross-connect slots and tunnels (WF_SIDE_TUNNEL | index) waiting for a publish. */
+	uint32_t *retiring;
+	uint32_t n_retiring, cap_retiring;
 	uint64_t table_gen;       /* publishes so far */
+	struct wf_dirty dirty;
+	const struct wf_builder *builders[WF_MAX_BUILDERS];
+	uint32_t n_builders;
+	struct wf_table_stats tstats;
+	/* VLAN tunnels per uplink by id (UINT32_MAX: none), allocated with the first. */
+	uint32_t *vlan_tun[WF_MAX_PORTS];
 	/* Queues of ports attached while publishing was held: given to their
 	 * workers when the table that has their entries is published. */
 	struct wf_pending_poll { uint32_t worker; struct wf_poll poll; } *pending_polls;
@@ -527,20 +613,28 @@ wf_port_rx(const struct wf_dataplane *dp, uint16_t port, uint16_t q, struct rte_
 	return pc->rx(pc->rxq[q], pkts, n);
 }
 
-/* table.c */
+/* table.c: publishing */
+int wf_table_init(struct wf_dataplane *dp);
 int wf_table_publish(struct wf_dataplane *dp);
 /* After an addition: publishes now, or at wf_dp_release while held. */
 int wf_table_publish_add(struct wf_dataplane *dp);
-void wf_table_free(struct wf_table *t);
+/* The dataplane's end: the published table and every part it holds. */
+void wf_table_fini(struct wf_dataplane *dp);
 
 /* xconnect.c */
 uint32_t *wf_side_slot(struct wf_dataplane *dp, uint32_t side, const char **what);
+const uint32_t *wf_side_slot_c(const struct wf_dataplane *dp, uint32_t side);
 int wf_slot_alloc(struct wf_dataplane *dp, uint32_t *slot);
-
-/* table.c: side entries, shared with the P2MP builder */
-struct wf_fwd *wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side);
-struct wf_fwd wf_way_to(const struct wf_dataplane *dp, const uint32_t *vx_index, uint32_t side,
-			uint32_t slot, uint8_t dir);
+/* How a frame reaches `side`: the port it leaves on and the header it gets. */
+struct wf_fwd wf_way_to(const struct wf_dataplane *dp, uint32_t side, uint32_t slot, uint8_t dir);
+extern const struct wf_builder wf_side_builder;
+/* tunnel builders (vlan.c, vxlan.c), underlay (underlay.c), groups (p2mp.c) */
+extern const struct wf_builder wf_ul_builder;
+extern const struct wf_builder wf_vlan_builder;
+extern const struct wf_builder wf_vxlan_builder;
+extern const struct wf_builder wf_p2mp_builder;
+struct wf_fwd wf_p2mp_entry(const struct wf_dataplane *dp, const struct wf_xc_ctl *x, uint32_t slot, uint32_t side);
+void wf_p2mp_dirty(struct wf_dataplane *dp, uint32_t id);
 
 /* xconnect_node.c: the per-burst stage */
 void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
@@ -592,7 +686,7 @@ int wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, 
 const struct wf_fwd *wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul,
 				    struct rte_mbuf *m, uint32_t l3off, bool is_v6,
 				    enum wf_drop_reason *why);
-const struct wf_vxdec *wf_vxdec_find(const struct wf_vxdec *tab, uint32_t mask, const struct wf_vxkey *k);
+const struct wf_vxdec *wf_vxdec_find(struct wf_vxdec *const *tab, uint32_t mask, const struct wf_vxkey *k);
 void wf_vxlan_prefetch(const struct wf_table *t, const struct wf_underlay *ul, const struct rte_mbuf *m);
 /* Decap tables this big (slots - 1) and up are prefetched a burst ahead. */
 #define WF_DEC_PREFETCH_MASK 8191
@@ -601,9 +695,8 @@ void wf_vxlan_prefetch(const struct wf_table *t, const struct wf_underlay *ul, c
 void wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd **fs,
 		   struct rte_mbuf **ms, uint16_t n);
 
-/* table.c: zeroed memory for the table's arrays, in DPDK's memory (huge
- * pages when EAL has them); rte_free() releases it. */
-void *wf_big_calloc(size_t n, size_t size);
+/* table.c: memory for table parts, in DPDK's memory (huge pages when EAL
+ * has them); rte_free() releases it. */
 void *wf_tbl_alloc(const char *what, size_t bytes, bool zero);
 
 /* vxlan.c */

@@ -41,7 +41,8 @@ wf_p2mp_claim(struct wf_dataplane *dp, struct wf_p2mp_ctl *g, uint32_t n_claim, 
 		uint32_t s;
 		if ((rc = wf_slot_alloc(dp, &s)) != 0)
 			break;
-		dp->xcs[s] = (struct wf_xc_ctl){ .used = true, .p2mp = true, .a = sides[done], .b = sides[done] };
+		dp->xcs[s] = (struct wf_xc_ctl){ .used = true, .p2mp = true, .a = sides[done], .b = sides[done],
+						 .group = (uint32_t)(g - dp->p2mp) };
 		*ss = s;
 		slots[done] = s;
 	}
@@ -51,7 +52,6 @@ wf_p2mp_claim(struct wf_dataplane *dp, struct wf_p2mp_ctl *g, uint32_t n_claim, 
 			*wf_side_slot(dp, sides[done], NULL) = UINT32_MAX;
 		}
 	}
-	(void)g;
 	return rc;
 }
 
@@ -146,6 +146,7 @@ wf_replicate_add(wf_dataplane_t *dp, uint32_t ingress, const struct wf_p2mp_memb
 	memcpy(g->slot, got + 1, n * sizeof(uint32_t));
 	g->clone_min = clone_min_bytes;
 	g->kind = WF_P2MP_REPLICATE;
+	wf_p2mp_dirty(dp, gid);
 	if ((rc = wf_table_publish_add(dp)) != 0) {
 		wf_p2mp_release(dp, g);
 		g->kind = 0;
@@ -205,6 +206,7 @@ wf_bridge_add(wf_dataplane_t *dp, const struct wf_bridge_cfg *cfg, const struct 
 	memcpy(g->m, members, n * sizeof(*members));
 	g->bcfg = *cfg;
 	g->kind = WF_P2MP_BRIDGE;
+	wf_p2mp_dirty(dp, gid);
 	if ((rc = wf_table_publish_add(dp)) != 0) {
 		wf_p2mp_release(dp, g);
 		g->kind = 0;
@@ -227,6 +229,7 @@ wf_p2mp_del(wf_dataplane_t *dp, uint32_t id)
 	if (dp == NULL || id >= WF_MAX_P2MP || dp->p2mp[id].kind == 0)
 		return -ENOENT;
 	struct wf_p2mp_ctl saved = dp->p2mp[id];
+	wf_p2mp_dirty(dp, id);
 	dp->p2mp[id].kind = 0;
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {
@@ -304,7 +307,9 @@ wf_p2mp_update(wf_dataplane_t *dp, uint32_t id, const struct wf_p2mp_member *mem
 	for (uint32_t a = 0; a < n_added; a++)
 		next.slot[added_idx[a]] = new_slots[a];
 	struct wf_p2mp_ctl old = *g;
+	wf_p2mp_dirty(dp, id); /* the members that leave */
 	*g = next;
+	wf_p2mp_dirty(dp, id); /* and those that stay or join */
 	if ((rc = wf_table_publish(dp)) != 0) {
 		*g = old;
 		for (uint32_t a = 0; a < n_added; a++) {
@@ -328,62 +333,114 @@ wf_p2mp_update(wf_dataplane_t *dp, uint32_t id, const struct wf_p2mp_member *mem
 	return 0;
 }
 
-/* Table build: side entries and the workers' view of each group / domain. */
-int
-wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index)
+/* A group or domain changes: its part, and the ways of its sides. */
+void
+wf_p2mp_dirty(struct wf_dataplane *dp, uint32_t id)
 {
-	for (uint32_t id = 0; id < WF_MAX_P2MP; id++) {
-		const struct wf_p2mp_ctl *g = &dp->p2mp[id];
-		if (g->kind == 0)
+	const struct wf_p2mp_ctl *g = &dp->p2mp[id];
+	wf_dirty_p2mp(dp, id);
+	if (g->kind == WF_P2MP_REPLICATE)
+		wf_dirty_side(dp, g->ingress);
+	for (uint32_t i = 0; i < g->n; i++)
+		if (g->m[i].side != WF_HOLE)
+			wf_dirty_side(dp, g->m[i].side);
+}
+
+/* The way frames from a side in a group or domain go (wf_entry_for). */
+struct wf_fwd
+wf_p2mp_entry(const struct wf_dataplane *dp, const struct wf_xc_ctl *x, uint32_t slot, uint32_t side)
+{
+	const struct wf_fwd none = { .out_port = WF_PORT_NONE };
+	uint32_t id = x->group;
+	const struct wf_p2mp_ctl *g = id < WF_MAX_P2MP ? &dp->p2mp[id] : NULL;
+	if (g == NULL || g->kind == 0)
+		return none;
+	if (g->kind == WF_P2MP_REPLICATE && side == g->ingress)
+		return (struct wf_fwd){ .out_port = 0, .dir = 1, .action = WF_ACT_REPLICATE, .xc_slot = g->ingress_slot, .tun = id };
+	for (uint32_t i = 0; i < g->n; i++) {
+		if (g->m[i].side != side)
 			continue;
-		struct wf_p2mp_tbl *pt = wf_tbl_alloc("weft_p2mp", sizeof(*pt), true);
-		if (pt == NULL)
-			return -ENOMEM;
-		t->p2mp[id] = pt;
-		pt->kind = g->kind;
-		pt->id = id;
-		pt->n = g->n;
-		pt->clone_min = g->clone_min ? g->clone_min : UINT32_MAX;
-		for (uint32_t i = 0; i < g->n; i++) {
-			if (g->m[i].side == WF_HOLE) {
-				pt->m[i].way = (struct wf_fwd){ .out_port = WF_PORT_NONE };
-				continue;
-			}
-			pt->m[i].way = wf_way_to(dp, vx_index, g->m[i].side, g->slot[i], 0);
-			pt->m[i].shg = g->m[i].shg;
-			pt->m[i].gen = g->gen[i];
-			pt->m[i].plain = pt->m[i].way.action == WF_ACT_FWD;
+		if (g->kind == WF_P2MP_REPLICATE)
+			return wf_way_to(dp, g->ingress, slot, 1);
+		return (struct wf_fwd){ .out_port = 0, .dir = 1, .action = WF_ACT_BRIDGE, .xc_slot = slot,
+					.vlan_tci = (uint16_t)i, .tun = id };
+	}
+	return none; /* it left the group in this change */
+}
+
+/* The workers' view of each changed group or domain. */
+static int
+wf_p2mp_build_one(struct wf_dataplane *dp, struct wf_build *b, uint32_t id)
+{
+	const struct wf_p2mp_ctl *g = &dp->p2mp[id];
+	if (wf_build_retire(b, b->t->p2mp[id]) != 0)
+		return -ENOMEM;
+	b->t->p2mp[id] = NULL;
+	if (g->kind == 0)
+		return 0;
+	struct wf_p2mp_tbl *pt = wf_build_alloc(b, "weft_p2mp", sizeof(*pt), true);
+	if (pt == NULL)
+		return -ENOMEM;
+	b->t->p2mp[id] = pt;
+	pt->kind = g->kind;
+	pt->id = id;
+	pt->n = g->n;
+	pt->clone_min = g->clone_min ? g->clone_min : UINT32_MAX;
+	for (uint32_t i = 0; i < g->n; i++) {
+		if (g->m[i].side == WF_HOLE) {
+			pt->m[i].way = (struct wf_fwd){ .out_port = WF_PORT_NONE };
+			continue;
 		}
-		/* The last live member, which may take the original frame. */
-		pt->last = 0;
-		for (uint32_t i = 0; i < g->n; i++)
-			if (g->m[i].side != WF_HOLE)
-				pt->last = i;
-		if (g->kind == WF_P2MP_REPLICATE) {
-			*wf_entry_from(dp, t, g->ingress) = (struct wf_fwd){
-				.out_port = 0, .dir = 1, .action = WF_ACT_REPLICATE, .xc_slot = g->ingress_slot, .tun = id };
-			for (uint32_t i = 0; i < g->n; i++)
-				if (g->m[i].side != WF_HOLE)
-					*wf_entry_from(dp, t, g->m[i].side) = wf_way_to(dp, vx_index, g->ingress, g->slot[i], 1);
-		} else {
-			pt->age_tsc = (uint64_t)g->bcfg.age_ms * rte_get_tsc_hz() / 1000;
-			pt->mac_limit = g->bcfg.mac_limit;
-			pt->n_static = g->bcfg.n_static;
-			for (uint32_t i = 0; i < g->bcfg.n_static; i++) {
-				uint64_t k = 0;
-				for (int b = 0; b < 6; b++)
-					k |= (uint64_t)g->bcfg.static_mac[i][b] << (8 * b);
-				pt->static_key[i] = k | (uint64_t)g->bcfg.static_member[i] << 48;
-			}
-			for (uint32_t i = 0; i < g->n; i++)
-				if (g->m[i].side != WF_HOLE)
-					*wf_entry_from(dp, t, g->m[i].side) = (struct wf_fwd){
-						.out_port = 0, .dir = 1, .action = WF_ACT_BRIDGE, .xc_slot = g->slot[i],
-						.vlan_tci = (uint16_t)i, .tun = id };
+		pt->m[i].way = wf_way_to(dp, g->m[i].side, g->slot[i], 0);
+		pt->m[i].shg = g->m[i].shg;
+		pt->m[i].gen = g->gen[i];
+		pt->m[i].plain = pt->m[i].way.action == WF_ACT_FWD;
+	}
+	/* The last live member, which may take the original frame. */
+	pt->last = 0;
+	for (uint32_t i = 0; i < g->n; i++)
+		if (g->m[i].side != WF_HOLE)
+			pt->last = i;
+	if (g->kind == WF_P2MP_BRIDGE) {
+		pt->age_tsc = (uint64_t)g->bcfg.age_ms * rte_get_tsc_hz() / 1000;
+		pt->mac_limit = g->bcfg.mac_limit;
+		pt->n_static = g->bcfg.n_static;
+		for (uint32_t i = 0; i < g->bcfg.n_static; i++) {
+			uint64_t k = 0;
+			for (int c = 0; c < 6; c++)
+				k |= (uint64_t)g->bcfg.static_mac[i][c] << (8 * c);
+			pt->static_key[i] = k | (uint64_t)g->bcfg.static_member[i] << 48;
 		}
 	}
 	return 0;
 }
+
+static int
+wf_p2mp_build(struct wf_dataplane *dp, struct wf_build *b)
+{
+	for (uint32_t w = 0; w < WF_MAX_P2MP / 64; w++) {
+		uint64_t bits = dp->dirty.all ? ~0ull : dp->dirty.p2mp[w];
+		while (bits) {
+			uint32_t id = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			int rc = wf_p2mp_build_one(dp, b, id);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static void
+wf_p2mp_free(struct wf_table *t)
+{
+	for (uint32_t i = 0; i < WF_MAX_P2MP; i++) {
+		rte_free(t->p2mp[i]);
+		t->p2mp[i] = NULL;
+	}
+}
+
+const struct wf_builder wf_p2mp_builder = { .name = "groups", .build = wf_p2mp_build, .free = wf_p2mp_free };
 
 int
 wf_bridge_macs(wf_dataplane_t *dp, uint32_t id, struct wf_mac_entry *out, uint32_t cap)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <rte_arp.h>
+#include <rte_malloc.h>
 #include <rte_cycles.h>
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
@@ -116,6 +117,7 @@ wf_underlay_set(wf_dataplane_t *dp, uint16_t port, const struct wf_underlay_cfg 
 	}
 	dp->ul_ctl[port] = u;
 	pthread_mutex_unlock(&dp->ul_lock);
+	wf_dirty_ul(dp, port);
 	int rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		pthread_mutex_lock(&dp->ul_lock);
@@ -133,11 +135,10 @@ wf_underlay_clear(wf_dataplane_t *dp, uint16_t port)
 {
 	if (dp == NULL || port >= WF_MAX_PORTS)
 		return -EINVAL;
-	for (uint32_t t = 0; t < dp->cfg.max_xconnects; t++)
-		if (dp->tunnels[t].kind == WF_TUN_VXLAN && dp->tunnels[t].uplink == port) {
-			wf_set_error("%s carries VXLAN tunnels; remove them first", dp->ports[port].devname);
-			return -EBUSY;
-		}
+	if (dp->n_tunnels_on[port] > dp->n_vlans_on[port]) {
+		wf_set_error("%s carries VXLAN tunnels; remove them first", dp->ports[port].devname);
+		return -EBUSY;
+	}
 	/* Tunnels removed while publishing was held still count as users of their
 	 * neighbours: publish first, so the static neighbours below can go. */
 	if (dp->n_retiring > 0) {
@@ -155,10 +156,52 @@ wf_underlay_clear(wf_dataplane_t *dp, uint16_t port)
 			__atomic_store_n(&dp->nbr_mac[i], 0, __ATOMIC_RELAXED);
 		}
 	pthread_mutex_unlock(&dp->ul_lock);
+	wf_dirty_ul(dp, port);
 	int rc = wf_table_publish(dp);
 	free(old);
 	return rc;
 }
+
+/* The uplinks' underlay parts: each table has its own copy of the control
+ * side's (under the underlay lock: the underlay thread learns MACs into it). */
+static int
+wf_ul_build(struct wf_dataplane *dp, struct wf_build *b)
+{
+	int rc = 0;
+	pthread_mutex_lock(&dp->ul_lock);
+	for (uint32_t w = 0; w < WF_MAX_PORTS / 64 && rc == 0; w++) {
+		uint64_t bits = dp->dirty.all ? ~0ull : dp->dirty.ul[w];
+		while (bits && rc == 0) {
+			uint32_t p = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			if ((rc = wf_build_retire(b, b->t->ul[p])) != 0)
+				break;
+			b->t->ul[p] = NULL;
+			if (dp->ul_ctl[p] == NULL)
+				continue;
+			struct wf_underlay *u = wf_build_alloc(b, "weft_ul", sizeof(*u), false);
+			if (u == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			*u = *dp->ul_ctl[p];
+			b->t->ul[p] = u;
+		}
+	}
+	pthread_mutex_unlock(&dp->ul_lock);
+	return rc;
+}
+
+static void
+wf_ul_free(struct wf_table *t)
+{
+	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
+		rte_free(t->ul[p]);
+		t->ul[p] = NULL;
+	}
+}
+
+const struct wf_builder wf_ul_builder = { .name = "underlay", .build = wf_ul_build, .free = wf_ul_free };
 
 /* Find or create a neighbour entry; caller holds ul_lock. */
 static int

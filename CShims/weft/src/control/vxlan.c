@@ -1,10 +1,13 @@
 /*
  * vxlan.c: control side of VXLAN tunnels (RFC 7348): validation, next-hop
- * choice, and the encapsulation template the workers copy (the per-packet
- * work is vxlan_node.c). Hitless.
+ * choice, the encapsulation template the workers copy (the per-packet work
+ * is vxlan_node.c), and the builder of the table's VXLAN parts: templates
+ * by tunnel index and the decap hash, both in chunks so that one tunnel's
+ * change copies a chunk, not the whole. Hitless.
  */
 #include <errno.h>
 #include <string.h>
+#include <rte_malloc.h>
 
 #include <rte_ip.h>
 #include <rte_udp.h>
@@ -191,6 +194,7 @@ wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side)
 	dp->tunnels[free_t] = (struct wf_tunnel_ctl){ .kind = WF_TUN_VXLAN, .uplink = cfg->uplink,
 						      .xc_slot = UINT32_MAX, .vx = *cfg, .nbr = nbr };
 	dp->n_tunnels_on[cfg->uplink]++;
+	wf_dirty_side(dp, WF_SIDE_TUNNEL | free_t);
 	rc = wf_table_publish_add(dp);
 	if (rc != 0) {
 		dp->tunnels[free_t].kind = 0;
@@ -254,3 +258,271 @@ wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, s
 	uint32_t overhead = x->is_v6 ? 74 : 54;
 	x->max_inner = ul->cfg.mtu > overhead ? ul->cfg.mtu - overhead + 14 : 0;
 }
+
+/* ---- the table's VXLAN parts ---------------------------------------------------- */
+
+static struct wf_vxkey
+wf_key_of(const struct wf_vxlan_cfg *c, bool marker)
+{
+	struct wf_vxkey k;
+	memset(&k, 0, sizeof(k));
+	k.is_v6 = c->is_v6;
+	k.port = c->local_port;
+	k.vni = c->vni;
+	if (marker)
+		memset(k.src, 0xff, sizeof(k.src));
+	else
+		memcpy(k.src, c->remote, c->is_v6 ? 16 : 4);
+	return k;
+}
+
+/* One of the two hashes (decap keys, markers) of the table being built. */
+struct wf_hash_ref {
+	struct wf_vxdec ***chunks;      /* &t->dec or &t->mark */
+	struct wf_vxdec *const *old;    /* the published table's, when of the same size */
+	uint32_t mask;
+};
+
+static uint32_t
+wf_hash_find(struct wf_vxdec *const *c, uint32_t mask, const struct wf_vxkey *k)
+{
+	if (c == NULL)
+		return UINT32_MAX;
+	for (uint32_t i = wf_vx_hash(k) & mask;; i = (i + 1) & mask) {
+		const struct wf_vxdec *d = wf_dec_at(c, i);
+		if (!d->used)
+			return UINT32_MAX;
+		if (memcmp(&d->key, k, sizeof(*k)) == 0)
+			return i;
+	}
+}
+
+/* Slot i, writable: its chunk (and the chunk array) this build's own. */
+static struct wf_vxdec *
+wf_hash_slot(struct wf_build *b, struct wf_hash_ref *h, uint32_t i)
+{
+	uint32_t n = (h->mask + 1) >> WF_DEC_SHIFT;
+	struct wf_vxdec **arr = wf_build_own(b, *h->chunks, h->old, sizeof(void *) * n);
+	if (arr == NULL)
+		return NULL;
+	*h->chunks = arr;
+	uint32_t c = i >> WF_DEC_SHIFT;
+	struct wf_vxdec *chunk = wf_build_own(b, arr[c], h->old ? h->old[c] : NULL, sizeof(struct wf_vxdec) * WF_DEC_CHUNK);
+	if (chunk == NULL)
+		return NULL;
+	arr[c] = chunk;
+	return &chunk[i & (WF_DEC_CHUNK - 1)];
+}
+
+static int
+wf_hash_put(struct wf_build *b, struct wf_hash_ref *h, const struct wf_vxkey *k, const struct wf_fwd *f, int refs,
+	    bool *added)
+{
+	uint32_t i = wf_hash_find(*h->chunks, h->mask, k);
+	*added = i == UINT32_MAX;
+	if (i == UINT32_MAX)
+		for (i = wf_vx_hash(k) & h->mask; wf_dec_at(*h->chunks, i)->used; i = (i + 1) & h->mask)
+			;
+	struct wf_vxdec *d = wf_hash_slot(b, h, i);
+	if (d == NULL)
+		return -ENOMEM;
+	if (*added) {
+		memset(d, 0, sizeof(*d));
+		d->key = *k;
+	}
+	d->f = *f;
+	d->refs += (uint32_t)refs;
+	/* Written last: a reader probing this chunk copy sees the whole slot. */
+	d->used = 1;
+	return 0;
+}
+
+/* Linear probing's deletion: shift back the entries that probed past it. */
+static int
+wf_hash_del(struct wf_build *b, struct wf_hash_ref *h, uint32_t i)
+{
+	struct wf_vxdec *hole = wf_hash_slot(b, h, i);
+	if (hole == NULL)
+		return -ENOMEM;
+	for (uint32_t j = (i + 1) & h->mask; wf_dec_at(*h->chunks, j)->used; j = (j + 1) & h->mask) {
+		const struct wf_vxdec *e = wf_dec_at(*h->chunks, j);
+		uint32_t home = wf_vx_hash(&e->key) & h->mask;
+		bool home_between = i < j ? (home > i && home <= j) : (home > i || home <= j);
+		if (home_between)
+			continue;
+		struct wf_vxdec *dst = wf_hash_slot(b, h, i);
+		struct wf_vxdec *src = wf_hash_slot(b, h, j);
+		if (dst == NULL || src == NULL)
+			return -ENOMEM;
+		*dst = *src;
+		i = j;
+	}
+	struct wf_vxdec *last = wf_hash_slot(b, h, i);
+	if (last == NULL)
+		return -ENOMEM;
+	memset(last, 0, sizeof(*last));
+	return 0;
+}
+
+/* A tunnel's template, key and marker in the table being built. */
+static int
+wf_vxlan_build_one(struct wf_dataplane *dp, struct wf_build *b, struct wf_hash_ref *dec, struct wf_hash_ref *mark,
+		   uint32_t ti)
+{
+	const struct wf_tunnel_ctl *tc = &dp->tunnels[ti];
+	bool removed = tc->kind == 0 && tc->retired_kind == WF_TUN_VXLAN;
+	if (tc->kind != WF_TUN_VXLAN && !removed)
+		return 0;
+	struct wf_table *t = b->t;
+	struct wf_vxkey exact = wf_key_of(&tc->vx, false), marker = wf_key_of(&tc->vx, true);
+	bool added;
+	if (removed) {
+		uint32_t i = wf_hash_find(t->dec, t->dec_mask, &exact);
+		if (i == UINT32_MAX)
+			return 0; /* added and removed before any publish */
+		int rc = wf_hash_del(b, dec, i);
+		if (rc)
+			return rc;
+		t->n_keys--;
+		uint32_t m = wf_hash_find(t->mark, t->mark_mask, &marker);
+		if (m != UINT32_MAX) {
+			struct wf_vxdec *d = wf_hash_slot(b, mark, m);
+			if (d == NULL)
+				return -ENOMEM;
+			if (--d->refs == 0) {
+				if ((rc = wf_hash_del(b, mark, m)) != 0)
+					return rc;
+				t->n_marks--;
+			}
+		}
+		return 0;
+	}
+	/* The template, in its chunk. */
+	struct wf_vxtpl **arr = wf_build_own(b, t->vxt, b->old ? b->old->vxt : NULL, sizeof(void *) * t->n_vxt);
+	if (arr == NULL)
+		return -ENOMEM;
+	t->vxt = arr;
+	uint32_t c = ti >> WF_VXT_SHIFT;
+	struct wf_vxtpl *chunk = wf_build_own(b, arr[c], b->old && b->old->vxt ? b->old->vxt[c] : NULL,
+					      sizeof(struct wf_vxtpl) * WF_VXT_CHUNK);
+	if (chunk == NULL)
+		return -ENOMEM;
+	arr[c] = chunk;
+	wf_vx_build_tpl(dp, tc, &chunk[ti & (WF_VXT_CHUNK - 1)]);
+	/* Its key, with the way its frames go; its VNI's marker. */
+	struct wf_fwd f = wf_entry_for(dp, WF_SIDE_TUNNEL | ti);
+	int rc = wf_hash_put(b, dec, &exact, &f, 0, &added);
+	if (rc)
+		return rc;
+	b->sides++;
+	if (added) {
+		t->n_keys++;
+		struct wf_fwd none = { .out_port = WF_PORT_NONE };
+		bool madded;
+		if ((rc = wf_hash_put(b, mark, &marker, &none, 1, &madded)) != 0)
+			return rc;
+		if (madded)
+			t->n_marks++;
+	}
+	return 0;
+}
+
+/* Fresh hashes (first tunnel, growth): every VXLAN tunnel inserted anew. */
+static int
+wf_vxlan_rehash(struct wf_dataplane *dp, struct wf_build *b, uint32_t n_vx)
+{
+	struct wf_table *t = b->t;
+	uint32_t slots = WF_DEC_CHUNK;
+	while (slots < 2 * (n_vx + 1))
+		slots <<= 1;
+	uint32_t n = slots >> WF_DEC_SHIFT;
+	struct wf_vxdec **arrays[2] = { NULL, NULL };
+	for (int h = 0; h < 2; h++) {
+		arrays[h] = wf_build_alloc(b, "weft_dec", sizeof(void *) * n, true);
+		if (arrays[h] == NULL)
+			return -ENOMEM;
+		for (uint32_t c = 0; c < n; c++)
+			if ((arrays[h][c] = wf_build_alloc(b, "weft_dec", sizeof(struct wf_vxdec) * WF_DEC_CHUNK, true)) == NULL)
+				return -ENOMEM;
+	}
+	/* The old hashes go with the old table. */
+	struct wf_vxdec **olds[2] = { t->dec, t->mark };
+	uint32_t omask[2] = { t->dec_mask, t->mark_mask };
+	for (int h = 0; h < 2; h++) {
+		if (olds[h] == NULL)
+			continue;
+		for (uint32_t c = 0; c <= omask[h] >> WF_DEC_SHIFT; c++)
+			if (wf_build_retire(b, olds[h][c]) != 0)
+				return -ENOMEM;
+		if (wf_build_retire(b, olds[h]) != 0)
+			return -ENOMEM;
+	}
+	t->dec = arrays[0];
+	t->mark = arrays[1];
+	t->dec_mask = t->mark_mask = slots - 1;
+	t->n_keys = t->n_marks = 0;
+	struct wf_hash_ref dec = { .chunks = &t->dec, .old = NULL, .mask = t->dec_mask };
+	struct wf_hash_ref mark = { .chunks = &t->mark, .old = NULL, .mask = t->mark_mask };
+	for (uint32_t ti = 0; ti < dp->cfg.max_xconnects; ti++)
+		if (dp->tunnels[ti].kind == WF_TUN_VXLAN) {
+			int rc = wf_vxlan_build_one(dp, b, &dec, &mark, ti);
+			if (rc)
+				return rc;
+		}
+	return 0;
+}
+
+static int
+wf_vxlan_build(struct wf_dataplane *dp, struct wf_build *b)
+{
+	struct wf_table *t = b->t;
+	uint32_t adds = 0;
+	for (uint32_t i = 0; i < dp->dirty.n_tun; i++)
+		adds += dp->tunnels[dp->dirty.tun[i]].kind == WF_TUN_VXLAN;
+	if (!dp->dirty.all && adds == 0 && dp->dirty.n_tun == 0)
+		return 0;
+	if (t->vxt == NULL && (adds > 0 || dp->dirty.all)) {
+		t->n_vxt = (dp->cfg.max_xconnects + WF_VXT_CHUNK - 1) >> WF_VXT_SHIFT;
+		if ((t->vxt = wf_build_alloc(b, "weft_vxt", sizeof(void *) * t->n_vxt, true)) == NULL)
+			return -ENOMEM;
+	}
+	/* Full rebuild, or growth past a load of 1/2: new hashes. */
+	if (dp->dirty.all || t->dec == NULL || 2 * (t->n_keys + adds) > t->dec_mask + 1) {
+		uint32_t n_vx = 0;
+		for (uint32_t ti = 0; ti < dp->cfg.max_xconnects; ti++)
+			n_vx += dp->tunnels[ti].kind == WF_TUN_VXLAN;
+		if (n_vx == 0 && t->dec == NULL)
+			return 0;
+		return wf_vxlan_rehash(dp, b, n_vx);
+	}
+	struct wf_hash_ref dec = { .chunks = &t->dec, .old = b->old ? b->old->dec : NULL, .mask = t->dec_mask };
+	struct wf_hash_ref mark = { .chunks = &t->mark, .old = b->old ? b->old->mark : NULL, .mask = t->mark_mask };
+	for (uint32_t i = 0; i < dp->dirty.n_tun; i++) {
+		int rc = wf_vxlan_build_one(dp, b, &dec, &mark, dp->dirty.tun[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void
+wf_vxlan_free(struct wf_table *t)
+{
+	if (t->vxt != NULL)
+		for (uint32_t c = 0; c < t->n_vxt; c++)
+			rte_free(t->vxt[c]);
+	rte_free(t->vxt);
+	struct wf_vxdec **hs[2] = { t->dec, t->mark };
+	uint32_t masks[2] = { t->dec_mask, t->mark_mask };
+	for (int h = 0; h < 2; h++) {
+		if (hs[h] == NULL)
+			continue;
+		for (uint32_t c = 0; c <= masks[h] >> WF_DEC_SHIFT; c++)
+			rte_free(hs[h][c]);
+		rte_free(hs[h]);
+	}
+	t->vxt = NULL;
+	t->dec = t->mark = NULL;
+}
+
+const struct wf_builder wf_vxlan_builder = { .name = "VXLAN", .build = wf_vxlan_build, .free = wf_vxlan_free };

@@ -109,7 +109,7 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 	}
 
 	/* The first table: no ports, nothing to poll. */
-	if (wf_table_publish(dp) != 0)
+	if (wf_table_init(dp) != 0)
 		goto fail;
 	*out = dp;
 	return 0;
@@ -209,7 +209,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	free(dp->pending_polls);
 	wf_underlay_fini(dp);
 	wf_events_fini(dp);
-	wf_table_free(dp->table);
+	wf_table_fini(dp);
 	free(dp->xcs);
 	free(dp->tunnels);
 	free(dp->vxk);

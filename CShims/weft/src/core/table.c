@@ -1,8 +1,14 @@
 /*
- * table.c: build the workers' table from the control-side state and publish
- * it hitlessly: one atomic pointer store, then wait for every worker to pass
- * a quiescent point (DPDK RCU) before freeing the old table. Workers never
- * see a half-built table and never wait for the control thread.
+ * table.c: publishing the workers' table, hitlessly. The next table is the
+ * published one's root copied, with the parts a change touched rebuilt by
+ * the builder of the stage that owns them (registered at create: underlay,
+ * VLAN, VXLAN, sides, groups); every other part is shared. Publishing is one
+ * atomic pointer store; what only the old table used is freed after every
+ * worker has passed a quiescent point (DPDK RCU). Workers never see a
+ * half-built table and never wait for the control thread.
+ *
+ * This file knows no stage: it holds the build context, the dirty marks the
+ * control calls set, hold/release, and the swap.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -34,109 +40,166 @@ wf_tbl_alloc(const char *what, size_t bytes, bool zero)
 	return zero ? rte_zmalloc(what, bytes, RTE_CACHE_LINE_SIZE) : rte_malloc(what, bytes, RTE_CACHE_LINE_SIZE);
 }
 
-void *
-wf_big_calloc(size_t n, size_t size)
+/* ---- the build context --------------------------------------------------- */
+
+static int
+wf_push(void ***arr, uint32_t *n, uint32_t *cap, void *p)
 {
-	size_t bytes = n * size;
-	if (size != 0 && bytes / size != n)
+	if (*n == *cap) {
+		uint32_t c = *cap ? *cap * 2 : 32;
+		void **a = realloc(*arr, sizeof(void *) * c);
+		if (a == NULL)
+			return -ENOMEM;
+		*arr = a;
+		*cap = c;
+	}
+	(*arr)[(*n)++] = p;
+	return 0;
+}
+
+void *
+wf_build_alloc(struct wf_build *b, const char *what, size_t bytes, bool zero)
+{
+	void *p = wf_tbl_alloc(what, bytes, zero);
+	if (p == NULL)
 		return NULL;
-	return wf_tbl_alloc("weft_table", bytes, true);
+	if (wf_push(&b->fresh, &b->n_fresh, &b->cap_fresh, p) != 0) {
+		rte_free(p);
+		return NULL;
+	}
+	b->bytes += bytes;
+	b->parts++;
+	return p;
+}
+
+int
+wf_build_retire(struct wf_build *b, void *part)
+{
+	if (part == NULL)
+		return 0;
+	return wf_push(&b->retire, &b->n_retire, &b->cap_retire, part);
+}
+
+void *
+wf_build_own(struct wf_build *b, void *cur, const void *old, size_t bytes)
+{
+	if (cur != old && cur != NULL)
+		return cur; /* made by this build already */
+	void *copy = wf_build_alloc(b, "weft_part", bytes, cur == NULL);
+	if (copy == NULL)
+		return NULL;
+	if (cur != NULL) {
+		memcpy(copy, cur, bytes);
+		if (wf_build_retire(b, cur) != 0)
+			return NULL;
+	}
+	return copy;
 }
 
 void
-wf_table_free(struct wf_table *t)
+wf_builder_register(struct wf_dataplane *dp, const struct wf_builder *b)
 {
-	if (t == NULL)
+	if (dp->n_builders < WF_MAX_BUILDERS)
+		dp->builders[dp->n_builders++] = b;
+}
+
+/* ---- dirty marks ------------------------------------------------------------- */
+
+/* A cross-connect slot (or a tunnel, WF_SIDE_TUNNEL | index) removed while
+ * publishing is held: not reused until the publish that drops it. */
+int
+wf_retire_later(struct wf_dataplane *dp, uint32_t e)
+{
+	if (dp->n_retiring == dp->cap_retiring) {
+		uint32_t c = dp->cap_retiring ? dp->cap_retiring * 2 : 64;
+		uint32_t *a = realloc(dp->retiring, sizeof(uint32_t) * c);
+		if (a == NULL)
+			return -ENOMEM;
+		dp->retiring = a;
+		dp->cap_retiring = c;
+	}
+	dp->retiring[dp->n_retiring++] = e;
+	dp->pending = true;
+	return 0;
+}
+
+void
+wf_dirty_side(struct wf_dataplane *dp, uint32_t side)
+{
+	if (!(side & WF_SIDE_TUNNEL)) {
+		if (side < WF_MAX_PORTS)
+			dp->dirty.port[side / 64] |= 1ull << (side % 64);
 		return;
-	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
-		rte_free(t->vlan[p]);
-		rte_free(t->ul[p]);
 	}
-	for (uint32_t i = 0; i < WF_MAX_P2MP; i++)
-		rte_free(t->p2mp[i]);
-	rte_free(t->vx);
-	rte_free(t->dec);
-	rte_free(t->mark);
-	rte_free(t);
-}
-
-/* Decap slot of a VXLAN key (inserted if new). The table has room: 4x keys. */
-static struct wf_vxdec *
-wf_dec_slot(struct wf_vxdec *tab, uint32_t mask, const struct wf_vxkey *k)
-{
-	for (uint32_t i = wf_vx_hash(k) & mask;; i = (i + 1) & mask) {
-		struct wf_vxdec *d = &tab[i];
-		if (!d->used) {
-			d->used = 1;
-			d->key = *k;
-			d->f = (struct wf_fwd){ .out_port = WF_PORT_NONE };
-			return d;
+	uint32_t t = side & ~WF_SIDE_TUNNEL;
+	if (t >= dp->cfg.max_xconnects || (dp->dirty.tun_bit[t / 64] & (1ull << (t % 64))))
+		return;
+	if (dp->dirty.n_tun == dp->dirty.cap_tun) {
+		uint32_t c = dp->dirty.cap_tun ? dp->dirty.cap_tun * 2 : 64;
+		uint32_t *a = realloc(dp->dirty.tun, sizeof(uint32_t) * c);
+		if (a == NULL) {
+			dp->dirty.all = true; /* remembered as "everything" */
+			return;
 		}
-		if (memcmp(&d->key, k, sizeof(*k)) == 0)
-			return d;
+		dp->dirty.tun = a;
+		dp->dirty.cap_tun = c;
 	}
+	dp->dirty.tun_bit[t / 64] |= 1ull << (t % 64);
+	dp->dirty.tun[dp->dirty.n_tun++] = t;
 }
 
-static struct wf_vxkey
-wf_key_of(const struct wf_tunnel_ctl *tc, bool marker)
+void
+wf_dirty_ul(struct wf_dataplane *dp, uint16_t port)
 {
-	struct wf_vxkey k;
-	memset(&k, 0, sizeof(k));
-	k.is_v6 = tc->vx.is_v6;
-	k.port = tc->vx.local_port;
-	k.vni = tc->vx.vni;
-	if (marker)
-		memset(k.src, 0xff, sizeof(k.src));
-	else
-		memcpy(k.src, tc->vx.remote, tc->vx.is_v6 ? 16 : 4);
-	return k;
+	if (port < WF_MAX_PORTS)
+		dp->dirty.ul[port / 64] |= 1ull << (port % 64);
 }
 
-/* Where the table says what to do with frames coming from `side`. */
-struct wf_fwd *
-wf_entry_from(const struct wf_dataplane *dp, struct wf_table *t, uint32_t side)
+void
+wf_dirty_p2mp(struct wf_dataplane *dp, uint32_t id)
 {
-	if (!(side & WF_SIDE_TUNNEL))
-		return &t->fwd[side];
-	const struct wf_tunnel_ctl *tc = &dp->tunnels[side & ~WF_SIDE_TUNNEL];
-	if (tc->kind == WF_TUN_VXLAN) {
-		struct wf_vxkey k = wf_key_of(tc, false);
-		return &wf_dec_slot(t->dec, t->dec_mask, &k)->f;
-	}
-	return &t->vlan[tc->uplink][tc->vlan_id];
+	if (id < WF_MAX_P2MP)
+		dp->dirty.p2mp[id / 64] |= 1ull << (id % 64);
 }
 
-/* How a frame reaches `side`: the port it leaves on and the header it gets. */
-struct wf_fwd
-wf_way_to(const struct wf_dataplane *dp, const uint32_t *vx_index, uint32_t side, uint32_t slot,
-	  uint8_t dir)
+static void
+wf_dirty_clear(struct wf_dataplane *dp)
 {
-	struct wf_fwd f = { .out_port = (uint16_t)side, .dir = dir, .action = WF_ACT_FWD, .xc_slot = slot };
-	if (side & WF_SIDE_TUNNEL) {
-		uint32_t ti = side & ~WF_SIDE_TUNNEL;
-		const struct wf_tunnel_ctl *tc = &dp->tunnels[ti];
-		f.out_port = tc->uplink;
-		if (tc->kind == WF_TUN_VXLAN) {
-			f.action = WF_ACT_VXLAN_ENCAP;
-			f.tun = vx_index[ti];
-		} else if (tc->vlan_id != WF_VLAN_RAW) {
-			f.action = WF_ACT_VLAN_PUSH;
-			f.vlan_tci = tc->vlan_id;
-		}
-	}
-	return f;
+	struct wf_dirty *d = &dp->dirty;
+	d->all = false;
+	memset(d->port, 0, sizeof(d->port));
+	memset(d->ul, 0, sizeof(d->ul));
+	memset(d->p2mp, 0, sizeof(d->p2mp));
+	for (uint32_t i = 0; i < d->n_tun; i++)
+		d->tun_bit[d->tun[i] / 64] &= ~(1ull << (d->tun[i] % 64));
+	d->n_tun = 0;
 }
 
-/* An uplink with VLANs classifies by VLAN id. A VXLAN-only uplink has no
- * map: what is neither its VXLAN nor for its addresses is dropped as
- * not-for-uplink, not counted as an unknown VLAN. */
-static bool
-wf_has_vlan_map(const struct wf_dataplane *dp, uint32_t p)
+/* ---- publishing --------------------------------------------------------------- */
+
+int
+wf_table_init(struct wf_dataplane *dp)
 {
-	return dp->n_vlans_on[p] > 0;
+	dp->dirty.tun_bit = calloc(dp->cfg.max_xconnects / 64 + 1, sizeof(uint64_t));
+	if (dp->dirty.tun_bit == NULL)
+		return -ENOMEM;
+	wf_builder_register(dp, &wf_ul_builder);
+	wf_builder_register(dp, &wf_vlan_builder);
+	wf_builder_register(dp, &wf_vxlan_builder);
+	wf_builder_register(dp, &wf_side_builder);
+	wf_builder_register(dp, &wf_p2mp_builder);
+	dp->dirty.all = true;
+	return wf_table_publish(dp);
 }
 
-int wf_p2mp_build(const struct wf_dataplane *dp, struct wf_table *t, const uint32_t *vx_index);
+static void
+wf_build_discard(struct wf_build *b)
+{
+	for (uint32_t i = 0; i < b->n_fresh; i++)
+		rte_free(b->fresh[i]);
+	free(b->fresh);
+	free(b->retire);
+}
 
 int
 wf_table_publish_add(struct wf_dataplane *dp)
@@ -174,108 +237,91 @@ int
 wf_table_publish(struct wf_dataplane *dp)
 {
 	dp->pending = false;
-	/* Every part of a table lives in DPDK's memory, which is never given back
-	 * to the kernel: publishing and freeing tables causes no page faults on the
-	 * workers and no TLB shootdowns (IPIs) on their cores. */
-	struct wf_table *t = wf_tbl_alloc("weft_table", sizeof(*t), true);
-	if (t == NULL)
+	struct wf_build b = { .old = dp->table };
+	b.t = wf_build_alloc(&b, "weft_table", sizeof(struct wf_table), b.old == NULL);
+	if (b.t == NULL) {
+		wf_build_discard(&b);
+		wf_set_error("out of memory for a new table (DPDK memory: eal.memory_mb)");
 		return -ENOMEM;
-	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
-		t->fwd[p].out_port = WF_PORT_NONE;
-		if (!wf_has_vlan_map(dp, p))
-			continue;
-		t->vlan[p] = wf_tbl_alloc("weft_vlan", sizeof(struct wf_fwd) * WF_VLAN_IDS, false);
-		if (t->vlan[p] == NULL) {
-			wf_table_free(t);
-			return -ENOMEM;
-		}
-		for (uint32_t v = 0; v < WF_VLAN_IDS; v++)
-			t->vlan[p][v] = (struct wf_fwd){ .out_port = WF_PORT_NONE };
 	}
-
-	/* Underlay addresses: each table owns its copy. */
-	pthread_mutex_lock(&dp->ul_lock);
-	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
-		if (dp->ul_ctl[p] == NULL)
-			continue;
-		t->ul[p] = wf_tbl_alloc("weft_ul", sizeof(struct wf_underlay), false);
-		if (t->ul[p] == NULL) {
-			pthread_mutex_unlock(&dp->ul_lock);
-			wf_table_free(t);
-			wf_set_error("out of memory for an uplink's underlay in the new table (DPDK memory: eal.memory_mb)");
-			return -ENOMEM;
-		}
-		*t->ul[p] = *dp->ul_ctl[p];
+	if (b.old != NULL) {
+		memcpy(b.t, b.old, sizeof(*b.t));
+	} else {
+		for (uint32_t p = 0; p < WF_MAX_PORTS; p++)
+			b.t->fwd[p] = (struct wf_fwd){ .out_port = WF_PORT_NONE };
 	}
-	pthread_mutex_unlock(&dp->ul_lock);
-
-	/* VXLAN: encap templates, and decap keys (exact + a per-VNI marker). */
-	uint32_t n_vx = 0;
-	for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++)
-		n_vx += dp->tunnels[i].kind == WF_TUN_VXLAN;
-	uint32_t *vx_index = NULL;
-	if (n_vx > 0) {
-		/* Linear probing at a load of at most 1/2. */
-		uint32_t slots = 16;
-		while (slots < 2 * n_vx)
-			slots <<= 1;
-		t->vx = wf_big_calloc(n_vx, sizeof(*t->vx));
-		t->dec = wf_big_calloc(slots, sizeof(*t->dec));
-		t->mark = wf_big_calloc(slots, sizeof(*t->mark));
-		vx_index = calloc(dp->cfg.max_xconnects, sizeof(*vx_index));
-		if (t->vx == NULL || t->dec == NULL || t->mark == NULL || vx_index == NULL) {
-			free(vx_index);
-			wf_table_free(t);
-			wf_set_error("out of memory for the tables of %u VXLAN tunnels (DPDK memory: eal.memory_mb)",
-				     n_vx);
-			return -ENOMEM;
-		}
-		t->dec_mask = slots - 1;
-		t->mark_mask = slots - 1;
-		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++) {
-			const struct wf_tunnel_ctl *tc = &dp->tunnels[i];
-			if (tc->kind != WF_TUN_VXLAN)
-				continue;
-			vx_index[i] = t->n_vx;
-			wf_vx_build_tpl(dp, tc, &t->vx[t->n_vx++]);
-			struct wf_vxkey exact = wf_key_of(tc, false), marker = wf_key_of(tc, true);
-			wf_dec_slot(t->dec, t->dec_mask, &exact);
-			wf_dec_slot(t->mark, t->mark_mask, &marker);
+	for (uint32_t i = 0; i < dp->n_builders; i++) {
+		int rc = dp->builders[i]->build(dp, &b);
+		if (rc != 0) {
+			/* Nothing published; the marks stay for the next try. */
+			wf_build_discard(&b);
+			if (rc == -ENOMEM)
+				wf_set_error("out of memory building the %s part of a new table (DPDK memory: eal.memory_mb)",
+					     dp->builders[i]->name);
+			return rc;
 		}
 	}
-
-	for (uint32_t s = 0; s < dp->cfg.max_xconnects; s++) {
-		const struct wf_xc_ctl *x = &dp->xcs[s];
-		if (!x->used || x->p2mp)
-			continue;
-		*wf_entry_from(dp, t, x->a) = wf_way_to(dp, vx_index, x->b, s, 0);
-		*wf_entry_from(dp, t, x->b) = wf_way_to(dp, vx_index, x->a, s, 1);
-	}
-	int rc = wf_p2mp_build(dp, t, vx_index);
-	free(vx_index);
-	if (rc != 0) {
-		wf_table_free(t);
-		return rc;
-	}
-	t->gen = ++dp->table_gen;
-	struct wf_table *old = __atomic_exchange_n(&dp->table, t, __ATOMIC_ACQ_REL);
-	/* The control thread is not an RCU reader: RTE_QSBR_THRID_INVALID. */
+	b.t->gen = ++dp->table_gen;
+	struct wf_table *old = __atomic_exchange_n(&dp->table, b.t, __ATOMIC_ACQ_REL);
+	wf_dirty_clear(dp);
+	dp->tstats.publishes++;
+	dp->tstats.last_bytes = b.bytes;
+	dp->tstats.last_parts = b.parts;
+	dp->tstats.last_sides = b.sides;
+	dp->tstats.total_bytes += b.bytes;
 	/* Ports this table brings: their queues go to their workers now. */
 	wf_pollset_flush(dp);
+	/* The control thread is not an RCU reader: RTE_QSBR_THRID_INVALID. */
 	rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);
-	wf_table_free(old);
+	rte_free(old);
+	for (uint32_t i = 0; i < b.n_retire; i++)
+		rte_free(b.retire[i]);
+	free(b.fresh);
+	free(b.retire);
 	/* No worker uses what was removed while publishing was held any more. */
-	if (dp->n_retiring > 0) {
-		for (uint32_t i = 0; i < dp->cfg.max_xconnects; i++) {
-			dp->xcs[i].retiring = false;
-			struct wf_tunnel_ctl *tc = &dp->tunnels[i];
-			if (!tc->retiring)
-				continue;
-			tc->retiring = false;
-			if (tc->retired_kind == WF_TUN_VXLAN)
-				wf_nbr_release(dp, tc->nbr);
+	for (uint32_t i = 0; i < dp->n_retiring; i++) {
+		uint32_t e = dp->retiring[i];
+		if (!(e & WF_SIDE_TUNNEL)) {
+			dp->xcs[e].retiring = false;
+			continue;
 		}
-		dp->n_retiring = 0;
+		struct wf_tunnel_ctl *tc = &dp->tunnels[e & ~WF_SIDE_TUNNEL];
+		tc->retiring = false;
+		if (tc->retired_kind == WF_TUN_VXLAN)
+			wf_nbr_release(dp, tc->nbr);
 	}
+	dp->n_retiring = 0;
+	return 0;
+}
+
+void
+wf_table_fini(struct wf_dataplane *dp)
+{
+	struct wf_table *t = dp->table;
+	dp->table = NULL;
+	if (t != NULL) {
+		for (uint32_t i = 0; i < dp->n_builders; i++)
+			if (dp->builders[i]->free != NULL)
+				dp->builders[i]->free(t);
+		rte_free(t);
+	}
+	free(dp->dirty.tun);
+	free(dp->dirty.tun_bit);
+	free(dp->retiring);
+	dp->retiring = NULL;
+	dp->dirty.tun = NULL;
+	dp->dirty.tun_bit = NULL;
+	for (uint32_t p = 0; p < WF_MAX_PORTS; p++) {
+		free(dp->vlan_tun[p]);
+		dp->vlan_tun[p] = NULL;
+	}
+}
+
+int
+wf_table_stats(const wf_dataplane_t *dp, struct wf_table_stats *s)
+{
+	if (dp == NULL || s == NULL)
+		return -EINVAL;
+	*s = dp->tstats;
 	return 0;
 }

@@ -299,8 +299,9 @@ wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 	for (uint16_t i = 0; i < n; i++) {
 		rte_prefetch0(&w->xcc[fs[i]->xc_slot]);
 		if (fs[i]->action == WF_ACT_VXLAN_ENCAP) {
-			rte_prefetch0(&t->vx[fs[i]->tun]);
-			rte_prefetch0((const uint8_t *)&t->vx[fs[i] ->tun + 1] - 1);
+			const struct wf_vxtpl *x = wf_vxtpl_of(t, fs[i]->tun);
+			rte_prefetch0(x);
+			rte_prefetch0((const uint8_t *)(x + 1) - 1);
 		}
 	}
 	for (uint16_t i = 0; i < n; i++) {

@@ -45,7 +45,7 @@ int
 wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, struct rte_mbuf *m,
 	       enum wf_drop_reason *why)
 {
-	const struct wf_vxtpl *x = &t->vx[tun];
+	const struct wf_vxtpl *x = wf_vxtpl_of(t, tun);
 	const uint32_t inner = rte_pktmbuf_pkt_len(m);
 	if (unlikely(inner > x->max_inner)) {
 		*why = WF_DROP_MTU_EXCEEDED;
@@ -139,7 +139,7 @@ wf_vxlan_prefetch(const struct wf_table *t, const struct wf_underlay *ul, const 
 		return;
 	k.port = (uint16_t)(p[l4off + 2] << 8 | p[l4off + 3]);
 	k.vni = (uint32_t)p[l4off + 12] << 16 | (uint32_t)p[l4off + 13] << 8 | p[l4off + 14];
-	const struct wf_vxdec *d = &t->dec[wf_vx_hash(&k) & t->dec_mask];
+	const struct wf_vxdec *d = wf_dec_at(t->dec, wf_vx_hash(&k) & t->dec_mask);
 	rte_prefetch0(d);
 	rte_prefetch0((const uint8_t *)(d + 1) - 1);
 }
@@ -155,12 +155,12 @@ wf_vxkey_eq(const struct wf_vxkey *a, const struct wf_vxkey *b)
 }
 
 const struct wf_vxdec *
-wf_vxdec_find(const struct wf_vxdec *tab, uint32_t mask, const struct wf_vxkey *k)
+wf_vxdec_find(struct wf_vxdec *const *tab, uint32_t mask, const struct wf_vxkey *k)
 {
 	if (tab == NULL)
 		return NULL;
 	for (uint32_t i = wf_vx_hash(k) & mask;; i = (i + 1) & mask) {
-		const struct wf_vxdec *d = &tab[i];
+		const struct wf_vxdec *d = wf_dec_at(tab, i);
 		if (!d->used)
 			return NULL;
 		if (wf_vxkey_eq(&d->key, k))

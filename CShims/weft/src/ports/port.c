@@ -117,6 +117,7 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 	pthread_mutex_lock(&dp->ul_lock);
 	pc->attached = false;
 	pthread_mutex_unlock(&dp->ul_lock);
+	wf_dirty_side(dp, port);
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {
 		pthread_mutex_lock(&dp->ul_lock);
