@@ -49,10 +49,10 @@ public enum Render {
     }
 
     public static func drops(_ list: [DropStatus]) -> String {
-        var t = TextTable(["REASON", "COUNT", "BY INTERFACE", "DESCRIPTION"])
+        var t = TextTable(["STAGE", "REASON", "COUNT", "BY INTERFACE", "DESCRIPTION"])
         for d in list {
             let by = d.byInterface.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-            t.add([d.reason, String(d.count), by.isEmpty ? "-" : by, d.description])
+            t.add([d.stage, d.reason, String(d.count), by.isEmpty ? "-" : by, d.description])
         }
         return t.render()
     }

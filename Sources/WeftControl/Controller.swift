@@ -636,7 +636,7 @@ public final class Controller {
             // The kernel's own ring drops are counted by the drivers, per interface.
             var total = workers.reduce(0) { $0 + ($1.drops[reason.name] ?? 0) }
             if reason.name == "rx-ring-full" { total += by.values.reduce(0, +) }
-            return DropStatus(reason: reason.name, description: reason.description, count: total, byInterface: by)
+            return DropStatus(reason: reason.name, stage: reason.stage, description: reason.description, count: total, byInterface: by)
         }
     }
 

@@ -50,10 +50,10 @@ public protocol DataplaneDriving: AnyObject {
     func counters(_ port: PortID) -> InterfaceCounters
     func counters(_ slot: XCSlot) -> CrossConnectCounters
     func workerStats() -> [WorkerStats]
-    /// Drop reasons in the C core's order: name and description.
-    var dropReasons: [(name: String, description: String)] { get }
+    /// Drop reasons in the C core's order: name, description, stage.
+    var dropReasons: [(name: String, description: String, stage: String)] { get }
 }
 
 extension Dataplane: DataplaneDriving {
-    public var dropReasons: [(name: String, description: String)] { DropReason.all }
+    public var dropReasons: [(name: String, description: String, stage: String)] { DropReason.all }
 }

@@ -51,10 +51,11 @@ func check(_ rc: Int32, _ operation: String, _ object: String) throws -> Int32 {
 }
 
 public enum DropReason: CaseIterable {
-    /// Names and descriptions come from the C table (WF_DROP_REASONS).
-    public static var all: [(name: String, description: String)] {
+    /// Names, descriptions and stages come from the C core's per-stage lists.
+    public static var all: [(name: String, description: String, stage: String)] {
         (0..<UInt32(WF_DROP_MAX.rawValue)).map {
-            (String(cString: wf_drop_reason_name($0)), String(cString: wf_drop_reason_description($0)))
+            (String(cString: wf_drop_reason_name($0)), String(cString: wf_drop_reason_description($0)),
+             String(cString: wf_drop_reason_stage($0)))
         }
     }
 }

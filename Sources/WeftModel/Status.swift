@@ -67,12 +67,14 @@ public struct P2MPStatus: Codable, Equatable, Sendable {
 
 public struct DropStatus: Codable, Equatable, Sendable {
     public var reason: String
+    /// The stage that drops for this reason (xconnect, egress, uplink, vxlan, p2mp, offload, driver).
+    public var stage: String
     public var description: String
     public var count: UInt64
     /// Per interface, only where non-zero.
     public var byInterface: [String: UInt64]
-    public init(reason: String, description: String, count: UInt64, byInterface: [String: UInt64]) {
-        self.reason = reason; self.description = description; self.count = count; self.byInterface = byInterface
+    public init(reason: String, stage: String = "", description: String, count: UInt64, byInterface: [String: UInt64]) {
+        self.reason = reason; self.stage = stage; self.description = description; self.count = count; self.byInterface = byInterface
     }
 }
 

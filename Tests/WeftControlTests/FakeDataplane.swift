@@ -126,5 +126,7 @@ final class FakeDataplane: DataplaneDriving {
     func counters(_ port: PortID) -> InterfaceCounters { InterfaceCounters() }
     func counters(_ slot: XCSlot) -> CrossConnectCounters { CrossConnectCounters() }
     func workerStats() -> [WorkerStats] { [] }
-    var dropReasons: [(name: String, description: String)] { [("no-peer", "received on an interface with no cross-connect")] }
+    var dropReasons: [(name: String, description: String, stage: String)] {
+        [("no-peer", "received on an interface with no cross-connect", "xconnect")]
+    }
 }

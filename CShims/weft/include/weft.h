@@ -7,10 +7,19 @@
  * failure, wf_last_error() gives the most recent error line DPDK or the core
  * logged, so the Swift side can say *why*, not only *that*.
  *
- * Threading: every function here is a control-thread function unless it
- * says otherwise. Mutating calls state whether they are safe while workers
- * run ("hitless": publishes a new table with one atomic store and reclaims
- * the old one after an RCU grace period).
+ * Threads. Each call is tagged:
+ *   [A] any thread, any time (constant tables, no state);
+ *   [S] setup: the control thread, workers not running (create, start,
+ *       stop, destroy);
+ *   [C] the control thread, one caller at a time (weftd's control actor),
+ *       workers running or not. Changes are hitless: the next table is
+ *       published with one atomic store and what only the old one used is
+ *       freed after an RCU grace period; between wf_dp_hold and
+ *       wf_dp_release they reach the workers together;
+ *   [R] reads of what workers and driver threads count: any thread, a
+ *       relaxed snapshot.
+ * Hooks for tests, benchmarks and weft-pktgen are in weft_test.h and
+ * weft_pktgen.h; kernel plumbing and errors in weft_kernel.h.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -30,36 +39,55 @@ extern "C" {
 #define WF_PORT_NONE UINT16_MAX
 
 /*
- * Drop reasons: one table, the enum and the strings generated together.
- * X(enum_suffix, short_name, description)
+ * Drop reasons, one list per stage (like VPP's *_error.def): the enum, the
+ * names, the descriptions and the stage of each reason are generated from
+ * these lists. X(enum_suffix, short_name, description).
  */
-#define WF_DROP_REASONS(X)                                                    \
-	X(NO_PEER, "no-peer", "received on an interface with no cross-connect")  \
-	X(LINK_DOWN, "link-down", "egress interface link is down")               \
-	X(TX_FULL, "tx-full", "egress TX queue full")                            \
-	X(RUNT, "runt", "frame shorter than its Ethernet, VLAN or IP header")                 \
+/* xconnect_node.c: the P2P stage */
+#define WF_DROPS_XCONNECT(X) \
+	X(NO_PEER, "no-peer", "received on an interface with no cross-connect")
+/* egress_node.c: the one way out */
+#define WF_DROPS_EGRESS(X) \
+	X(LINK_DOWN, "link-down", "egress interface link is down") \
+	X(TX_FULL, "tx-full", "egress TX queue full") \
+	X(NO_HEADROOM, "no-headroom", "no mbuf headroom to push a header") \
+	X(MTU_EXCEEDED, "mtu-exceeded", "frame too large for the egress interface's MTU (after any encapsulation)")
+/* uplink_node.c, vlan_node.c: an uplink's classification */
+#define WF_DROPS_UPLINK(X) \
+	X(RUNT, "runt", "frame shorter than its Ethernet, VLAN or IP header") \
 	X(UNKNOWN_VLAN, "unknown-vlan", "uplink frame whose VLAN id (or no tag) maps to no connection") \
 	X(QINQ, "qinq", "uplink frame with a second VLAN tag (QinQ), none configured") \
-	X(NO_HEADROOM, "no-headroom", "no mbuf headroom to push a header")       \
+	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
+	X(NOT_FOR_UPLINK, "not-for-uplink", "on a VXLAN-only uplink: neither VXLAN nor for its addresses (e.g. the peer's multicast)") \
+	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
+	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)")
+/* vxlan_node.c */
+#define WF_DROPS_VXLAN(X) \
 	X(VXLAN_TRUNCATED, "vxlan-truncated", "VXLAN packet shorter than its headers say") \
 	X(VXLAN_BAD_FLAGS, "vxlan-bad-flags", "VXLAN header without the I (valid VNI) flag") \
 	X(VXLAN_UNKNOWN_VNI, "vxlan-unknown-vni", "VXLAN VNI (on that UDP port) matches no tunnel") \
 	X(VXLAN_UNKNOWN_SOURCE, "vxlan-unknown-source", "VXLAN from a source address the VNI's tunnel does not name (anti-spoofing)") \
-	X(MTU_EXCEEDED, "mtu-exceeded", "frame too large for the egress interface's MTU (after any encapsulation)") \
-	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet") \
-	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
-	X(NOT_FOR_UPLINK, "not-for-uplink", "on a VXLAN-only uplink: neither VXLAN nor for its addresses (e.g. the peer's multicast)") \
-	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
-	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)") \
-	X(REPLICA_ALLOC, "replica-alloc", "no mbuf for a replica (pool exhausted)")  \
+	X(NEIGHBOUR_UNRESOLVED, "neighbour-unresolved", "tunnel next hop has no resolved MAC address yet")
+/* p2mp_node.c: replication groups and bridge domains */
+#define WF_DROPS_P2MP(X) \
+	X(REPLICA_ALLOC, "replica-alloc", "no mbuf for a replica (pool exhausted)") \
 	X(MAC_LIMIT, "mac-limit", "bridge frame from a new MAC past the domain's MAC limit") \
-	X(BRIDGE_FILTER, "bridge-filter", "bridge frame for its own ingress member or its split-horizon group") \
+	X(BRIDGE_FILTER, "bridge-filter", "bridge frame for its own ingress member or its split-horizon group")
+/* offload.c: the kernel's offload metadata */
+#define WF_DROPS_OFFLOAD(X) \
 	X(BAD_CSUM_OFFLOAD, "bad-checksum-offload", "partial checksum the kernel handed over whose offsets lie outside the frame") \
-	X(OVERSIZE_GSO, "oversize-gso", "super-frame (GSO) Weft cannot segment: unsupported type or headers that do not match") \
+	X(OVERSIZE_GSO, "oversize-gso", "super-frame (GSO) Weft cannot segment: unsupported type or headers that do not match")
+/* the drivers of Weft's own (memif, AF_PACKET, AF_XDP) */
+#define WF_DROPS_DRIVER(X) \
 	X(RX_TRUNCATED, "rx-truncated", "frame longer than the receive ring's slot (the kernel cut it)") \
 	X(RX_RING_FULL, "rx-ring-full", "dropped by the kernel: the interface's receive ring was full") \
 	X(NO_MBUF, "no-mbuf", "no packet buffer to receive or segment into (pool exhausted)") \
 	X(PEER_BAD_DESC, "peer-bad-descriptor", "a memif peer's ring index or descriptor pointed outside its shared memory: the peer is disconnected")
+
+/* Every stage's list, in this order (the enum's). */
+#define WF_DROP_REASONS(X) \
+	WF_DROPS_XCONNECT(X) WF_DROPS_EGRESS(X) WF_DROPS_UPLINK(X) WF_DROPS_VXLAN(X) WF_DROPS_P2MP(X) \
+	WF_DROPS_OFFLOAD(X) WF_DROPS_DRIVER(X)
 
 enum wf_drop_reason {
 #define WF_X_ENUM(e, s, d) WF_DROP_##e,
@@ -68,9 +96,14 @@ enum wf_drop_reason {
 	WF_DROP_MAX
 };
 
-/* Name ("tx-full") and description of a drop reason; NULL when out of range. */
+/* Name ("tx-full"), description and stage ("egress") of a drop reason; NULL
+ * when out of range. Any thread. */
+/* [A] */
 const char *wf_drop_reason_name(uint32_t reason);
+/* [A] */
 const char *wf_drop_reason_description(uint32_t reason);
+/* [A] */
+const char *wf_drop_reason_stage(uint32_t reason);
 
 /* ---- EAL lifecycle ---------------------------------------------------- */
 
@@ -79,8 +112,10 @@ const char *wf_drop_reason_description(uint32_t reason);
  * name). Never exits the process. Returns 0 or -errno; -EALREADY when EAL is
  * already up in this process. The calling thread becomes the main lcore.
  */
+/* [S] */
 int wf_eal_init(int argc, const char *const *argv);
 /* Release EAL resources. Call after wf_dp_destroy. */
+/* [S] */
 int wf_eal_cleanup(void);
 /*
  * Keep every thread of the process except the EAL worker lcores off the
@@ -88,12 +123,16 @@ int wf_eal_cleanup(void);
  * EAL (the Swift runtime's pools) otherwise run on a worker's CPU and preempt
  * it; threads created later inherit the mask. Returns how many were moved.
  */
+/* [S] */
 int wf_confine_control_threads(void);
 /* Logical core id of the calling thread, or -1 if not an EAL thread. */
+/* [A] */
 int wf_lcore_id(void);
 /* Number of lcores EAL has enabled. */
+/* [A] */
 uint32_t wf_lcore_count(void);
 /* TSC frequency in Hz (for cycles <-> time). */
+/* [A] */
 uint64_t wf_tsc_hz(void);
 
 /* ---- Dataplane -------------------------------------------------------- */
@@ -117,12 +156,16 @@ struct wf_dp_config {
 };
 
 /* Create the dataplane: mempool, counters, RCU, empty tables. */
+/* [S] */
 int wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out);
 /* Launch the worker lcores. */
+/* [S] */
 int wf_dp_start(wf_dataplane_t *dp);
 /* Signal workers to stop and wait for them. Idempotent. */
+/* [S] */
 int wf_dp_stop(wf_dataplane_t *dp);
 /* Detach every port and free everything. Workers must be stopped. */
+/* [S] */
 void wf_dp_destroy(wf_dataplane_t *dp);
 
 /*
@@ -136,10 +179,13 @@ void wf_dp_destroy(wf_dataplane_t *dp);
  * nest. wf_dp_release returns the publish's error; the changes are then in
  * the control state but not published (the caller rolls them back).
  */
+/* [C] */
 int wf_dp_hold(wf_dataplane_t *dp);
+/* [C] */
 int wf_dp_release(wf_dataplane_t *dp);
 
 /* Number of free mbufs in the pool (leak checks). */
+/* [R] */
 uint32_t wf_dp_mbufs_available(const wf_dataplane_t *dp);
 
 /* ---- Ports ------------------------------------------------------------ */
@@ -161,6 +207,7 @@ struct wf_port_attach {
  * start it and put its RX queues on the workers' poll lists.
  * Hitless: safe while workers run.
  */
+/* [C] */
 int wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req,
 		   uint16_t *port_id);
 /*
@@ -168,6 +215,7 @@ int wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req,
  * remove the device. -EBUSY while a cross-connect uses it.
  * Hitless: safe while workers run.
  */
+/* [C] */
 int wf_port_detach(wf_dataplane_t *dp, uint16_t port_id);
 
 struct wf_port_info {
@@ -185,12 +233,13 @@ struct wf_port_info {
 	uint32_t rx_worker[WF_MAX_RXQ_PER_PORT];
 	char note[160];             /* what the driver did or could not do (offloads, fallbacks) */
 };
+/* [C] */
 int wf_port_info(const wf_dataplane_t *dp, uint16_t port_id,
 		 struct wf_port_info *info);
 
 /*
  * A kernel interface through one of Weft's own drivers (no DPDK port):
- * AF_PACKET (TPACKET_V3 ring, virtio-net header: partial checksums and
+ * AF_PACKET (TPACKET_V2 ring, virtio-net header: partial checksums and
  * TSO/GSO super-frames honoured) or AF_XDP (one XDP program per interface;
  * the interface's veth peer gets TX checksum offload turned off when
  * fix_peer_csum is set, since AF_XDP cannot see partial checksums).
@@ -207,6 +256,7 @@ struct wf_kif_attach {
 	uint8_t pad[3];
 	uint32_t ring_kb;       /* receive ring memory per queue; 0: the default (1 MiB) */
 };
+/* [C] */
 int wf_kif_attach(wf_dataplane_t *dp, const struct wf_kif_attach *req, uint16_t *port);
 
 /*
@@ -231,6 +281,7 @@ struct wf_memif_cfg {
 	uint8_t mac[6];         /* the port's MAC (all zero: a locally administered one is made) */
 	uint16_t mtu;           /* 0: none checked (frames up to 64 KiB cross as chained buffers) */
 };
+/* [C] */
 int wf_memif_attach(wf_dataplane_t *dp, const struct wf_memif_cfg *cfg, uint16_t *port);
 
 /* What happened on a memif interface's control channel, by reason. */
@@ -261,7 +312,9 @@ enum wf_memif_event {
 #undef WF_X_ENUM
 	WF_MEMIF_EV_MAX
 };
+/* [A] */
 const char *wf_memif_event_name(uint32_t ev);
+/* [A] */
 const char *wf_memif_event_description(uint32_t ev);
 
 struct wf_memif_stats {
@@ -273,6 +326,7 @@ struct wf_memif_stats {
 	char peer_name[32];
 	char last_reason[96];
 };
+/* [R] */
 int wf_memif_stats(wf_dataplane_t *dp, uint16_t port, struct wf_memif_stats *s);
 
 
@@ -281,6 +335,7 @@ int wf_memif_stats(wf_dataplane_t *dp, uint16_t port, struct wf_memif_stats *s);
  * periodically from the control thread. Returns the number of ports whose
  * state changed, or -errno.
  */
+/* [C] */
 int wf_link_poll(wf_dataplane_t *dp);
 
 /* ---- Sides: what a cross-connect joins ----------------------------------- */
@@ -300,6 +355,7 @@ int wf_link_poll(wf_dataplane_t *dp);
  * carries untagged frames. -EEXIST when (uplink, id) is taken, -EBUSY when
  * the port is a plain cross-connect side. Hitless.
  */
+/* [C] */
 int wf_vlan_add(wf_dataplane_t *dp, uint16_t uplink, uint16_t vlan_id, uint32_t *side);
 /* An uplink's own addresses: the underlay tunnels use (network byte order). */
 struct wf_underlay_cfg {
@@ -322,10 +378,13 @@ struct wf_underlay_cfg {
  * Give an uplink port underlay addresses: Weft then answers ARP, neighbour
  * solicitations and ICMP/ICMPv6 echo for them, and can carry VXLAN. Hitless.
  */
+/* [C] */
 int wf_underlay_set(wf_dataplane_t *dp, uint16_t port, const struct wf_underlay_cfg *cfg);
+/* [C] */
 int wf_underlay_clear(wf_dataplane_t *dp, uint16_t port);
 
 /* A static neighbour on an uplink (never aged, never re-resolved). */
+/* [C] */
 int wf_neighbour_static(wf_dataplane_t *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip,
 			const uint8_t mac[6]);
 
@@ -340,6 +399,7 @@ struct wf_neighbour_info {
 	uint64_t age_ms;    /* since last confirmed */
 };
 /* Copy up to `cap` neighbour entries; returns how many exist. */
+/* [R] */
 int wf_neighbour_list(wf_dataplane_t *dp, struct wf_neighbour_info *out, uint32_t cap);
 
 struct wf_vxlan_cfg {
@@ -357,9 +417,11 @@ struct wf_vxlan_cfg {
  * this VNI arriving on `local_port` are decapsulated. The next hop (remote
  * when on-link, else the gateway) is resolved by ARP/ND. Hitless.
  */
+/* [C] */
 int wf_vxlan_add(wf_dataplane_t *dp, const struct wf_vxlan_cfg *cfg, uint32_t *side);
 
 /* Remove a tunnel side; -EBUSY while cross-connected. Hitless. */
+/* [C] */
 int wf_tunnel_del(wf_dataplane_t *dp, uint32_t side);
 
 /* ---- Cross-connects ------------------------------------------------------ */
@@ -372,8 +434,10 @@ int wf_tunnel_del(wf_dataplane_t *dp, uint32_t side);
  * does not exist, -ENOSPC when every slot is used.
  * Hitless: safe while workers run.
  */
+/* [C] */
 int wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot);
 /* Remove a cross-connect. Hitless: safe while workers run. */
+/* [C] */
 int wf_xc_del(wf_dataplane_t *dp, uint32_t slot);
 
 /* ---- Point-to-multipoint ---------------------------------------------------- */
@@ -392,6 +456,7 @@ struct wf_p2mp_member {
  * clone_min_bytes go to plain (untunnelled) members as reference-counted
  * clones, smaller ones as copies. Hitless.
  */
+/* [C] */
 int wf_replicate_add(wf_dataplane_t *dp, uint32_t ingress, const struct wf_p2mp_member *members,
 		     uint32_t n, uint32_t clone_min_bytes, uint32_t *id, uint32_t *slots);
 
@@ -408,6 +473,7 @@ struct wf_bridge_cfg {
  * unknown unicast flooded to every member but the ingress and, for shg != 0,
  * its split-horizon group. Per-member counters in slots[i]. Hitless.
  */
+/* [C] */
 int wf_bridge_add(wf_dataplane_t *dp, const struct wf_bridge_cfg *cfg,
 		  const struct wf_p2mp_member *members, uint32_t n, uint32_t *id, uint32_t *slots);
 /*
@@ -415,9 +481,11 @@ int wf_bridge_add(wf_dataplane_t *dp, const struct wf_bridge_cfg *cfg,
  * counters and learned MACs, and lose nothing; slots[i] answers members[i].
  * Hitless.
  */
+/* [C] */
 int wf_p2mp_update(wf_dataplane_t *dp, uint32_t id, const struct wf_p2mp_member *members, uint32_t n,
 		   uint32_t *slots);
 /* Remove a replication group or bridge domain. Hitless. */
+/* [C] */
 int wf_p2mp_del(wf_dataplane_t *dp, uint32_t id);
 
 struct wf_mac_entry {
@@ -429,8 +497,10 @@ struct wf_mac_entry {
 	uint64_t age_ms;
 };
 /* Learned and static MACs of a bridge domain; returns how many exist. */
+/* [R] */
 int wf_bridge_macs(wf_dataplane_t *dp, uint32_t id, struct wf_mac_entry *out, uint32_t cap);
 struct wf_bridge_stats { uint64_t learned, moves, flooded, limit_drops; };
+/* [R] */
 int wf_bridge_stats(const wf_dataplane_t *dp, uint32_t id, struct wf_bridge_stats *s);
 
 /* ---- Ring ports (`type: ring` interfaces; the stage tests' ports) ------ */
@@ -441,6 +511,7 @@ int wf_bridge_stats(const wf_dataplane_t *dp, uint32_t id, struct wf_bridge_stat
  * wf_testport_collect. Not a stub: the port goes through the same
  * configure/start/poll path as every other PMD.
  */
+/* [C] */
 int wf_testport_create(wf_dataplane_t *dp, const char *name, uint16_t *port_id);
 
 /* ---- Counters (summed over workers on read) ---------------------------- */
@@ -451,12 +522,14 @@ struct wf_if_stats {
 	uint64_t drops[WF_DROP_MAX];
 };
 /* Also reads the drivers' own counts (the kernel's ring drops): control threads. */
+/* [R] */
 int wf_if_stats(wf_dataplane_t *dp, uint16_t port_id, struct wf_if_stats *s);
 
 struct wf_xc_stats {
 	/* [0]: a -> b, [1]: b -> a */
 	uint64_t packets[2], bytes[2], drops[2];
 };
+/* [R] */
 int wf_xc_stats(const wf_dataplane_t *dp, uint32_t slot, struct wf_xc_stats *s);
 
 struct wf_worker_stats {
@@ -470,6 +543,7 @@ struct wf_worker_stats {
 	uint64_t rx_packets;
 	uint64_t drops[WF_DROP_MAX];
 };
+/* [R] */
 int wf_worker_stats(const wf_dataplane_t *dp, uint32_t worker, struct wf_worker_stats *s);
 
 /* The work of publishing tables: a change copies the table's root and builds
@@ -481,6 +555,7 @@ struct wf_table_stats {
 	uint32_t last_sides;  /* sides (ports, tunnels) whose way was recomputed */
 	uint64_t total_bytes;
 };
+/* [C] */
 int wf_table_stats(const wf_dataplane_t *dp, struct wf_table_stats *s);
 
 #ifdef __cplusplus

@@ -440,6 +440,9 @@ struct wf_dataplane {
 	/* Underlay: addresses per uplink, neighbours, the punt path (underlay.c). */
 	struct wf_underlay *ul_ctl[WF_MAX_PORTS];
 	pthread_mutex_t ul_lock;
+	/* Attaching and detaching vs the link poller and counter readers (the
+	 * events thread, admin calls): who may read `attached` and call a driver. */
+	pthread_mutex_t port_lock;
 	struct wf_nbr_ctl nbr[WF_MAX_NEIGHBOURS];
 	uint64_t nbr_mac[WF_MAX_NEIGHBOURS]; /* workers: atomic load; 0 = unresolved */
 	struct rte_ring *punt;   /* workers -> underlay thread */
@@ -621,19 +624,19 @@ int wf_table_publish_add(struct wf_dataplane *dp);
 /* The dataplane's end: the published table and every part it holds. */
 void wf_table_fini(struct wf_dataplane *dp);
 
-/* xconnect.c */
+/* sides.c */
 uint32_t *wf_side_slot(struct wf_dataplane *dp, uint32_t side, const char **what);
 const uint32_t *wf_side_slot_c(const struct wf_dataplane *dp, uint32_t side);
-int wf_slot_alloc(struct wf_dataplane *dp, uint32_t *slot);
 /* How a frame reaches `side`: the port it leaves on and the header it gets. */
 struct wf_fwd wf_way_to(const struct wf_dataplane *dp, uint32_t side, uint32_t slot, uint8_t dir);
 extern const struct wf_builder wf_side_builder;
-/* tunnel builders (vlan.c, vxlan.c), underlay (underlay.c), groups (p2mp.c) */
+/* xconnect.c */
+int wf_slot_alloc(struct wf_dataplane *dp, uint32_t *slot);
+/* the builders of tunnel.c, underlay.c and p2mp.c */
 extern const struct wf_builder wf_ul_builder;
 extern const struct wf_builder wf_vlan_builder;
 extern const struct wf_builder wf_vxlan_builder;
 extern const struct wf_builder wf_p2mp_builder;
-struct wf_fwd wf_p2mp_entry(const struct wf_dataplane *dp, const struct wf_xc_ctl *x, uint32_t slot, uint32_t side);
 void wf_p2mp_dirty(struct wf_dataplane *dp, uint32_t id);
 
 /* xconnect_node.c: the per-burst stage */
@@ -699,18 +702,27 @@ void wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct w
  * has them); rte_free() releases it. */
 void *wf_tbl_alloc(const char *what, size_t bytes, bool zero);
 
-/* vxlan.c */
+/* tunnel.c */
 void wf_vxk_remove(struct wf_dataplane *dp, uint32_t tun);
 uint32_t wf_tunnel_free_slot(struct wf_dataplane *dp);
 void wf_vx_build_tpl(const struct wf_dataplane *dp, const struct wf_tunnel_ctl *tc, struct wf_vxtpl *x);
 
-/* underlay.c */
+/* underlay.c, punt.c (the underlay thread) */
 int wf_underlay_init(struct wf_dataplane *dp);
 void wf_underlay_fini(struct wf_dataplane *dp);
 int wf_underlay_start(struct wf_dataplane *dp);
 void wf_underlay_stop(struct wf_dataplane *dp);
+/* neighbour.c (callers hold ul_lock where noted there) */
 int wf_nbr_track(struct wf_dataplane *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip, uint32_t *idx);
 void wf_nbr_release(struct wf_dataplane *dp, uint32_t idx);
+void wf_nbr_learn(struct wf_dataplane *dp, uint16_t port, uint8_t is_v6, const uint8_t *ip, const uint8_t *mac);
+void wf_nbr_timers(struct wf_dataplane *dp);
+struct rte_mbuf *wf_ul_alloc(struct wf_dataplane *dp, uint32_t len);
+void wf_ul_tx(struct wf_dataplane *dp, uint16_t port, struct rte_mbuf *m);
+void wf_ul_send_arp(struct wf_dataplane *dp, uint16_t port, const struct wf_underlay *u, uint16_t op,
+		    const uint8_t *dst_mac, const uint8_t *tha, const uint8_t *tip);
+void wf_ul_send_nd(struct wf_dataplane *dp, uint16_t port, const struct wf_underlay *u, uint8_t type,
+		   const uint8_t *dst_mac, const uint8_t *dst_ip, const uint8_t *target, uint8_t na_flags);
 /* Three CRC steps over the 24-byte key (no length loop, no tail). */
 static inline __attribute__((always_inline)) uint32_t
 wf_vx_hash(const struct wf_vxkey *k)

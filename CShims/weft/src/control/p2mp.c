@@ -346,28 +346,6 @@ wf_p2mp_dirty(struct wf_dataplane *dp, uint32_t id)
 			wf_dirty_side(dp, g->m[i].side);
 }
 
-/* The way frames from a side in a group or domain go (wf_entry_for). */
-struct wf_fwd
-wf_p2mp_entry(const struct wf_dataplane *dp, const struct wf_xc_ctl *x, uint32_t slot, uint32_t side)
-{
-	const struct wf_fwd none = { .out_port = WF_PORT_NONE };
-	uint32_t id = x->group;
-	const struct wf_p2mp_ctl *g = id < WF_MAX_P2MP ? &dp->p2mp[id] : NULL;
-	if (g == NULL || g->kind == 0)
-		return none;
-	if (g->kind == WF_P2MP_REPLICATE && side == g->ingress)
-		return (struct wf_fwd){ .out_port = 0, .dir = 1, .action = WF_ACT_REPLICATE, .xc_slot = g->ingress_slot, .tun = id };
-	for (uint32_t i = 0; i < g->n; i++) {
-		if (g->m[i].side != side)
-			continue;
-		if (g->kind == WF_P2MP_REPLICATE)
-			return wf_way_to(dp, g->ingress, slot, 1);
-		return (struct wf_fwd){ .out_port = 0, .dir = 1, .action = WF_ACT_BRIDGE, .xc_slot = slot,
-					.vlan_tci = (uint16_t)i, .tun = id };
-	}
-	return none; /* it left the group in this change */
-}
-
 /* The workers' view of each changed group or domain. */
 static int
 wf_p2mp_build_one(struct wf_dataplane *dp, struct wf_build *b, uint32_t id)

@@ -69,6 +69,7 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		goto fail;
 	}
 
+	pthread_mutex_init(&dp->port_lock, NULL);
 	if (wf_underlay_init(dp) != 0 || wf_events_init(dp) != 0)
 		goto fail;
 
@@ -108,6 +109,13 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		dp->fp[i].eth = WF_PORT_NONE;
 	}
 
+	/* The stages that own table parts, in the order their parts are built
+	 * (the tunnels' templates need the underlay; sides and groups last). */
+	wf_builder_register(dp, &wf_ul_builder);
+	wf_builder_register(dp, &wf_vlan_builder);
+	wf_builder_register(dp, &wf_vxlan_builder);
+	wf_builder_register(dp, &wf_side_builder);
+	wf_builder_register(dp, &wf_p2mp_builder);
 	/* The first table: no ports, nothing to poll. */
 	if (wf_table_init(dp) != 0)
 		goto fail;
@@ -258,10 +266,10 @@ wf_if_stats(wf_dataplane_t *dp, uint16_t port, struct wf_if_stats *s)
 			s->drops[r] += WF_RD(c->drops[r]);
 	}
 	struct wf_port_ctl *pc = &dp->ports[port];
-	pthread_mutex_lock(&dp->ul_lock);
+	pthread_mutex_lock(&dp->port_lock);
 	if (pc->attached && pc->ops != NULL && pc->ops->stats != NULL)
 		pc->ops->stats(dp, pc, s);
-	pthread_mutex_unlock(&dp->ul_lock);
+	pthread_mutex_unlock(&dp->port_lock);
 	return 0;
 }
 

@@ -63,3 +63,36 @@ wf_drop_reason_description(uint32_t r)
 {
 	return r < WF_DROP_MAX ? wf_drop_descs[r] : NULL;
 }
+
+/* Each reason's stage: every entry of a stage's list expands to its name. */
+#define WF_X_STAGE_ENTRY(e, s, d) WF_CUR_STAGE,
+static const char *const wf_drop_stage_of[] = {
+#define WF_CUR_STAGE "xconnect"
+	WF_DROPS_XCONNECT(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+#define WF_CUR_STAGE "egress"
+	WF_DROPS_EGRESS(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+#define WF_CUR_STAGE "uplink"
+	WF_DROPS_UPLINK(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+#define WF_CUR_STAGE "vxlan"
+	WF_DROPS_VXLAN(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+#define WF_CUR_STAGE "p2mp"
+	WF_DROPS_P2MP(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+#define WF_CUR_STAGE "offload"
+	WF_DROPS_OFFLOAD(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+#define WF_CUR_STAGE "driver"
+	WF_DROPS_DRIVER(WF_X_STAGE_ENTRY)
+#undef WF_CUR_STAGE
+};
+_Static_assert(sizeof(wf_drop_stage_of) / sizeof(wf_drop_stage_of[0]) == WF_DROP_MAX, "a stage for every drop reason");
+
+const char *
+wf_drop_reason_stage(uint32_t r)
+{
+	return r < WF_DROP_MAX ? wf_drop_stage_of[r] : NULL;
+}

@@ -183,11 +183,6 @@ wf_table_init(struct wf_dataplane *dp)
 	dp->dirty.tun_bit = calloc(dp->cfg.max_xconnects / 64 + 1, sizeof(uint64_t));
 	if (dp->dirty.tun_bit == NULL)
 		return -ENOMEM;
-	wf_builder_register(dp, &wf_ul_builder);
-	wf_builder_register(dp, &wf_vlan_builder);
-	wf_builder_register(dp, &wf_vxlan_builder);
-	wf_builder_register(dp, &wf_side_builder);
-	wf_builder_register(dp, &wf_p2mp_builder);
 	dp->dirty.all = true;
 	return wf_table_publish(dp);
 }

@@ -47,6 +47,7 @@ struct wf_events {
 	void *tick_arg[4];
 	uint32_t n_ticks;
 	uint64_t next_tick;
+	uint64_t next_link;
 };
 
 #include <rte_cycles.h>
@@ -295,6 +296,13 @@ wf_events_service(wf_dataplane_t *dp, int timeout_ms)
 		pthread_mutex_unlock(&ev->lock);
 	}
 	uint64_t now = rte_rdtsc();
+	/* Link state for the workers, every 5 ms: DPDK's PMDs raise no link events
+	 * here, and a peer that just connected must not lose its first frames to a
+	 * stale link-down. Drivers of Weft's own answer from memory. */
+	if (now >= ev->next_link) {
+		ev->next_link = now + rte_get_tsc_hz() / 200;
+		wf_link_poll(dp);
+	}
 	if (now >= ev->next_tick) {
 		ev->next_tick = now + rte_get_tsc_hz() / 10;
 		pthread_mutex_lock(&ev->lock);
@@ -310,8 +318,8 @@ wf_events_main(void *arg)
 {
 	struct wf_dataplane *dp = arg;
 	/* Queues that went to sleep are picked up within a millisecond (the workers
-	 * never make a syscall to say so); without sleeping queues, 100 ms. */
-	const int timeout = dp->cfg.queues_sleep ? 1 : 100;
+	 * never make a syscall to say so); the link poll every 5 ms in any case. */
+	const int timeout = dp->cfg.queues_sleep ? 1 : 5;
 	while (!__atomic_load_n(&dp->ev->stop, __ATOMIC_ACQUIRE))
 		wf_events_service(dp, timeout);
 	return NULL;

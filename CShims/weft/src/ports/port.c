@@ -61,9 +61,9 @@ wf_port_publish_new(struct wf_dataplane *dp, uint16_t port)
 		}
 	}
 	__atomic_store_n(&dp->link_up[port], pc->ops->link(dp, pc) ? 1 : 0, __ATOMIC_RELAXED);
-	pthread_mutex_lock(&dp->ul_lock); /* the link poller reads `attached` */
+	pthread_mutex_lock(&dp->port_lock); /* the link poller reads `attached` */
 	pc->attached = true;
-	pthread_mutex_unlock(&dp->ul_lock);
+	pthread_mutex_unlock(&dp->port_lock);
 	/* Its queues go to their workers with the publish that has its entries. */
 	int rc = 0;
 	for (uint16_t q = 0; q < pc->nb_rxq && rc == 0; q++)
@@ -75,9 +75,9 @@ wf_port_publish_new(struct wf_dataplane *dp, uint16_t port)
 		wf_pollset_drop_port(dp, port);
 		for (uint16_t q = 0; q < pc->nb_rxq; q++)
 			dp->workers[pc->rx_worker[q]].n_assigned--;
-		pthread_mutex_lock(&dp->ul_lock);
+		pthread_mutex_lock(&dp->port_lock);
 		pc->attached = false;
-		pthread_mutex_unlock(&dp->ul_lock);
+		pthread_mutex_unlock(&dp->port_lock);
 	}
 	return rc;
 }
@@ -114,15 +114,15 @@ wf_port_detach(wf_dataplane_t *dp, uint16_t port)
 		wf_set_error("%s carries tunnels or underlay addresses; remove them first", pc->devname);
 		return -EBUSY;
 	}
-	pthread_mutex_lock(&dp->ul_lock);
+	pthread_mutex_lock(&dp->port_lock);
 	pc->attached = false;
-	pthread_mutex_unlock(&dp->ul_lock);
+	pthread_mutex_unlock(&dp->port_lock);
 	wf_dirty_side(dp, port);
 	int rc = wf_table_publish(dp);
 	if (rc != 0) {
-		pthread_mutex_lock(&dp->ul_lock);
+		pthread_mutex_lock(&dp->port_lock);
 		pc->attached = true;
-		pthread_mutex_unlock(&dp->ul_lock);
+		pthread_mutex_unlock(&dp->port_lock);
 		return rc;
 	}
 	/* No table sends to it; now no worker polls it either. */
@@ -173,7 +173,7 @@ wf_link_poll(wf_dataplane_t *dp)
 	if (dp == NULL)
 		return -EINVAL;
 	int changed = 0;
-	pthread_mutex_lock(&dp->ul_lock);
+	pthread_mutex_lock(&dp->port_lock);
 	for (uint16_t p = 0; p < WF_MAX_PORTS; p++) {
 		struct wf_port_ctl *pc = &dp->ports[p];
 		if (!pc->attached)
@@ -184,6 +184,6 @@ wf_link_poll(wf_dataplane_t *dp)
 			changed++;
 		}
 	}
-	pthread_mutex_unlock(&dp->ul_lock);
+	pthread_mutex_unlock(&dp->port_lock);
 	return changed;
 }
