@@ -14,13 +14,15 @@ final class ForwarderTests: XCTestCase {
     var node: FakeNode!
     var peers: FakePeers!
     var forwarder: Forwarder!
+    var clock: ManualClock!
 
     override func setUp() {
         node = FakeNode()
         peers = FakePeers()
         peers.add(service: "svc")
         peers.add(endpoint: "nse-1", service: "svc", url: "unix:///nse-1.sock")
-        forwarder = Forwarder(settings: NSMFixtures.settings, control: node.control, peers: peers, clock: ManualClock(),
+        clock = ManualClock()
+        forwarder = Forwarder(settings: NSMFixtures.settings, control: node.control, peers: peers, clock: clock,
                               logger: Logger(label: "test"))
     }
 
@@ -47,7 +49,9 @@ final class ForwarderTests: XCTestCase {
         XCTAssertEqual(node.control.snapshot.interfaces.count, 2)
         XCTAssertEqual(node.control.snapshot.crossConnects.count, 1)
         XCTAssertEqual(node.memifDirs.count, 1)
-        XCTAssertNotNil(conn.path.pathSegments[2].metrics["server_rx_bytes"])
+        // Metrics from the dataplane's counters (the fake counts 100 bytes per port number).
+        XCTAssertEqual(conn.path.pathSegments[2].metrics["server_rx_bytes"], "100")
+        XCTAssertEqual(conn.path.pathSegments[2].metrics["client_rx_bytes"], "200")
 
         // Refresh: the next hop is asked again, nothing is rebuilt.
         let attaches = node.dataplane.log.filter { $0.hasPrefix("attach") }.count
@@ -86,5 +90,149 @@ final class ForwarderTests: XCTestCase {
         let conn = try await forwarder.request(NSMFixtures.memifRequest())
         XCTAssertEqual(conn.path.index, 1)
         XCTAssertEqual(conn.path.pathSegments.map(\.name), ["nsc", "nsmgr", "weft"])
+    }
+
+    func testMonitorSeesUpdatesAndTheDelete() async throws {
+        let (_, stream) = await forwarder.monitor.subscribe(Connection_MonitorScopeSelector())
+        var events = stream.makeAsyncIterator()
+        _ = await events.next() // initial state
+        let conn = try await forwarder.request(NSMFixtures.memifRequest())
+        let update = await events.next()
+        XCTAssertEqual(update?.type, .update)
+        let weftID = conn.path.pathSegments[2].id
+        XCTAssertEqual(update?.connections[weftID]?.path.index, 2, "Weft's own view")
+        try await forwarder.close(conn)
+        let delete = await events.next()
+        XCTAssertEqual(delete?.type, .delete)
+        XCTAssertEqual(delete?.connections[weftID]?.state, .down)
+    }
+
+    func testUnrefreshedConnectionExpiresAndIsClosedEverywhere() async throws {
+        let t0 = clock.now()
+        _ = try await forwarder.request(NSMFixtures.memifRequest(), peerToken: "t", peerExpires: t0.addingTimeInterval(30))
+        XCTAssertEqual(forwarder.connectionIDs.count, 1)
+        let armed = await eventually { self.clock.pendingDeadlines == [t0.addingTimeInterval(30)] }
+        XCTAssertTrue(armed)
+        clock.advance(by: 31)
+        let closed = await eventually { self.peers.closes.count == 1 }
+        XCTAssertTrue(closed)
+        XCTAssertEqual(forwarder.connectionIDs, [])
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 0)
+        XCTAssertEqual(node.memifDirs, [])
+    }
+
+    func testRefreshPostponesTheExpiry() async throws {
+        let t0 = clock.now()
+        let conn = try await forwarder.request(NSMFixtures.memifRequest(), peerExpires: t0.addingTimeInterval(30))
+        var again = Networkservice_NetworkServiceRequest()
+        again.connection = conn
+        again.mechanismPreferences = NSMFixtures.memifRequest().mechanismPreferences
+        _ = try await forwarder.request(again, peerExpires: t0.addingTimeInterval(60))
+        let rearmed = await eventually { self.clock.pendingDeadlines == [t0.addingTimeInterval(60)] }
+        XCTAssertTrue(rearmed, "\(clock.pendingDeadlines)")
+        clock.advance(by: 31)
+        try await Task.sleep(nanoseconds: 50_000_000)
+        XCTAssertEqual(forwarder.connectionIDs.count, 1)
+        XCTAssertEqual(peers.closes.count, 0)
+    }
+
+    /// Failures after the next hop answered undo everything: kernel side, dataplane, next hop.
+    func testADataplaneFailureRollsEverythingBack() async throws {
+        node.dataplane.failCrossConnects = true
+        let e = await expectNSMError { try await self.forwarder.request(NSMFixtures.memifRequest()) }
+        XCTAssertEqual(e?.code, .internalError)
+        XCTAssertEqual(e?.step, "dataplane")
+        XCTAssertEqual(peers.closes.count, 1)
+        XCTAssertEqual(forwarder.connectionIDs, [])
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 0)
+        XCTAssertEqual(node.memifDirs, [])
+    }
+
+    func testAClientSideThatCannotBeRealizedRollsBack() async throws {
+        peers.setAnswer { url, req in
+            var c = try FakePeers.memifEndpoint()(url, req)
+            c.mechanism.parameters[Mech.inodeURL] = "file:///no/such/namespace"
+            return c
+        }
+        let e = await expectNSMError { try await self.forwarder.request(NSMFixtures.memifRequest()) }
+        XCTAssertEqual(e?.code, .notFound)
+        XCTAssertEqual(peers.closes.count, 1)
+        XCTAssertEqual(node.memifDirs, [])
+        XCTAssertEqual(node.dataplane.log, [])
+    }
+
+    func testRefusingEndpointsAreTriedInTurn() async throws {
+        peers.add(endpoint: "nse-2", service: "svc", url: "unix:///nse-2.sock")
+        peers.setAnswer { url, req in
+            if url == .unix("/nse-1.sock") { throw NSMError(.unavailable, "test", "nse-1 is down") }
+            return try FakePeers.memifEndpoint(name: "nse-2")(url, req)
+        }
+        let conn = try await forwarder.request(NSMFixtures.memifRequest())
+        XCTAssertEqual(conn.networkServiceEndpointName, "nse-2")
+        XCTAssertEqual(peers.requests.map(\.url), [.unix("/nse-1.sock"), .unix("/nse-2.sock")])
+    }
+
+    func testReselectClosesTheOldConnectionAtTheNextHopAndRebuilds() async throws {
+        let conn = try await forwarder.request(NSMFixtures.memifRequest())
+        let ports = node.dataplane.log.filter { $0.hasPrefix("attach") }.count
+        var again = Networkservice_NetworkServiceRequest()
+        again.connection = conn
+        again.connection.state = .reselectRequested
+        again.mechanismPreferences = NSMFixtures.memifRequest().mechanismPreferences
+        let rebuilt = try await forwarder.request(again)
+        XCTAssertEqual(peers.closes.count, 1)
+        XCTAssertEqual(rebuilt.state, .up)
+        XCTAssertEqual(rebuilt.path.pathSegments[2].id, conn.path.pathSegments[2].id)
+        XCTAssertEqual(node.dataplane.log.filter { $0.hasPrefix("attach") }.count, ports + 2)
+        XCTAssertFalse(peers.requests[1].request.connection.hasMechanism, "the next hop is asked afresh")
+        XCTAssertEqual(forwarder.connectionIDs.count, 1)
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 2)
+    }
+
+    func testAnotherMechanismRebuildsWithoutClosingTheNextHop() async throws {
+        let conn = try await forwarder.request(NSMFixtures.memifRequest())
+        var again = Networkservice_NetworkServiceRequest()
+        again.connection = conn
+        again.connection.mechanism.parameters[Mech.inodeURL] = "file:///proc/thread-self/ns/net" // now in the caller's namespace
+        again.mechanismPreferences = NSMFixtures.memifRequest().mechanismPreferences
+        let rebuilt = try await forwarder.request(again)
+        XCTAssertEqual(peers.closes.count, 0)
+        XCTAssertEqual(peers.requests.count, 2)
+        XCTAssertTrue(rebuilt.mechanism.parameters[Mech.socketfile]?.hasPrefix("@") ?? false, "\(rebuilt.mechanism)")
+        XCTAssertEqual(node.memifDirs, [], "the old socket file went")
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 2)
+    }
+
+    /// Shutdown closes every connection locally (the next hops keep theirs) and refuses new requests.
+    func testShutdownClosesLocallyAndRefusesNewRequests() async throws {
+        _ = try await forwarder.request(NSMFixtures.memifRequest(nscID: "a"))
+        _ = try await forwarder.request(NSMFixtures.memifRequest(nscID: "b"))
+        XCTAssertEqual(forwarder.connectionIDs.count, 2)
+        await forwarder.shutdown()
+        XCTAssertEqual(forwarder.connectionIDs, [])
+        XCTAssertEqual(peers.closes.count, 0)
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 0)
+        XCTAssertEqual(node.memifDirs, [])
+        let e = await expectNSMError { try await self.forwarder.request(NSMFixtures.memifRequest(nscID: "c")) }
+        XCTAssertEqual(e?.code, .unavailable)
+    }
+
+    /// Many connections at once (per-connection serialization): all built, all closed.
+    func testConcurrentConnections() async throws {
+        let conns = try await withThrowingTaskGroup(of: Connection_Connection.self) { g in
+            for i in 0..<16 { g.addTask { try await self.forwarder.request(NSMFixtures.memifRequest(nscID: "n\(i)")) } }
+            var out: [Connection_Connection] = []
+            for try await c in g { out.append(c) }
+            return out
+        }
+        XCTAssertEqual(forwarder.connectionIDs.count, 16)
+        XCTAssertEqual(node.control.snapshot.crossConnects.count, 16)
+        try await withThrowingTaskGroup(of: Void.self) { g in
+            for c in conns { g.addTask { try await self.forwarder.close(c) } }
+            try await g.waitForAll()
+        }
+        XCTAssertEqual(forwarder.connectionIDs, [])
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 0)
+        XCTAssertEqual(peers.closes.count, 16)
     }
 }
