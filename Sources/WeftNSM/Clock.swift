@@ -10,7 +10,9 @@ public struct SystemClock: NSMClock {
     public init() {}
     public func now() -> Date { Date() }
     public func sleep(until deadline: Date) async throws {
+        // A deadline can be a peer's (the caller's expiry): at most 10^9 s at a time,
+        // so the nanoseconds fit in UInt64.
         let s = deadline.timeIntervalSinceNow
-        if s > 0 { try await Task.sleep(nanoseconds: UInt64(s * 1e9)) }
+        if s > 0 { try await Task.sleep(nanoseconds: UInt64(min(s, 1e9) * 1e9)) }
     }
 }

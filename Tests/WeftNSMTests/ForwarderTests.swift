@@ -80,6 +80,46 @@ final class ForwarderTests: XCTestCase {
         XCTAssertEqual(e?.code, .notFound)
     }
 
+    /// A next hop that answers with a path shorter than Weft's own index used to trap
+    /// weftd (index out of range in compose/metrics/callerView). Now: a clear error,
+    /// everything rolled back, the next hop Closed, and the forwarder still serves.
+    func testNextHopAnswerWithAShortPathIsRefusedAndRolledBack() async throws {
+        for keep in [1, 2] {
+            peers.setAnswer { _, req in
+                var c = try FakePeers.memifEndpoint()(.unix("/nse-1.sock"), req)
+                c.path.pathSegments = Array(c.path.pathSegments.prefix(keep))
+                return c
+            }
+            let closesBefore = peers.closes.count
+            let e = await expectNSMError { try await self.forwarder.request(NSMFixtures.memifRequest()) }
+            XCTAssertEqual(e?.code, .failedPrecondition, "\(String(describing: e))")
+            let text = e?.description ?? ""
+            XCTAssertTrue(text.contains("nse-1") && text.contains("unix:///nse-1.sock"), text)
+            XCTAssertTrue(text.contains("\(keep) path segment"), text)
+            XCTAssertTrue(text.contains("index 2"), text)
+            XCTAssertEqual(peers.closes.count, closesBefore + 1, "the misbehaving next hop is closed")
+            XCTAssertEqual(forwarder.connectionIDs, [])
+            XCTAssertEqual(node.control.snapshot.interfaces.count, 0)
+            XCTAssertEqual(node.control.snapshot.crossConnects.count, 0)
+            XCTAssertEqual(node.dataplane.ports, 0)
+            XCTAssertEqual(node.memifDirs, [])
+        }
+        // Still serving.
+        peers.setAnswer(FakePeers.memifEndpoint())
+        let conn = try await forwarder.request(NSMFixtures.memifRequest())
+        XCTAssertEqual(conn.path.pathSegments.count, 4)
+    }
+
+    /// A caller's expiry far in the future arms a timer that sleeps, rather than trapping
+    /// weftd (nanoseconds overflow).
+    func testACallersFarExpiryIsHarmless() async throws {
+        let f = Forwarder(settings: NSMFixtures.settings, control: node.control, peers: peers, logger: Logger(label: "test"))
+        _ = try await f.request(NSMFixtures.memifRequest(), peerExpires: Date(timeIntervalSince1970: 1e12))
+        try await Task.sleep(nanoseconds: 50_000_000)
+        XCTAssertEqual(f.connectionIDs.count, 1)
+        await f.shutdown()
+    }
+
     /// An answer without a path keeps Weft's own (as before).
     func testNextHopAnswerWithoutAPathKeepsWeftsPath() async throws {
         peers.setAnswer { _, req in

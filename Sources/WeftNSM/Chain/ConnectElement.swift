@@ -4,7 +4,7 @@ import WeftNSMProto
 
 /// NSM's connect, with the client side's updatepath: sends the Request to the next hop
 /// and makes sure its answer can be used before anything is built on it: a mechanism
-/// of the class its URL calls for.
+/// of the class its URL calls for, and a path that still holds Weft's own segment.
 /// The answer becomes Weft's view (Weft's index and id in the next hop's path).
 /// Close is sent to the next hop the connection has.
 struct ConnectElement: NSMElement {
@@ -51,8 +51,10 @@ struct ConnectElement: NSMElement {
         }
     }
 
-    /// What Weft needs of an answer.
+    /// What Weft needs of an answer. A peer's path and mechanism are checked before any
+    /// index into them is used.
     static func check(_ answer: Connection_Connection, from url: NSMURL, sent: Connection_Connection, refresh: Bool) throws {
+        let who = "the next hop '\(answer.networkServiceEndpointName)' at \(url)"
         if !refresh {
             guard answer.hasMechanism, !answer.mechanism.type.isEmpty else {
                 throw NSMError(.failedPrecondition, "endpoint", "the next hop's answer carries no mechanism")
@@ -61,6 +63,11 @@ struct ConnectElement: NSMElement {
             if url.isLocal == remoteAnswer {
                 throw NSMError(.failedPrecondition, "endpoint", "the next hop at \(url) answered with \(answer.mechanism.cls) \(answer.mechanism.type); a \(url.isLocal ? "unix" : "tcp") next hop must use \(url.isLocal ? "LOCAL" : "REMOTE") mechanisms")
             }
+        }
+        // No path in the answer: Weft keeps its own. A path must still hold Weft's segment.
+        let own = Int(sent.path.index)
+        if answer.hasPath, !answer.path.pathSegments.isEmpty, answer.path.pathSegments.count <= own {
+            throw NSMError(.failedPrecondition, "next hop", "\(who) answered with \(answer.path.pathSegments.count) path segment(s), but Weft's own segment is at index \(own) of the \(sent.path.pathSegments.count) it sent")
         }
     }
 

@@ -11,8 +11,12 @@ struct MetricsElement: NSMElement {
 
     func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
         var result = try await next.request(&r)
-        result.path.pathSegments[Int(result.path.index)].metrics = Self.metrics(await control.interfaceStatus(),
-                                                                                server: r.state.server, client: r.state.client)
+        let own = Int(result.path.index)
+        // ConnectElement keeps Weft's index inside the path; checked again rather than trusted.
+        if own < result.path.pathSegments.count {
+            result.path.pathSegments[own].metrics = Self.metrics(await control.interfaceStatus(), server: r.state.server,
+                                                                 client: r.state.client)
+        }
         return result
     }
 

@@ -52,11 +52,13 @@ struct PathElement: NSMElement {
         try await next.close(c)
     }
 
-    /// What the caller gets back: its own index and id.
+    /// What the caller gets back: its own index and id. (The index is inside the path:
+    /// ConnectElement refuses answers whose path is shorter than Weft's own index; the
+    /// caller's id is kept from the request should it not be.)
     static func callerView(_ c: Connection_Connection, prev: UInt32, callerID: String) -> Connection_Connection {
         var o = c
         o.path.index = prev
-        o.id = o.path.pathSegments[Int(prev)].id
+        o.id = Int(prev) < o.path.pathSegments.count ? o.path.pathSegments[Int(prev)].id : callerID
         return o
     }
 

@@ -26,7 +26,7 @@ struct TimeoutElement: NSMElement {
         let segs = path.pathSegments, own = Int(path.index)
         if prev != path.index, Int(prev) < segs.count, segs[Int(prev)].hasExpires { return segs[Int(prev)].expires.date }
         if own < segs.count, segs[own].hasExpires { return segs[own].expires.date }
-        return Date()
+        return .distantFuture
     }
 }
 

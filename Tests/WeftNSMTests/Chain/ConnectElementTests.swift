@@ -71,6 +71,7 @@ final class ConnectElementTests: XCTestCase {
         let cases: [(String, @Sendable (inout Connection_Connection) -> Void)] = [
             ("carries no mechanism", { $0.clearMechanism() }),
             ("must use LOCAL", { $0.mechanism.cls = Mech.remote; $0.mechanism.type = Mech.vxlan }),
+            ("1 path segment", { $0.path.pathSegments = [$0.path.pathSegments[0]] }),
         ]
         for (i, (text, spoil)) in cases.enumerated() {
             peers.setAnswer { url, req in
@@ -85,6 +86,32 @@ final class ConnectElementTests: XCTestCase {
             XCTAssertEqual(peers.closes.count, i + 1, "\(text): the next hop is closed")
             XCTAssertNil(r.state.nextHopURL)
         }
+    }
+
+    func testShortPathMessageNamesTheNextHopAndTheLengths() async throws {
+        peers.setAnswer { url, req in
+            var c = try FakePeers.memifEndpoint()(url, req)
+            c.path.pathSegments = Array(c.path.pathSegments.prefix(2))
+            return c
+        }
+        var r = request()
+        let e = await expectNSMError { try await NSMNext([self.element()]).request(&r) }
+        XCTAssertEqual(e?.code, .failedPrecondition)
+        XCTAssertEqual(e?.description, "next hop: the next hop 'nse-1' at unix:///nse-1.sock answered with 2 path segment(s), but Weft's own segment is at index 2 of the 3 it sent")
+        XCTAssertEqual(e?.rpc.code, .failedPrecondition)
+    }
+
+    /// A refresh whose answer is unusable leaves the connection standing: no Close.
+    func testAnUnusableRefreshAnswerClosesNothing() async throws {
+        peers.setAnswer { url, req in
+            var c = try FakePeers.memifEndpoint()(url, req)
+            c.path.pathSegments = [c.path.pathSegments[0]]
+            return c
+        }
+        var r = request(refresh: true)
+        let e = await expectNSMError { try await NSMNext([self.element()]).request(&r) }
+        XCTAssertEqual(e?.code, .failedPrecondition)
+        XCTAssertEqual(peers.closes.count, 0)
     }
 
     func testCloseReachesTheNextHopUnlessRebuildingOrShuttingDown() async throws {

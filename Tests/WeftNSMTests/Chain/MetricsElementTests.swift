@@ -34,4 +34,28 @@ final class MetricsElementTests: XCTestCase {
         // A side the dataplane does not report has no keys.
         XCTAssertEqual(Set(MetricsElement.metrics([], server: side(.server, "s"), client: nil).keys), [])
     }
+
+    /// The metrics go into Weft's own segment only; an index outside the path is skipped, not trapped on.
+    func testWritesWeftsOwnSegmentOnly() async throws {
+        let node = FakeNode()
+        defer { node.remove() }
+        _ = try await node.control.applyDynamic(adding: [InterfaceConfig(name: "s", type: .ring), InterfaceConfig(name: "c", type: .ring)],
+                                                crossConnects: [], removing: [])
+        var r = pathedRequest()
+        r.state.server = side(.server, "s", socket: "/x")
+        r.state.client = side(.client, "c", socket: "/y")
+        var out = try await NSMNext([MetricsElement(control: node.control), Probe()]).request(&r)
+        XCTAssertEqual(out.path.pathSegments.map { $0.metrics.isEmpty }, [true, true, false])
+        XCTAssertEqual(out.path.pathSegments[2].metrics["server_rx_bytes"], "100") // the fake's port 1
+        XCTAssertEqual(out.path.pathSegments[2].metrics["client_rx_bytes"], "200")
+
+        let outside = Probe { r in
+            var c = r.conn
+            c.path.index = 9
+            return c
+        }
+        out = try await NSMNext([MetricsElement(control: node.control), outside]).request(&r)
+        XCTAssertEqual(out.path.index, 9)
+        XCTAssertTrue(out.path.pathSegments.allSatisfy { $0.metrics.isEmpty })
+    }
 }

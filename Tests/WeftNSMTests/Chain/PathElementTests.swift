@@ -80,6 +80,15 @@ final class PathElementTests: XCTestCase {
         XCTAssertEqual(probe.requests.count, 0)
     }
 
+    /// Whatever comes back, the caller's view is made without indexing past the path.
+    func testCallerViewOfAShortPathDoesNotTrap() {
+        var c = Connection_Connection()
+        c.path.pathSegments = [NSMFixtures.segment("x", "x-1")]
+        let v = PathElement.callerView(c, prev: 3, callerID: "caller")
+        XCTAssertEqual(v.id, "caller")
+        XCTAssertEqual(v.path.index, 3)
+    }
+
     func testCloseFindsWeftsIDFromTheCallersView() async throws {
         let probe = Probe()
         let chain = NSMNext([element(), probe])

@@ -58,4 +58,18 @@ final class TimeoutElementTests: XCTestCase {
         try await Task.sleep(nanoseconds: 50_000_000)
         XCTAssertEqual(log.fired, [])
     }
+
+    /// A deadline far away (a caller's expiry is the caller's to choose) used to overflow
+    /// the sleep's nanoseconds and trap.
+    func testSystemClockSleepsTowardsAFarDeadlineWithoutTrapping() async {
+        let t = Task { try await SystemClock().sleep(until: Date(timeIntervalSince1970: 1e12)) }
+        try? await Task.sleep(nanoseconds: 20_000_000)
+        t.cancel()
+        do {
+            try await t.value
+            XCTFail("slept through")
+        } catch {
+            XCTAssertTrue(error is CancellationError)
+        }
+    }
 }
