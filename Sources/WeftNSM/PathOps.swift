@@ -102,18 +102,3 @@ public enum PathOps {
         return []
     }
 }
-
-/// Per-service round robin over endpoint candidates (NSM's roundrobin element).
-public final class RoundRobin: @unchecked Sendable {
-    private var next: [String: Int] = [:]
-    private let lock = NSLock()
-    public init() {}
-    /// The candidates in the order to try them: starting at this service's turn.
-    public func order<T>(_ service: String, _ c: [T]) -> [T] {
-        guard !c.isEmpty else { return c }
-        lock.lock(); defer { lock.unlock() }
-        let start = (next[service] ?? 0) % c.count
-        next[service] = start + 1
-        return Array(c[start...] + c[..<start])
-    }
-}

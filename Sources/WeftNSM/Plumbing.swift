@@ -7,7 +7,7 @@ import WeftNSMProto
 
 /// One side of a connection as realized: the dataplane interface and, for KERNEL, the
 /// veth pair whose far end lives in the pod.
-struct RealizedSide: Equatable {
+struct RealizedSide: Equatable, Sendable {
     var side: Side
     var type: String
     var interface: InterfaceConfig
@@ -23,15 +23,15 @@ struct RealizedSide: Equatable {
 }
 
 /// Builds and removes the kernel side of mechanisms. Every step registers its undo.
-final class Plumbing {
+final class Plumbing: Sendable {
     let logger: Logger
     let runtimeDir: String
     /// NSM_NAME: marks the host ends of this forwarder's veths.
     let forwarderName: String
     /// The node's running configuration (uplinks, tunnel addresses, VXLAN port, selector).
-    let node: () -> WeftConfig
+    let node: @Sendable () -> WeftConfig
 
-    init(logger: Logger, runtimeDir: String, forwarderName: String, node: @escaping () -> WeftConfig) {
+    init(logger: Logger, runtimeDir: String, forwarderName: String, node: @escaping @Sendable () -> WeftConfig) {
         self.forwarderName = forwarderName
         self.logger = logger
         self.runtimeDir = runtimeDir

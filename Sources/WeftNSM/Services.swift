@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwiftProtobuf
+import Synchronization
 import WeftControl
 import WeftKernel
 import WeftModel
@@ -182,13 +183,13 @@ public struct GRPCPeers: NSMPeers {
 }
 
 /// The NSM API of one weftd: gRPC server(s) on NSM_LISTEN_ON and the registration loop.
-public final class NSMService: @unchecked Sendable {
+public final class NSMService: Sendable {
     public let forwarder: Forwarder
     let settings: NSMSettings
     let peers: GRPCPeers
     let logger: Logger
     let clock: NSMClock
-    private var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
+    private let servers = Mutex<[GRPCServer<HTTP2ServerTransport.Posix>]>([])
 
     public init(settings: NSMSettings, control: ControlPlane, logger: Logger, clock: NSMClock = SystemClock()) {
         self.settings = settings
@@ -217,6 +218,7 @@ public final class NSMService: @unchecked Sendable {
         let services: [any RegistrableRPCService] = [
             NetworkServiceImpl(forwarder: forwarder), MonitorConnectionImpl(hub: forwarder.monitor), HealthImpl(),
         ]
+        var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
         for url in settings.listenOn {
             let address: GRPCNIOTransportCore.SocketAddress
             switch url {
@@ -229,6 +231,8 @@ public final class NSMService: @unchecked Sendable {
             }
             servers.append(GRPCServer(transport: .http2NIOPosix(address: address, transportSecurity: .plaintext), services: services))
         }
+        let started = servers
+        self.servers.withLock { $0 = started }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for s in servers { group.addTask { try await s.serve() } }
             for (s, url) in zip(servers, settings.listenOn) {
@@ -272,7 +276,7 @@ public final class NSMService: @unchecked Sendable {
     /// Stop accepting requests: monitors end, servers shut down gracefully.
     public func stopServing() async {
         await forwarder.monitor.finishAll()
-        for s in servers { s.beginGracefulShutdown() }
+        for s in servers.withLock({ $0 }) { s.beginGracefulShutdown() }
     }
 
     /// Stop serving, then close every connection locally (no next-hop calls).

@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import WeftNSMProto
+
+/// NSM's begin, over Weft's connection table: decides what a Request is and stores
+/// what it built.
+///  - a first request (no connection with this id): a build;
+///  - RESELECT_REQUESTED on a known connection: the old one is closed everywhere
+///    (next hop included), then a build from scratch (no endpoint, no mechanism);
+///  - the same mechanism towards the caller: a refresh (nothing rebuilt);
+///  - another mechanism: the old one is closed here (not at the next hop), then a build.
+/// Close looks the connection up (unknown: notFound; an expiry of a connection already
+/// gone: nothing) and removes it from the table.
+struct BeginElement: NSMElement {
+    let table: ConnectionTable
+    let logger: Logger
+
+    func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
+        let id = r.conn.id
+        var existing = table[id]
+        if r.conn.state == .reselectRequested, let old = existing {
+            logger.notice("connection \(id): reselect requested, closing the old one")
+            await closeExisting(old, reason: .reselect, next: next)
+            existing = nil
+            r.conn.state = .up
+            r.conn.networkServiceEndpointName = ""
+            r.conn.mechanism = Connection_Mechanism()
+        }
+
+        r.serverMechanism = try MechanismPolicy.chooseServer(current: r.conn.hasMechanism ? r.conn.mechanism : nil,
+                                                             preferences: r.received.mechanismPreferences)
+        if let cur = existing {
+            if Self.sameServerSide(cur.serverMechanism, r.serverMechanism) {
+                r.isRefresh = true
+                r.state = cur
+            } else {
+                logger.notice("connection \(id): mechanism changed, rebuilding")
+                await closeExisting(cur, reason: .mechanismChanged, next: next)
+            }
+        }
+        if !r.isRefresh { r.state = ConnectionState(id: id) }
+
+        let result: Connection_Connection
+        do {
+            result = try await next.request(&r)
+        } catch {
+            if !r.isRefresh { logger.warning("request for connection \(id) failed and was rolled back: \(error)") }
+            throw error
+        }
+        r.state.own = result
+        table[id] = r.state
+        if !r.isRefresh {
+            let s = r.state
+            logger.notice("connection \(id) up: \(s.serverMechanism.type) \(Self.describe(s.server)) <-> \(s.nextHop.mechanism.type) \(Self.describe(s.client)) via \(s.nextHop.networkServiceEndpointName)")
+        }
+        return result
+    }
+
+    func close(_ c: NSMClose, next: NSMNext) async throws {
+        let id = c.id ?? c.connection.id
+        guard let st = table.remove(id) else {
+            if c.reason == .expired || c.reason == .shutdown { return }
+            throw NSMError(.notFound, "close", "no connection \(id) (connection.id '\(c.connection.id)') is known here")
+        }
+        if c.reason == .expired {
+            logger.notice("connection \(id) expired (not refreshed before the caller's segment expiry): closing")
+        }
+        var c = c
+        c.id = id
+        c.state = st
+        try await next.close(c)
+        logger.notice("connection \(id) closed (\(c.reason.rawValue))")
+    }
+
+    /// Close a connection this request replaces, through the rest of the chain.
+    private func closeExisting(_ old: ConnectionState, reason: NSMClose.Reason, next: NSMNext) async {
+        table.remove(old.id)
+        var c = NSMClose(old.own, reason: reason)
+        c.id = old.id
+        c.state = old
+        do { try await next.close(c) } catch { logger.warning("connection \(old.id): closing for \(reason.rawValue): \(error)") }
+        logger.notice("connection \(old.id) closed (\(reason.rawValue))")
+    }
+
+    /// The caller's side is unchanged: same type, and no parameter Weft keys it by differs.
+    static func sameServerSide(_ current: Connection_Mechanism, _ m: Connection_Mechanism) -> Bool {
+        guard current.type == m.type else { return false }
+        let keys = [Mech.inodeURL, Mech.name, Mech.srcIP, Mech.srcPort, Mech.vni]
+        return keys.allSatisfy { k in (m.parameters[k] ?? "") == (current.parameters[k] ?? "") || m.parameters[k] == nil }
+    }
+
+    static func describe(_ s: RealizedSide?) -> String {
+        guard let s else { return "" }
+        return s.podIfName ?? s.socketfile ?? ""
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import Logging
+import WeftControl
+import WeftNSMProto
+
+/// NSM's mechanisms (server side): realizes the mechanism towards the caller (KERNEL:
+/// a veth pair into the caller's pod; MEMIF: the socket; VXLAN: the tunnel's VNI and
+/// addresses) before anything is asked of the next hop, so a bad parameter fails
+/// first; answers the caller with it. A tunnel caps the connection's MTU.
+struct ServerMechanismElement: NSMElement {
+    let control: ControlPlane
+    let plumbing: Plumbing
+
+    func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
+        if r.isRefresh {
+            var result = try await next.request(&r)
+            result.mechanism = r.state.serverMechanism
+            return result
+        }
+        // The kernel steps register their undo as they go.
+        var undo: [() -> Void] = []
+        let pref = r.serverMechanism, id = r.conn.id, first = r.firstSegmentID, mtu = UInt32(r.conn.context.mtu)
+        let side: RealizedSide, mech: Connection_Mechanism
+        do {
+            (side, mech) = try await control.withKernel { [plumbing] in
+                try plumbing.prepare(pref, side: .server, connectionID: id, firstSegmentID: first, mtu: mtu, undo: &undo)
+            }
+        } catch {
+            await undoKernel(undo)
+            throw error
+        }
+        r.state.server = side
+        r.state.serverMechanism = mech
+        if let t = side.tunnelMTU { r.conn.context.mtu = clampMTU(r.conn.context.mtu, t) }
+        do {
+            var result = try await next.request(&r)
+            result.mechanism = mech
+            return result
+        } catch {
+            await undoKernel(undo)
+            throw error
+        }
+    }
+
+    /// After the rest (the dataplane lets go of the interface first).
+    func close(_ c: NSMClose, next: NSMNext) async throws {
+        try await next.close(c)
+        if let s = c.state?.server { await control.withKernel { [plumbing] in plumbing.remove(s) } }
+    }
+
+    private func undoKernel(_ undo: [() -> Void]) async {
+        guard !undo.isEmpty else { return }
+        await control.withKernel { for u in undo.reversed() { u() } }
+    }
+}
