@@ -102,7 +102,7 @@ final class FakeDataplane: DataplaneDriving, Sendable {
     }
     func counters(_ slot: XCSlot) -> CrossConnectCounters { CrossConnectCounters() }
     func workerStats() -> [WorkerStats] { [] }
-    var dropReasons: [(name: String, description: String)] { [("fake", "fake drop")] }
+    var dropReasons: [(name: String, description: String, stage: String)] { [("fake", "fake drop", "fake")] }
 }
 
 /// The registry and the next hops, in memory. `answer` plays the next hop.
