@@ -36,6 +36,13 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // SPIFFE identity: mTLS with X.509-SVIDs, NSM's ES256 path tokens.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Kernel plumbing without DPDK: rtnetlink and ethtool in any namespace, and
@@ -113,6 +120,12 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
@@ -169,7 +182,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftNSMTests",
-            dependencies: ["WeftNSM", "WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "WeftNSMProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: ["WeftNSM", "WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "WeftNSMProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(

@@ -17,7 +17,7 @@ proto=$here/Sources/WeftNSMProto/proto
 out=$here/Sources/WeftNSMProto/Generated
 rm -rf "$out"; mkdir -p "$out"
 files=(networkservice/connectioncontext.proto networkservice/connection.proto networkservice/networkservice.proto
-       registry/registry.proto grpc/health/v1/health.proto)
+       registry/registry.proto grpc/health/v1/health.proto spiffe/workload.proto)
 protoc -I "$proto" -I /usr/include \
     --plugin=protoc-gen-swift="$src/.build/release/protoc-gen-swift" \
     --plugin=protoc-gen-grpc-swift="$src/.build/release/protoc-gen-grpc-swift-2" \

@@ -69,10 +69,17 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
     public var mechanismPriority: [String]?
     /// Register with the NSMgr (default true).
     public var register: Bool?
+    /// Plaintext gRPC and no tokens (labs and tests only; default false: mutual TLS).
+    public var insecure: Bool?
+    /// The SPIFFE Workload API socket (SPIFFE_ENDPOINT_SOCKET overrides it).
+    public var spiffeSocket: String?
+    /// How long weftd waits at start for its first SVID (default 60s).
+    public var svidTimeout: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, nsname, listenOn = "listen_on", connectTo = "connect_to", dialTimeout = "dial_timeout"
         case maxTokenLifetime = "max_token_lifetime", logLevel = "log_level", mechanismPriority = "mechanism_priority", register
+        case insecure, spiffeSocket = "spiffe_socket", svidTimeout = "svid_timeout"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -86,6 +93,9 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         mechanismPriority = try c.decodeIfPresent([String].self, forKey: .mechanismPriority)
         register = try c.decodeIfPresent(Bool.self, forKey: .register)
+        insecure = try c.decodeIfPresent(Bool.self, forKey: .insecure)
+        spiffeSocket = try c.decodeIfPresent(String.self, forKey: .spiffeSocket)
+        svidTimeout = try c.decodeIfPresent(String.self, forKey: .svidTimeout)
     }
 }
 

@@ -18,6 +18,7 @@ public protocol NSMPeers: Sendable {
 /// its forwarders, each doing one part of Request and undoing it in Close:
 ///
 ///     path         updatepath, updatetoken: Weft's segment, id and expiry
+///     authorize    Weft's token for the caller; NSM's policies on the path (mTLS only)
 ///     serialize    one Request / Close per connection at a time
 ///     begin        the connection table: build, refresh, reselect, rebuild
 ///     timeout      expiry timers (armed on success, cancelled on Close)
@@ -43,7 +44,7 @@ public final class Forwarder: Sendable {
     let afterSerialize: NSMNext
 
     public init(settings: NSMSettings, control: ControlPlane, peers: NSMPeers, clock: NSMClock = SystemClock(), logger: Logger,
-                newID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() }) {
+                security: NSMSecurity? = nil, newID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() }) {
         self.settings = settings
         self.control = control
         self.logger = logger
@@ -67,6 +68,7 @@ public final class Forwarder: Sendable {
         let outer: [any NSMElement] = [
             PathElement(name: settings.name, maxTokenLifetime: settings.maxTokenLifetime.seconds, clock: clock, newID: newID,
                         table: table),
+            AuthorizeElement(security: security, clock: clock),
             SerializeElement(serial: serial),
         ]
         chain = NSMNext(outer + inner)
@@ -85,12 +87,18 @@ public final class Forwarder: Sendable {
     /// `peerToken` / `peerExpires`: the caller's token and its expiry from its gRPC
     /// metadata, if it sent them.
     public func request(_ req: Networkservice_NetworkServiceRequest, peerToken: String? = nil, peerExpires: Date? = nil) async throws -> Connection_Connection {
-        var r = NSMRequest(req, peerToken: peerToken, peerExpires: peerExpires)
+        try await request(req, caller: NSMCaller(token: peerToken, expires: peerExpires))
+    }
+
+    public func request(_ req: Networkservice_NetworkServiceRequest, caller: NSMCaller) async throws -> Connection_Connection {
+        var r = NSMRequest(req, caller: caller)
         return try await chain.request(&r)
     }
 
-    public func close(_ c: Connection_Connection) async throws {
-        try await chain.close(NSMClose(c, reason: .close))
+    public func close(_ c: Connection_Connection, caller: NSMCaller = NSMCaller()) async throws {
+        var close = NSMClose(c, reason: .close)
+        close.caller = caller
+        try await chain.close(close)
     }
 
     /// A connection's timer fired: Close it everywhere (if it is still there).

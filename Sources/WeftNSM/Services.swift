@@ -4,6 +4,8 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SwiftProtobuf
 import Synchronization
+import Crypto
+import X509
 import WeftControl
 import WeftKernel
 import WeftModel
@@ -19,6 +21,7 @@ extension NSMError {
         case .unavailable: c = .unavailable
         case .internalError: c = .internalError
         case .alreadyExists: c = .alreadyExists
+        case .permissionDenied: c = .permissionDenied
         }
         return RPCError(code: c, message: description)
     }
@@ -30,20 +33,32 @@ func asRPC(_ e: Error) -> RPCError {
     return RPCError(code: .internalError, message: "\(e)")
 }
 
-/// `networkservice.NetworkService`.
-struct NetworkServiceImpl: Networkservice_NetworkService.SimpleServiceProtocol {
+/// `networkservice.NetworkService`. The caller's token, expiry and deadline come from
+/// the call's metadata, its identity from the TLS handshake, its fds from `files`.
+struct NetworkServiceImpl: Networkservice_NetworkService.ServiceProtocol {
     let forwarder: Forwarder
+    /// The fds callers passed on their connection (grpcfd), found by the call's remote peer.
+    var files: (@Sendable (ServerContext) -> (any NSMFiles)?)? = nil
 
-    func request(request: Networkservice_NetworkServiceRequest, context: ServerContext) async throws -> Connection_Connection {
+    func caller(_ metadata: Metadata, _ context: ServerContext) -> NSMCaller {
+        var c = NSMCaller.from(metadata: metadata, context: context)
+        c.files = files?(context)
+        return c
+    }
+
+    func request(request: ServerRequest<Networkservice_NetworkServiceRequest>, context: ServerContext) async throws
+        -> ServerResponse<Connection_Connection> {
         do {
-            return try await forwarder.request(request, peerToken: nil, peerExpires: nil)
+            let conn = try await forwarder.request(request.message, caller: caller(request.metadata, context))
+            return ServerResponse(message: conn)
         } catch { throw asRPC(error) }
     }
 
-    func close(request: Connection_Connection, context: ServerContext) async throws -> Google_Protobuf_Empty {
+    func close(request: ServerRequest<Connection_Connection>, context: ServerContext) async throws
+        -> ServerResponse<Google_Protobuf_Empty> {
         do {
-            try await forwarder.close(request)
-            return Google_Protobuf_Empty()
+            try await forwarder.close(request.message, caller: caller(request.metadata, context))
+            return ServerResponse(message: Google_Protobuf_Empty())
         } catch { throw asRPC(error) }
     }
 }
@@ -96,28 +111,41 @@ public struct GRPCPeers: NSMPeers {
     let registry: NSMURL
     let timeout: Duration
     let dialTimeout: Duration
+    /// mTLS and tokens on every call (nil: plaintext, NSM_INSECURE).
+    let security: NSMSecurity?
 
-    public init(registry: NSMURL, dialTimeout: Duration) {
+    public init(registry: NSMURL, dialTimeout: Duration, security: NSMSecurity? = nil) {
         self.registry = registry
         self.dialTimeout = dialTimeout
         self.timeout = .seconds(15)
+        self.security = security
     }
 
-    static func transport(_ url: NSMURL, dialTimeout: Duration) throws -> HTTP2ClientTransport.Posix {
+    static func transport(_ url: NSMURL, dialTimeout: Duration,
+                          security: HTTP2ClientTransport.Posix.TransportSecurity) throws -> HTTP2ClientTransport.Posix {
         var cfg = HTTP2ClientTransport.Posix.Config.defaults
         cfg.connection.maxIdleTime = .seconds(5)
         cfg.backoff.initial = dialTimeout
         cfg.backoff.max = dialTimeout
         switch url {
         case .unix(let p):
-            return try .http2NIOPosix(target: .unixDomainSocket(path: p), transportSecurity: .plaintext, config: cfg)
+            return try .http2NIOPosix(target: .unixDomainSocket(path: p), transportSecurity: security, config: cfg)
         case .tcp(let h, let port):
-            return try .http2NIOPosix(target: .dns(host: h, port: port), transportSecurity: .plaintext, config: cfg)
+            return try .http2NIOPosix(target: .dns(host: h, port: port), transportSecurity: security, config: cfg)
         }
     }
 
-    func with<R: Sendable>(_ url: NSMURL, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-        try await withGRPCClient(transport: try Self.transport(url, dialTimeout: dialTimeout)) { try await body($0) }
+    /// One connection to `url` for `body`: with security, mutual TLS, and `body` gets
+    /// the call metadata with NSM's token for the verified peer and the peer's certificate.
+    func with<R: Sendable>(_ url: NSMURL, _ body: (GRPCClient<HTTP2ClientTransport.Posix>, Metadata, Certificate?) async throws -> R)
+        async throws -> R {
+        let peer = PeerBox()
+        let sec: HTTP2ClientTransport.Posix.TransportSecurity = try security.map { try $0.clientSecurity(peer: peer) } ?? .plaintext
+        return try await withGRPCClient(transport: try Self.transport(url, dialTimeout: dialTimeout, security: sec)) { c in
+            guard let security else { return try await body(c, [:], nil) }
+            let (md, cert) = try await security.metadata(for: peer, timeout: dialTimeout + .seconds(2))
+            return try await body(c, md, cert)
+        }
     }
 
     var options: CallOptions {
@@ -127,12 +155,20 @@ public struct GRPCPeers: NSMPeers {
         return o
     }
 
+    /// Registry calls carry NSM's registry path (grpcmetadata): Weft starts it empty,
+    /// the registry adds its segments.
+    static func registryMetadata(_ md: Metadata) -> Metadata {
+        var m = md
+        m.addString(#"{"Index":0,"PathSegments":[]}"#, forKey: NSMMetadata.path)
+        return m
+    }
+
     public func findService(_ name: String) async throws -> Registry_NetworkService? {
         var q = Registry_NetworkServiceQuery()
         q.networkService.name = name
         let opts = options
-        return try await with(registry) { c in
-            try await Registry_NetworkServiceRegistry.Client(wrapping: c).find(q, options: opts) { resp in
+        return try await with(registry) { c, md, _ in
+            try await Registry_NetworkServiceRegistry.Client(wrapping: c).find(q, metadata: Self.registryMetadata(md), options: opts) { resp in
                 var found: Registry_NetworkService? = nil
                 for try await r in resp.messages where !r.deleted && r.networkService.name == name { found = r.networkService }
                 return found
@@ -145,8 +181,8 @@ public struct GRPCPeers: NSMPeers {
         if let service { q.networkServiceEndpoint.networkServiceNames = [service] }
         if let name { q.networkServiceEndpoint.name = name }
         let opts = options
-        return try await with(registry) { c in
-            try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: c).find(q, options: opts) { resp in
+        return try await with(registry) { c, md, _ in
+            try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: c).find(q, metadata: Self.registryMetadata(md), options: opts) { resp in
                 var out: [Registry_NetworkServiceEndpoint] = []
                 for try await r in resp.messages where !r.deleted {
                     let e = r.networkServiceEndpoint
@@ -161,23 +197,37 @@ public struct GRPCPeers: NSMPeers {
 
     public func request(_ url: NSMURL, _ req: Networkservice_NetworkServiceRequest) async throws -> Connection_Connection {
         let opts = options
-        return try await with(url) { c in
-            try await Networkservice_NetworkService.Client(wrapping: c).request(req, options: opts)
+        return try await with(url) { c, md, cert in
+            let client = Networkservice_NetworkService.Client(wrapping: c)
+            let conn = try await client.request(req, metadata: md, options: opts)
+            // NSM's client authorize (next_token_signed): the next hop's segment is signed
+            // by the key it showed in TLS; else its connection is closed and refused.
+            if let cert {
+                let next = Int(req.connection.path.index) + 1
+                let segs = conn.path.pathSegments
+                let key = P256.Signing.PublicKey(cert.publicKey)
+                if next >= segs.count || key == nil || !NSMToken.verifyES256(segs[next].token, key: key!) {
+                    _ = try? await client.close(conn, metadata: md, options: opts)
+                    throw NSMError(.permissionDenied, "connect",
+                                   "policy next_token_signed failed: the next hop's path segment \(next) is not signed by its TLS key")
+                }
+            }
+            return conn
         }
     }
 
     public func close(_ url: NSMURL, _ conn: Connection_Connection) async throws {
         let opts = options
-        _ = try await with(url) { c in
-            try await Networkservice_NetworkService.Client(wrapping: c).close(conn, options: opts)
+        _ = try await with(url) { c, md, _ in
+            try await Networkservice_NetworkService.Client(wrapping: c).close(conn, metadata: md, options: opts)
         }
     }
 
     /// Register (or re-register) Weft as an endpoint of `nsName`; returns the expiry.
     public func register(_ nse: Registry_NetworkServiceEndpoint) async throws -> Registry_NetworkServiceEndpoint {
         let opts = options
-        return try await with(registry) { c in
-            try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: c).register(nse, options: opts)
+        return try await with(registry) { c, md, _ in
+            try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: c).register(nse, metadata: Self.registryMetadata(md), options: opts)
         }
     }
 }
@@ -189,14 +239,19 @@ public final class NSMService: Sendable {
     let peers: GRPCPeers
     let logger: Logger
     let clock: NSMClock
+    let security: NSMSecurity?
     private let servers = Mutex<[GRPCServer<HTTP2ServerTransport.Posix>]>([])
 
-    public init(settings: NSMSettings, control: ControlPlane, logger: Logger, clock: NSMClock = SystemClock()) {
+    /// `security` nil: plaintext and no tokens (NSM_INSECURE).
+    public init(settings: NSMSettings, control: ControlPlane, logger: Logger, clock: NSMClock = SystemClock(),
+                security: NSMSecurity? = nil) {
         self.settings = settings
         self.logger = logger
         self.clock = clock
-        self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout)
-        self.forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger)
+        self.security = security
+        self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout, security: security)
+        self.forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger,
+                                   security: security)
     }
 
     /// What Weft registers (reference §1.3).
@@ -229,7 +284,8 @@ public final class NSMService: Sendable {
             case .tcp(let h, let port):
                 address = h.contains(":") ? .ipv6(host: h, port: port) : .ipv4(host: h, port: port)
             }
-            servers.append(GRPCServer(transport: .http2NIOPosix(address: address, transportSecurity: .plaintext), services: services))
+            let sec: HTTP2ServerTransport.Posix.TransportSecurity = try security?.serverSecurity() ?? .plaintext
+            servers.append(GRPCServer(transport: .http2NIOPosix(address: address, transportSecurity: sec), services: services))
         }
         let started = servers
         self.servers.withLock { $0 = started }

@@ -18,6 +18,12 @@ public struct NSMSettings: Equatable, Sendable {
     public var mechanismPriority: [String] = []
     /// Register with the NSMgr at `connectTo` (off for a forwarder driven directly).
     public var register = true
+    /// Plaintext and no tokens (NSM_INSECURE=true or `insecure: true`; labs and tests).
+    public var insecure = false
+    /// The SPIFFE Workload API (SPIFFE_ENDPOINT_SOCKET), as NSM's pods get it.
+    public var spiffeSocket = "unix:///run/spire/sockets/agent.sock"
+    /// How long to wait for the first SVID at start (NSM_SVID_TIMEOUT).
+    public var svidTimeout: Duration = .seconds(60)
 
     public init() {}
 
@@ -37,6 +43,9 @@ public struct NSMSettings: Equatable, Sendable {
             fromFile["NSM_MAX_TOKEN_LIFETIME"] = f.maxTokenLifetime
             fromFile["NSM_LOG_LEVEL"] = f.logLevel
             fromFile["NSM_MECHANISM_PRIORITY"] = f.mechanismPriority?.joined(separator: ",")
+            fromFile["NSM_INSECURE"] = f.insecure.map { $0 ? "true" : "false" }
+            fromFile["SPIFFE_ENDPOINT_SOCKET"] = f.spiffeSocket
+            fromFile["NSM_SVID_TIMEOUT"] = f.svidTimeout
         }
         var base = NSMSettings()
         base.register = file?.register ?? true
@@ -86,6 +95,19 @@ public struct NSMSettings: Equatable, Sendable {
         if let v = str("NSM_LOG_LEVEL") {
             let ok = ["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "PANIC"]
             if ok.contains(v.uppercased()) { s.logLevel = v.uppercased() } else { problems.append("NSM_LOG_LEVEL: '\(v)' is not one of \(ok.joined(separator: ", "))") }
+        }
+        if let v = str("NSM_INSECURE") {
+            switch v.lowercased() {
+            case "true", "1", "yes": s.insecure = true
+            case "false", "0", "no": s.insecure = false
+            default: problems.append("NSM_INSECURE: '\(v)' is not true or false")
+            }
+        }
+        if let v = str("SPIFFE_ENDPOINT_SOCKET") {
+            if v.hasPrefix("unix:") || v.hasPrefix("/") { s.spiffeSocket = v } else { problems.append("SPIFFE_ENDPOINT_SOCKET: '\(v)' is not unix:///path") }
+        }
+        if let v = str("NSM_SVID_TIMEOUT") {
+            if let d = parseGoDuration(v), d > .zero { s.svidTimeout = d } else { problems.append("NSM_SVID_TIMEOUT: '\(v)' is not a duration such as 30s") }
         }
         if let v = str("NSM_MECHANISM_PRIORITY") {
             s.mechanismPriority = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).uppercased() }

@@ -80,6 +80,7 @@ final class NSMRemoteSystemTests: SystemTestCase {
             nsm:
               name: \(nameA)
               listen_on: [unix://\(sockA)]
+              insecure: true
               connect_to: unix://\(a.dir)/registry.sock
             """)
             b.write("""
@@ -88,6 +89,7 @@ final class NSMRemoteSystemTests: SystemTestCase {
             nsm:
               name: \(nameB)
               listen_on: [unix://\(sockB)]
+              insecure: true
               connect_to: unix://\(b.dir)/registry.sock
             """)
             XCTAssertTrue(a.start(), a.log)

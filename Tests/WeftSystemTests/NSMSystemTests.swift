@@ -50,6 +50,7 @@ final class NSMSystemTests: SystemTestCase {
             nsm:
               name: \(name)
               listen_on: [unix://\(nsmSocket)]
+              insecure: true
               connect_to: unix://\(registrySocket)
             """)
             XCTAssertTrue(weftd.start(), "weftd did not start:\n\(weftd.log)")

@@ -66,9 +66,11 @@ struct ConnectionState: Sendable {
 struct NSMRequest: Sendable {
     /// As the caller sent it (its mechanism preferences are the server side's choices).
     let received: Networkservice_NetworkServiceRequest
-    /// The caller's token and its expiry, from its gRPC metadata, when it sent them.
-    let peerToken: String?
-    let peerExpires: Date?
+    /// Who called and what it sent besides the request: its TLS identity, its token
+    /// and the token's expiry (gRPC metadata), its deadline, the fds it passed.
+    let caller: NSMCaller
+    var peerToken: String? { caller.token }
+    var peerExpires: Date? { caller.expires }
 
     /// The connection as Weft's hop sees it once `PathElement` ran: path updated, id
     /// = Weft's segment id, `path.index` = Weft's index. Elements adjust it on its way to
@@ -91,10 +93,9 @@ struct NSMRequest: Sendable {
     var nextHopURL: NSMURL?
     var clientPreferences: [Connection_Mechanism] = []
 
-    init(_ received: Networkservice_NetworkServiceRequest, peerToken: String? = nil, peerExpires: Date? = nil) {
+    init(_ received: Networkservice_NetworkServiceRequest, caller: NSMCaller = NSMCaller()) {
         self.received = received
-        self.peerToken = peerToken
-        self.peerExpires = peerExpires
+        self.caller = caller
     }
 
     /// Weft's own index in `conn.path`.
@@ -122,6 +123,8 @@ struct NSMClose: Sendable {
     var id: String?
     /// What the connection has (BeginElement looks it up).
     var state: ConnectionState?
+    /// Who sent it (a Close from outside); nil for Weft's own Closes.
+    var caller: NSMCaller?
 
     init(_ connection: Connection_Connection, reason: Reason) {
         self.connection = connection

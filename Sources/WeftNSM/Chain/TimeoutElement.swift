@@ -9,7 +9,9 @@ struct TimeoutElement: NSMElement {
     let timers: ExpiryTimers
 
     func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
-        let deadline = Self.deadline(r.conn.path, prev: r.prevIndex)
+        // NSM's timeout: the caller's expiry less its own deadline, so that the
+        // connection is closed before the caller's refresh could no longer arrive.
+        let deadline = Self.deadline(r.conn.path, prev: r.prevIndex).addingTimeInterval(-r.caller.requestTimeout)
         let result = try await next.request(&r)
         timers.arm(r.conn.id, at: deadline)
         return result

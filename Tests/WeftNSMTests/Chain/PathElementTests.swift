@@ -14,7 +14,7 @@ final class PathElementTests: XCTestCase {
 
     func testStepsToItsOwnSegmentAndGivesTheCallerItsViewBack() async throws {
         let probe = Probe()
-        var r = NSMRequest(NSMFixtures.memifRequest(), peerToken: "jwt-of-nsmgr", peerExpires: clock.now().addingTimeInterval(30))
+        var r = NSMRequest(NSMFixtures.memifRequest(), caller: NSMCaller(token: "jwt-of-nsmgr", expires: clock.now().addingTimeInterval(30)))
         let out = try await NSMNext([element(), probe]).request(&r)
 
         // Inside the chain: Weft's index and id; the caller's token and expiry in its segment.
