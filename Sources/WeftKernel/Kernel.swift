@@ -126,6 +126,61 @@ public final class Netlink {
         try check(rc, "add route \(dst)\(gateway.map { " via " + CIDR.text($0) } ?? "")")
     }
 
+    public func deleteAddress(_ index: Int32, _ cidr: CIDR) throws {
+        try check(cidr.address.withUnsafeBufferPointer { wf_nl_addr_del(nl, index, cidr.family, $0.baseAddress, $0.count, cidr.prefix) },
+                  "delete address \(cidr)")
+    }
+
+    /// The main table.
+    public static let mainTable: UInt32 = 254
+
+    /// A route in `table`; `onLink`: the gateway is taken as on the link (NSM's next hops).
+    public func route(add: Bool, _ index: Int32, _ dst: CIDR, via gateway: [UInt8]?, table: UInt32 = Netlink.mainTable,
+                      onLink: Bool = false) throws {
+        let rc = dst.address.withUnsafeBufferPointer { d in
+            if let gateway {
+                return gateway.withUnsafeBufferPointer {
+                    wf_nl_route(nl, add ? 1 : 0, index, dst.family, d.baseAddress, d.count, dst.prefix, $0.baseAddress, $0.count,
+                                table, onLink ? 1 : 0)
+                }
+            }
+            return wf_nl_route(nl, add ? 1 : 0, index, dst.family, d.baseAddress, d.count, dst.prefix, nil, 0, table, 0)
+        }
+        try check(rc, "\(add ? "add" : "delete") route \(dst)\(gateway.map { " via " + CIDR.text($0) } ?? "") table \(table)")
+    }
+
+    /// A policy rule (NSM's PolicyRoute): traffic from `from` (any when nil), of IP
+    /// protocol `proto` (0: any), from/to the port ranges, looks up `table`.
+    public struct Rule: Equatable, Sendable {
+        public var family: Int32
+        public var from: CIDR?
+        public var proto: UInt8 = 0
+        public var sport: ClosedRange<UInt16>?
+        public var dport: ClosedRange<UInt16>?
+        public var table: UInt32
+        public init(family: Int32, from: CIDR?, proto: UInt8 = 0, sport: ClosedRange<UInt16>? = nil,
+                    dport: ClosedRange<UInt16>? = nil, table: UInt32) {
+            self.family = family; self.from = from; self.proto = proto; self.sport = sport; self.dport = dport; self.table = table
+        }
+    }
+
+    public func rule(add: Bool, _ r: Rule) throws {
+        let src = r.from?.address ?? []
+        let rc = src.withUnsafeBufferPointer { p -> Int32 in
+            var c = wf_nl_rule()
+            c.family = r.family
+            c.src = r.from == nil ? nil : p.baseAddress
+            c.src_len = p.count
+            c.src_plen = r.from?.prefix ?? 0
+            c.ipproto = r.proto
+            c.sport_lo = r.sport?.lowerBound ?? 0; c.sport_hi = r.sport?.upperBound ?? 0
+            c.dport_lo = r.dport?.lowerBound ?? 0; c.dport_hi = r.dport?.upperBound ?? 0
+            c.table = r.table
+            return wf_nl_rule(nl, add ? 1 : 0, &c)
+        }
+        try check(rc, "\(add ? "add" : "delete") rule\(r.from.map { " from \($0)" } ?? "") table \(r.table)")
+    }
+
     public func addNeighbour(_ index: Int32, ip: [UInt8], mac: [UInt8]) throws {
         let family = ip.count == 4 ? AF_INET : AF_INET6
         try check(ip.withUnsafeBufferPointer { i in

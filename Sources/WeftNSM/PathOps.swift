@@ -12,11 +12,15 @@ public enum PathOps {
     ///  - the segment at `index` is ours already (a hop re-entered): keep it;
     ///  - otherwise step to index + 1: reuse that segment if it bears our name (a refresh or
     ///    heal), else replace it (or append one) with a fresh id.
-    public static func update(_ path: inout Connection_Path, name: String, newID: () -> String) throws -> UInt32 {
+    /// As NSM's updatepath: on an empty path a given `connectionID` becomes our segment's
+    /// id; when stepping, the caller's segment must bear the connection's id (`nil`: not
+    /// checked, for callers that only have a path).
+    public static func update(_ path: inout Connection_Path, name: String, connectionID: String? = nil,
+                              newID: () -> String) throws -> UInt32 {
         if path.pathSegments.isEmpty {
             var seg = Connection_PathSegment()
             seg.name = name
-            seg.id = newID()
+            seg.id = (connectionID?.isEmpty == false) ? connectionID! : newID()
             path.pathSegments = [seg]
             path.index = 0
             return 0
@@ -26,6 +30,9 @@ public enum PathOps {
         }
         if path.pathSegments[Int(path.index)].name == name {
             return path.index
+        }
+        if let connectionID, path.pathSegments[Int(path.index)].id != connectionID {
+            throw Error(description: "connection.id '\(connectionID)' is not the id of path segment \(path.index) ('\(path.pathSegments[Int(path.index)].id)')")
         }
         let prev = path.index
         path.index += 1

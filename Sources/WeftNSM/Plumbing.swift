@@ -253,62 +253,65 @@ final class Plumbing: Sendable {
         }
     }
 
-    /// Apply the IP context inside the pod's namespace, as NSM's kernel forwarders do:
+    /// Apply the IP context inside the pod's namespace, as NSM's kernel forwarders do
+    /// (sdk-kernel's ipaddress, routes, iprule, ipneighbor, pinggrouprange):
     /// the NSC side (server) gets src_ip_addrs and src_routes, the NSE side (client)
-    /// dst_ip_addrs and dst_routes; routes' next hops default to the peer's first address
-    /// of the family; on-link routes to the peer's addresses; neighbours from
-    /// ip_neighbors plus the peer's address -> the peer's MAC; MTU from the context.
-    func applyContext(_ ctx: Connectioncontext_ConnectionContext, on s: RealizedSide, peer: RealizedSide?) throws {
+    /// dst_ip_addrs and dst_routes; routes to the peer's addresses with the peer's
+    /// prefix, on the link; routes' next hops (the peer's first address of the family
+    /// when none is given) on the link (RTNH_F_ONLINK); each policy route a table of
+    /// its own and a rule (from, proto, ports) that looks it up; neighbours from
+    /// ip_neighbors plus the peer's address -> the peer's MAC; MTU from the context;
+    /// ping_group_range opened so unprivileged ping works. `previous`: the context
+    /// applied before (a refresh): what it had and `ctx` has not is removed.
+    func applyContext(_ ctx: Connectioncontext_ConnectionContext, on s: RealizedSide, peer: RealizedSide?,
+                      previous: Connectioncontext_ConnectionContext? = nil) throws {
         guard s.type == Mech.kernel, let ns = s.netns, let name = s.podIfName else { return }
         let nl = try step("netlink in \(ns)") { try Netlink(netns: ns) }
         guard let idx = try nl.index(of: name) else {
             throw NSMError(.internalError, "ip context", "interface \(name) is gone from \(ns)")
         }
-        let ip = ctx.ipContext
-        let own = s.side == .server ? ip.srcIpAddrs : ip.dstIpAddrs
-        let peers = s.side == .server ? ip.dstIpAddrs : ip.srcIpAddrs
-        let routes = s.side == .server ? ip.srcRoutes : ip.dstRoutes
-        let field = s.side == .server ? "src" : "dst"
+        let want = try KernelContext(ctx, side: s.side, key: s.interface.name)
+        if let previous, let had = try? KernelContext(previous, side: s.side, key: s.interface.name) {
+            for a in had.addresses where !want.addresses.contains(a) {
+                try? nl.deleteAddress(idx, a)
+            }
+            for r in had.routes where !want.routes.contains(r) {
+                try? nl.route(add: false, idx, r.dst, via: r.via, table: r.table, onLink: r.onLink)
+            }
+            for r in had.rules where !want.rules.contains(r) { try? nl.rule(add: false, r) }
+        }
         if ctx.mtu > 0 { try step("set MTU \(ctx.mtu) on \(name)") { try nl.set(idx, mtu: ctx.mtu) } }
         try? NetNS.sysctl(ns, "net/ipv6/conf/\(name)/disable_ipv6", "0")
-        for a in own {
-            guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_ip_addrs '\(a)' is not an address/prefix") }
-            try step("add address \(a) to \(name) in \(ns)") { try nl.addAddress(idx, c) }
+        try? NetNS.sysctl(ns, "net/ipv4/ping_group_range", "0 2147483647")
+        for a in want.addresses {
+            try step("add address \(a) to \(name) in \(ns)") { try nl.addAddress(idx, a) }
         }
-        var peerCIDRs: [CIDR] = []
-        for a in peers {
-            guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field == "src" ? "dst" : "src")_ip_addrs '\(a)' is not an address/prefix") }
-            peerCIDRs.append(c)
-            let host = CIDR(CIDR.text(c.address))!
-            try step("add on-link route \(host) on \(name)") { try nl.addRoute(idx, host, via: nil) }
-        }
-        for r in routes {
-            guard let dst = CIDR(r.prefix) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_routes prefix '\(r.prefix)' is not a prefix") }
-            var gw: [UInt8]? = nil
-            if !r.nextHop.isEmpty {
-                guard let g = IPAddress.parse(r.nextHop), g.count == dst.address.count else {
-                    throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_routes nextHop '\(r.nextHop)' is not an address of the prefix's family")
-                }
-                gw = g
-            } else if let p = peerCIDRs.first(where: { $0.address.count == dst.address.count }) {
-                gw = p.address
-            }
-            if gw == nil || dst.network.address == gw! && dst.prefix == UInt8(dst.address.count * 8) {
-                try step("add route \(dst.network) on \(name)") { try nl.addRoute(idx, dst.network, via: nil) }
-            } else {
-                try step("add route \(dst.network) via \(CIDR.text(gw!)) on \(name)") { try nl.addRoute(idx, dst.network, via: gw) }
+        for r in want.routes {
+            try step("add route \(r.dst)\(r.via.map { " via " + CIDR.text($0) } ?? "") table \(r.table) on \(name)") {
+                try nl.route(add: true, idx, r.dst, via: r.via, table: r.table, onLink: r.onLink)
             }
         }
-        for n in ip.ipNeighbors {
-            guard let a = IPAddress.parse(n.ip), let mac = parseMAC(n.hardwareAddress) else {
-                throw NSMError(.invalidArgument, "ip context", "context.ip_context.ip_neighbors entry \(n.ip) \(n.hardwareAddress) is not an address and a MAC")
-            }
-            try step("add neighbour \(n.ip) on \(name)") { try nl.addNeighbour(idx, ip: a, mac: mac) }
+        for r in want.rules where !(previous.flatMap { try? KernelContext($0, side: s.side, key: s.interface.name) }?.rules.contains(r) ?? false) {
+            try step("add rule\(r.from.map { " from \($0)" } ?? "") lookup \(r.table) in \(ns)") { try nl.rule(add: true, r) }
+        }
+        for n in want.neighbours {
+            try step("add neighbour \(CIDR.text(n.0)) on \(name)") { try nl.addNeighbour(idx, ip: n.0, mac: n.1) }
         }
         if let peer, peer.podMAC.count == 6 {
-            for c in peerCIDRs {
+            for c in want.peers {
                 try step("add neighbour \(CIDR.text(c.address)) -> peer MAC on \(name)") { try nl.addNeighbour(idx, ip: c.address, mac: peer.podMAC) }
             }
+        }
+    }
+
+    /// What only Close has to undo of a context: the policy rules (addresses and
+    /// routes go with the interface).
+    func removeContext(_ ctx: Connectioncontext_ConnectionContext, on s: RealizedSide) {
+        guard s.type == Mech.kernel, let ns = s.netns,
+              let k = try? KernelContext(ctx, side: s.side, key: s.interface.name), !k.rules.isEmpty,
+              let nl = try? Netlink(netns: ns) else { return }
+        for r in k.rules {
+            do { try nl.rule(add: false, r) } catch { logger.debug("removing \(r) in \(ns): \(error)") }
         }
     }
 
@@ -340,3 +343,116 @@ func parseMAC(_ s: String) -> [UInt8]? {
     return b.count == 6 ? b : nil
 }
 
+
+/// One side's part of an IP context, as kernel objects: what `applyContext` adds and
+/// what a refresh compares. Every malformed field is an INVALID_ARGUMENT naming it.
+struct KernelContext {
+    struct Route: Equatable {
+        var dst: CIDR
+        var via: [UInt8]?
+        var table: UInt32
+        var onLink: Bool
+    }
+    var addresses: [CIDR] = []
+    var peers: [CIDR] = []
+    var routes: [Route] = []
+    var rules: [Netlink.Rule] = []
+    var neighbours: [([UInt8], [UInt8])] = []
+
+    /// `key`: what makes this side's policy tables its own (its interface's name).
+    init(_ ctx: Connectioncontext_ConnectionContext, side: Side, key: String) throws {
+        let ip = ctx.ipContext
+        let server = side == .server
+        let field = server ? "src" : "dst", peerField = server ? "dst" : "src"
+        for a in server ? ip.srcIpAddrs : ip.dstIpAddrs {
+            guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(field)_ip_addrs '\(a)' is not an address/prefix") }
+            addresses.append(c)
+        }
+        for a in server ? ip.dstIpAddrs : ip.srcIpAddrs {
+            guard let c = CIDR(a) else { throw NSMError(.invalidArgument, "ip context", "context.ip_context.\(peerField)_ip_addrs '\(a)' is not an address/prefix") }
+            peers.append(c)
+            // The route to the peer with the peer's prefix, on the link (sdk-kernel's routes).
+            routes.append(Route(dst: c.network, via: nil, table: Netlink.mainTable, onLink: false))
+        }
+        func nextHop(_ r: Connectioncontext_Route, dst: CIDR, what: String, peerDefault: Bool) throws -> [UInt8]? {
+            if !r.nextHop.isEmpty {
+                guard let g = IPAddress.parse(r.nextHop), g.count == dst.address.count else {
+                    throw NSMError(.invalidArgument, "ip context", "\(what) nextHop '\(r.nextHop)' is not an address of the prefix's family")
+                }
+                return g
+            }
+            return peerDefault ? peers.first(where: { $0.address.count == dst.address.count })?.address : nil
+        }
+        /// Routes of src/dst_routes go via the peer when they name no next hop; policy
+        /// routes without one are on the link (as sdk-kernel's iprule).
+        func route(_ r: Connectioncontext_Route, table: UInt32, what: String, peerDefault: Bool = true) throws -> Route {
+            guard let c = CIDR(r.prefix) else { throw NSMError(.invalidArgument, "ip context", "\(what) prefix '\(r.prefix)' is not a prefix") }
+            let dst = c.network
+            let gw = try nextHop(r, dst: dst, what: what, peerDefault: peerDefault)
+            if gw == nil || dst.address == gw! && dst.prefix == UInt8(dst.address.count * 8) {
+                return Route(dst: dst, via: nil, table: table, onLink: false)
+            }
+            return Route(dst: dst, via: gw, table: table, onLink: true)
+        }
+        for r in server ? ip.srcRoutes : ip.dstRoutes {
+            routes.append(try route(r, table: Netlink.mainTable, what: "context.ip_context.\(field)_routes"))
+        }
+        // Policy routes (sdk-kernel's iprule), in the caller's pod.
+        if server {
+            for (i, p) in ip.policies.enumerated() {
+                let what = "context.ip_context.policies[\(i)]"
+                var from: CIDR? = nil
+                if !p.from.isEmpty {
+                    guard let c = CIDR(p.from) else { throw NSMError(.invalidArgument, "ip context", "\(what).from '\(p.from)' is not a prefix") }
+                    from = c.network
+                }
+                var proto: UInt8 = 0
+                if !p.proto.isEmpty {
+                    guard let v = UInt8(p.proto) else { throw NSMError(.invalidArgument, "ip context", "\(what).proto '\(p.proto)' is not an IP protocol number") }
+                    proto = v
+                }
+                func ports(_ s: String, _ name: String) throws -> ClosedRange<UInt16>? {
+                    if s.isEmpty { return nil }
+                    let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+                    guard parts.count <= 2, let lo = UInt16(parts[0]), let hi = UInt16(parts.last!), lo >= 1, lo <= hi else {
+                        throw NSMError(.invalidArgument, "ip context", "\(what).\(name) '\(s)' is not a port or a range such as 8000-8080")
+                    }
+                    return lo...hi
+                }
+                let sport = try ports(p.srcPort, "src_port"), dport = try ports(p.dstPort, "dst_port")
+                var family = from?.family
+                if family == nil, let first = p.routes.first, let c = CIDR(first.prefix) { family = c.family }
+                let fam = family ?? AF_INET
+                let table = KernelContext.table(key: key, policy: "\(p.from);\(p.proto);\(p.srcPort);\(p.dstPort)")
+                var prs = p.routes
+                if prs.isEmpty {
+                    var d = Connectioncontext_Route()
+                    d.prefix = fam == AF_INET ? "0.0.0.0/0" : "::/0"
+                    prs = [d]
+                }
+                for r in prs {
+                    let kr = try route(r, table: table, what: "\(what).routes", peerDefault: false)
+                    guard kr.dst.family == fam else {
+                        throw NSMError(.invalidArgument, "ip context", "\(what): route \(r.prefix) is not of the rule's family")
+                    }
+                    routes.append(kr)
+                }
+                rules.append(Netlink.Rule(family: fam, from: from, proto: proto, sport: sport, dport: dport, table: table))
+            }
+        }
+        for n in ip.ipNeighbors {
+            guard let a = IPAddress.parse(n.ip), let mac = parseMAC(n.hardwareAddress) else {
+                throw NSMError(.invalidArgument, "ip context", "context.ip_context.ip_neighbors entry \(n.ip) \(n.hardwareAddress) is not an address and a MAC")
+            }
+            neighbours.append((a, mac))
+        }
+    }
+
+    /// A policy's routing table: stable for the same side and policy, in 1,000 ..<
+    /// 2^31 (clear of the kernel's own and the usual hand-made tables).
+    static func table(key: String, policy: String) -> UInt32 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in (key + "|" + policy).utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return 1000 + UInt32(h % UInt64(Int32.max - 1000))
+    }
+}

@@ -106,6 +106,25 @@ final class PathOpsTests: XCTestCase {
         XCTAssertThrowsError(try PathOps.update(&far, name: "weft", newID: { "x" }))
     }
 
+    /// NSM's updatepath: the caller's connection id must be its segment's id; a given id
+    /// on an empty path is kept.
+    func testConnectionIDRulesOfTheSDK() throws {
+        var p = path(1, [seg("nsc", "a"), seg("nsmgr", "b")])
+        let before = p
+        XCTAssertThrowsError(try PathOps.update(&p, name: "weft", connectionID: "not-b", newID: { "x" })) { e in
+            XCTAssertTrue("\(e)".contains("'not-b' is not the id of path segment 1"), "\(e)")
+        }
+        XCTAssertEqual(p, before, "nothing changed by a refused update")
+        XCTAssertEqual(try PathOps.update(&p, name: "weft", connectionID: "b", newID: { "x" }), 1)
+        XCTAssertEqual(p.pathSegments[2].id, "x")
+        var empty = Connection_Path()
+        XCTAssertEqual(try PathOps.update(&empty, name: "weft", connectionID: "given", newID: { "x" }), 0)
+        XCTAssertEqual(empty.pathSegments.map(\.id), ["given"])
+        var emptyNoID = Connection_Path()
+        _ = try PathOps.update(&emptyNoID, name: "weft", connectionID: "", newID: { "fresh" })
+        XCTAssertEqual(emptyNoID.pathSegments.map(\.id), ["fresh"])
+    }
+
     // MARK: matches (MonitorConnections scope, reference §1.1)
 
     private func connection(_ service: String, _ segs: [Connection_PathSegment]) -> Connection_Connection {

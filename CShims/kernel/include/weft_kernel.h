@@ -94,6 +94,27 @@ int wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, 
 		    const uint8_t *gateway, size_t gateway_len);
 int wf_nl_neigh_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *ip, size_t ip_len, const uint8_t *mac,
 		    size_t mac_len);
+/* Remove an address (-EADDRNOTAVAIL when it is not there). */
+int wf_nl_addr_del(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, size_t addr_len, uint8_t plen);
+/* A route in routing table `table` (RT_TABLE_MAIN = 254); add replaces. onlink:
+ * the gateway is on the link whatever the addresses (RTNH_F_ONLINK, as NSM's
+ * kernel forwarders install next hops). del: -ESRCH when it is not there. */
+int wf_nl_route(wf_nl_t *nl, int add, int32_t index, int family, const uint8_t *dst, size_t dst_len, uint8_t plen,
+		const uint8_t *gateway, size_t gateway_len, uint32_t table, int onlink);
+/* A policy rule: from src/src_plen (src NULL: any), IP protocol (0: any), source
+ * and destination port ranges (0-0: any), looked up in `table`; priority 0: the
+ * kernel's choice. del removes the rule that matches all of these. */
+struct wf_nl_rule {
+	int family;
+	const uint8_t *src;
+	size_t src_len;
+	uint8_t src_plen;
+	uint8_t ipproto;
+	uint16_t sport_lo, sport_hi, dport_lo, dport_hi;
+	uint32_t table;
+	uint32_t priority;
+};
+int wf_nl_rule(wf_nl_t *nl, int add, const struct wf_nl_rule *r);
 
 /* The other end of a veth: its namespace's path ("" when it is the same as
  * netns) and its name; -ENOENT when ifindex is not a veth. */

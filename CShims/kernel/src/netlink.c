@@ -12,6 +12,7 @@
 
 #include <libmnl/libmnl.h>
 #include <linux/rtnetlink.h>
+#include <linux/fib_rules.h>
 
 #include "weft_kernel.h"
 
@@ -446,6 +447,110 @@ wf_nl_route_add(wf_nl_t *nl, int32_t index, int family, const uint8_t *dst, size
 	if (gateway)
 		mnl_attr_put(nlh, RTA_GATEWAY, len, gateway);
 	return transact(nl, nlh, NULL, NULL, "route add");
+}
+
+int
+wf_nl_addr_del(wf_nl_t *nl, int32_t index, int family, const uint8_t *addr, size_t addr_len_given, uint8_t plen)
+{
+	int rc = check_addr(family, addr, addr_len_given, "address del");
+	if (rc)
+		return rc;
+	size_t len = addr_len(family);
+	if (plen > len * 8)
+		return -EINVAL;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_DELADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = (uint8_t)family;
+	ifa->ifa_prefixlen = plen;
+	ifa->ifa_index = (uint32_t)index;
+	mnl_attr_put(nlh, IFA_LOCAL, len, addr);
+	mnl_attr_put(nlh, IFA_ADDRESS, len, addr);
+	return transact(nl, nlh, NULL, NULL, "address del");
+}
+
+int
+wf_nl_route(wf_nl_t *nl, int add, int32_t index, int family, const uint8_t *dst, size_t dst_len, uint8_t plen,
+	    const uint8_t *gateway, size_t gateway_len, uint32_t table, int onlink)
+{
+	const char *what = add ? "route add" : "route del";
+	int rc = check_addr(family, dst, dst_len, what);
+	if (rc == 0 && gateway != NULL)
+		rc = check_addr(family, gateway, gateway_len, what);
+	if (rc)
+		return rc;
+	size_t len = addr_len(family);
+	if (plen > len * 8 || table == 0)
+		return -EINVAL;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = add ? RTM_NEWROUTE : RTM_DELROUTE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = (uint8_t)family;
+	rtm->rtm_dst_len = plen;
+	rtm->rtm_table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
+	rtm->rtm_protocol = RTPROT_STATIC;
+	rtm->rtm_scope = add ? (gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK) : RT_SCOPE_NOWHERE;
+	rtm->rtm_type = RTN_UNICAST;
+	if (gateway && onlink)
+		rtm->rtm_flags |= RTNH_F_ONLINK;
+	mnl_attr_put(nlh, RTA_DST, len, dst);
+	mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)index);
+	mnl_attr_put_u32(nlh, RTA_TABLE, table);
+	if (gateway)
+		mnl_attr_put(nlh, RTA_GATEWAY, len, gateway);
+	return transact(nl, nlh, NULL, NULL, what);
+}
+
+int
+wf_nl_rule(wf_nl_t *nl, int add, const struct wf_nl_rule *r)
+{
+	const char *what = add ? "rule add" : "rule del";
+	if (r == NULL || (r->family != AF_INET && r->family != AF_INET6) || r->table == 0) {
+		wf_set_error("%s: a rule needs a family and a table", what);
+		return -EINVAL;
+	}
+	size_t len = addr_len(r->family);
+	if (r->src != NULL) {
+		int rc = check_addr(r->family, r->src, r->src_len, what);
+		if (rc)
+			return rc;
+		if (r->src_plen > len * 8)
+			return -EINVAL;
+	}
+	if (r->sport_lo > r->sport_hi || r->dport_lo > r->dport_hi) {
+		wf_set_error("%s: a port range's start is after its end", what);
+		return -EINVAL;
+	}
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = add ? RTM_NEWRULE : RTM_DELRULE;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0);
+	struct fib_rule_hdr *frh = mnl_nlmsg_put_extra_header(nlh, sizeof(*frh));
+	frh->family = (uint8_t)r->family;
+	frh->action = FR_ACT_TO_TBL;
+	frh->table = r->table < 256 ? (uint8_t)r->table : RT_TABLE_UNSPEC;
+	if (r->src != NULL) {
+		frh->src_len = r->src_plen;
+		mnl_attr_put(nlh, FRA_SRC, len, r->src);
+	}
+	mnl_attr_put_u32(nlh, FRA_TABLE, r->table);
+	if (r->priority)
+		mnl_attr_put_u32(nlh, FRA_PRIORITY, r->priority);
+	if (r->ipproto)
+		mnl_attr_put_u8(nlh, FRA_IP_PROTO, r->ipproto);
+	if (r->sport_hi) {
+		struct fib_rule_port_range pr = {.start = r->sport_lo, .end = r->sport_hi};
+		mnl_attr_put(nlh, FRA_SPORT_RANGE, sizeof(pr), &pr);
+	}
+	if (r->dport_hi) {
+		struct fib_rule_port_range pr = {.start = r->dport_lo, .end = r->dport_hi};
+		mnl_attr_put(nlh, FRA_DPORT_RANGE, sizeof(pr), &pr);
+	}
+	return transact(nl, nlh, NULL, NULL, what);
 }
 
 int

@@ -650,6 +650,10 @@ void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
 /* nodes/egress_node.c: the one way out */
 void wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
 	     uint16_t n, uint64_t bytes);
+/* The same for a burst already scanned (its frames unchanged since). */
+struct wf_scan;
+void wf_send_scanned(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+		     uint16_t n, const struct wf_scan *s);
 typedef void (*wf_next_fn)(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 			   struct rte_mbuf **pkts, uint16_t n);
 void wf_finish_then(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
@@ -681,6 +685,27 @@ wf_burst_bytes(struct rte_mbuf **pkts, uint16_t n)
 	for (uint16_t i = 0; i < n; i++)
 		b += rte_pktmbuf_pkt_len(pkts[i]);
 	return b;
+}
+
+/* What the egress node needs to know of a burst, read in one pass (at RX for a
+ * cross-connect, so that egress does not read every mbuf again). */
+struct wf_scan {
+	uint64_t bytes;
+	uint64_t ol;      /* the frames' ol_flags or-ed */
+	uint32_t longest; /* the longest frame */
+};
+
+static inline struct wf_scan
+wf_burst_scan(struct rte_mbuf **pkts, uint16_t n)
+{
+	struct wf_scan s = {0, 0, 0};
+	for (uint16_t i = 0; i < n; i++) {
+		const uint32_t len = rte_pktmbuf_pkt_len(pkts[i]);
+		s.bytes += len;
+		s.ol |= pkts[i]->ol_flags;
+		s.longest = len > s.longest ? len : s.longest;
+	}
+	return s;
 }
 
 /* vxlan_node.c */

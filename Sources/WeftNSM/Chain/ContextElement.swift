@@ -18,13 +18,18 @@ struct ContextElement: NSMElement {
         if r.isRefresh {
             guard ctx != r.state.context else { return result }
             logger.info("connection \(r.conn.id): context changed on refresh; applying it")
-            try await apply(ctx, r.state)
+            try await apply(ctx, r.state, previous: r.state.context)
             r.state.context = ctx
             return result
         }
         do {
             try await apply(ctx, r.state)
         } catch {
+            let st = r.state
+            await control.withKernel { [plumbing] in
+                if let s = st.server { plumbing.removeContext(ctx, on: s) }
+                if let s = st.client { plumbing.removeContext(ctx, on: s) }
+            }
             try? await next.close(r.rollback)
             throw error
         }
@@ -32,13 +37,23 @@ struct ContextElement: NSMElement {
         return result
     }
 
-    func close(_ c: NSMClose, next: NSMNext) async throws { try await next.close(c) }
+    /// Policy rules live in the pods, not on the interfaces: removed here.
+    func close(_ c: NSMClose, next: NSMNext) async throws {
+        if let st = c.state, st.context.hasIpContext, !st.context.ipContext.policies.isEmpty {
+            await control.withKernel { [plumbing] in
+                if let s = st.server { plumbing.removeContext(st.context, on: s) }
+                if let s = st.client { plumbing.removeContext(st.context, on: s) }
+            }
+        }
+        try await next.close(c)
+    }
 
-    private func apply(_ ctx: Connectioncontext_ConnectionContext, _ st: ConnectionState) async throws {
+    private func apply(_ ctx: Connectioncontext_ConnectionContext, _ st: ConnectionState,
+                       previous: Connectioncontext_ConnectionContext? = nil) async throws {
         guard let server = st.server, let client = st.client else { return }
         try await control.withKernel { [plumbing] in
-            try plumbing.applyContext(ctx, on: server, peer: client)
-            try plumbing.applyContext(ctx, on: client, peer: server)
+            try plumbing.applyContext(ctx, on: server, peer: client, previous: previous)
+            try plumbing.applyContext(ctx, on: client, peer: server, previous: previous)
         }
     }
 }

@@ -25,7 +25,7 @@ struct PathElement: NSMElement {
         }
         var path = conn.path
         let prev: UInt32
-        do { prev = try PathOps.update(&path, name: name, newID: newID) } catch {
+        do { prev = try PathOps.update(&path, name: name, connectionID: conn.id, newID: newID) } catch {
             throw NSMError(.invalidArgument, "path", "\(error)")
         }
         // PathOps.update leaves both indexes inside the path.

@@ -17,6 +17,12 @@ struct ServerMechanismElement: NSMElement {
             result.mechanism = r.state.serverMechanism
             return result
         }
+        // Weft's dataplane cross-connects Ethernet frames; a memif in IP mode would need
+        // an L3 cross-connect (not served yet).
+        if r.conn.payload == "IP", r.serverMechanism.type == Mech.memif {
+            throw NSMError(.failedPrecondition, "mechanism",
+                           "\(r.serverMechanism.type) with IP payload is not served by this forwarder (Ethernet payload only)")
+        }
         // The kernel steps register their undo as they go.
         var undo: [() -> Void] = []
         let pref = r.serverMechanism, id = r.conn.id, first = r.firstSegmentID, mtu = UInt32(r.conn.context.mtu)

@@ -74,6 +74,18 @@ final class MechanismElementTests: XCTestCase {
         XCTAssertEqual(probe.requests.count, 0)
     }
 
+    func testMEMIFWithIPPayloadIsRefusedBeforeAnythingIsMade() async throws {
+        var r = pathedRequest()
+        r.conn.payload = "IP"
+        r.serverMechanism = mech(Mech.local, Mech.memif)
+        let probe = Probe()
+        let e = await expectNSMError { try await NSMNext([self.server(), probe]).request(&r) }
+        XCTAssertEqual(e?.code, .failedPrecondition)
+        XCTAssertTrue(e?.message.contains("MEMIF with IP payload") ?? false, "\(String(describing: e))")
+        XCTAssertEqual(probe.requests.count, 0)
+        XCTAssertEqual(node.memifDirs, [])
+    }
+
     func testServerSideOnRefreshRealizesNothing() async throws {
         var r = pathedRequest()
         r.isRefresh = true

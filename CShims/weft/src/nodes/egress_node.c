@@ -132,24 +132,23 @@ void
 wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
 	uint16_t n, uint64_t bytes)
 {
+	(void)bytes;
+	const struct wf_scan s = wf_burst_scan(pkts, n);
+	wf_send_scanned(w, t, f, pkts, n, &s);
+}
+
+void
+wf_send_scanned(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
+		uint16_t n, const struct wf_scan *s)
+{
 	const struct wf_port_fp *fp = &w->dp->fp[f->out_port];
-	uint64_t ol = 0;
-	uint32_t longest = 0;
-	uint64_t sum = 0;
-	for (uint16_t i = 0; i < n; i++) {
-		ol |= pkts[i]->ol_flags;
-		uint32_t len = rte_pktmbuf_pkt_len(pkts[i]);
-		longest = len > longest ? len : longest;
-		sum += len;
-	}
-	if (unlikely(wf_needs_finish(fp, f, ol, longest))) {
+	if (unlikely(wf_needs_finish(fp, f, s->ol, s->longest))) {
 		uint8_t caps = f->action == WF_ACT_VXLAN_ENCAP ? 0 : fp->caps;
 		uint32_t max_frame = f->action == WF_ACT_VXLAN_ENCAP ? 0 : fp->max_frame;
 		wf_finish_then(w, t, f, pkts, n, caps, max_frame, wf_send_ready);
 		return;
 	}
-	(void)bytes;
-	wf_send_sized(w, t, f, pkts, n, f->action == WF_ACT_FWD ? sum : 0);
+	wf_send_sized(w, t, f, pkts, n, f->action == WF_ACT_FWD ? s->bytes : 0);
 }
 
 static void

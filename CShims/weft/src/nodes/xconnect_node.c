@@ -14,9 +14,11 @@ wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_por
 	const struct wf_fwd *f = &t->fwd[in_port];
 	struct wf_if_counters *ic = &w->ifc[in_port];
 
-	const uint64_t bytes = wf_burst_bytes(pkts, n);
+	/* One pass over the burst: its size for the counters, and what egress
+	 * checks (offloads pending, the longest frame). */
+	const struct wf_scan s = wf_burst_scan(pkts, n);
 	ic->rx_packets += n;
-	ic->rx_bytes += bytes;
+	ic->rx_bytes += s.bytes;
 
 	if (unlikely(f->out_port == WF_PORT_NONE)) {
 		wf_count_drop(w, ic, WF_DROP_NO_PEER, n);
@@ -24,7 +26,10 @@ wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_por
 		return;
 	}
 	/* Forwarded as is, the burst leaves with the bytes it came with. */
-	wf_deliver(w, t, f, pkts, n, bytes);
+	if (likely(f->action < WF_ACT_REPLICATE))
+		wf_send_scanned(w, t, f, pkts, n, &s);
+	else
+		wf_p2mp_burst(w, t, f, pkts, n, s.bytes);
 }
 
 void
