@@ -102,10 +102,13 @@ public final class Forwarder: Sendable {
     }
 
     /// A connection's timer fired: Close it everywhere (if it is still there).
-    func expire(_ id: String) async {
-        var c = NSMClose(Connection_Connection(), reason: .expired)
+    func expire(_ id: String) async { await close(id: id, reason: .expired) }
+
+    /// Close one of Weft's connections everywhere, for a reason of Weft's own.
+    func close(id: String, reason: NSMClose.Reason) async {
+        var c = NSMClose(Connection_Connection(), reason: reason)
         c.id = id
-        do { try await chain.close(c) } catch { logger.debug("connection \(id): expiry: \(error)") }
+        do { try await chain.close(c) } catch { logger.debug("connection \(id): \(reason.rawValue): \(error)") }
     }
 
     /// SIGTERM: close every connection locally, without calling the next hops. Requests

@@ -297,6 +297,8 @@ public final class NSMService: Sendable {
             if settings.register {
                 group.addTask { [self] in await registrationLoop() }
             }
+            let monitor = NetnsMonitor(forwarder: forwarder, logger: logger)
+            group.addTask { await monitor.run() }
             try await group.next()
             group.cancelAll()
         }

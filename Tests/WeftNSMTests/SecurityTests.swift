@@ -123,7 +123,8 @@ final class TokenTests: XCTestCase {
             do { try TokenPolicy.check(tokens: tokens, index: 2, peerKey: peer ?? nsmgr.publicKey, now: Date()); return nil }
             catch let d as TokenPolicy.Denied { return d.rule } catch { return "\(error)" }
         }
-        XCTAssertEqual(rule([good[0], "", good[2]]), "tokens_valid")
+        XCTAssertEqual(rule([good[0], "", good[2]]), "tokens_chained", "NSM's order: an empty token fails the chain first")
+        XCTAssertEqual(rule([good[0], good[1], "x.y.z"]), "tokens_chained")
         XCTAssertEqual(rule([good[0], try tok("nsmgr", "someone-else", nsmgr), good[2]]), "tokens_chained")
         XCTAssertEqual(rule([try tok("nsc", "nsmgr", nsc, exp: Date().addingTimeInterval(-1)), good[1], good[2]]), "tokens_expired")
         XCTAssertEqual(rule(good, peer: nsc.publicKey), "prev_token_signed", "a token signed by another key than the TLS peer's")
@@ -254,7 +255,7 @@ final class IdentityTests: XCTestCase {
         let noTLS = await outcome(request(token: good, cert: nil))
         XCTAssertTrue(noTLS.hasPrefix("permissionDenied") && noTLS.contains("mutual TLS"), noTLS)
         let noToken = await outcome(request(token: nil, cert: nsmgr.chain[0]))
-        XCTAssertTrue(noToken.contains("tokens_valid"), noToken)
+        XCTAssertTrue(noToken.contains("tokens_chained") && noToken.contains("has no token"), noToken)
         let bad = await outcome(request(token: forged, cert: nsmgr.chain[0]))
         XCTAssertTrue(bad.contains("prev_token_signed"), bad)
         let noExpiry = await outcome(request(token: good, cert: nsmgr.chain[0], expires: nil))

@@ -115,6 +115,7 @@ struct NSMRequest: Sendable {
 struct NSMClose: Sendable {
     enum Reason: String, Sendable {
         case close, expired, reselect, mechanismChanged = "mechanism changed", shutdown, rollback
+        case netnsGone = "client pod gone"
     }
     /// As the caller sent it (for a Close from outside), else Weft's own view.
     var connection: Connection_Connection

@@ -95,21 +95,35 @@ public enum TokenPolicy {
         public var description: String { "\(rule): \(detail)" }
     }
 
+    /// The policies in NSM's order (its policy files, alphabetically): a token that does
+    /// not decode fails the first policy that reads it, as in NSM.
     public static func check(tokens: [String], index: Int, peerKey: P256.Signing.PublicKey?, now: Date) throws {
-        var claims: [NSMToken] = []
-        for (i, t) in tokens.enumerated() {
-            do { claims.append(try NSMToken.decode(t)) } catch {
-                throw Denied(rule: "tokens_valid", detail: t.isEmpty ? "path segment \(i) has no token" : "path segment \(i)'s token: \(error)")
+        var claims: [NSMToken?] = []
+        var decodeErrors: [String?] = []
+        for t in tokens {
+            do { claims.append(try NSMToken.decode(t)); decodeErrors.append(nil) } catch {
+                claims.append(nil)
+                decodeErrors.append(t.isEmpty ? "has no token" : "'s token: \(error)")
             }
         }
         if claims.count >= 2 {
-            for i in 0..<(claims.count - 1) where !claims[i].audience.contains(claims[i + 1].subject) {
-                throw Denied(rule: "tokens_chained",
-                             detail: "path segment \(i)'s token is for \(claims[i].audience) but segment \(i + 1)'s is from '\(claims[i + 1].subject)'")
+            for i in 0..<(claims.count - 1) {
+                guard let a = claims[i], let b = claims[i + 1] else {
+                    let bad = claims[i] == nil ? i : i + 1
+                    throw Denied(rule: "tokens_chained", detail: "path segment \(bad) \(decodeErrors[bad]!)")
+                }
+                if !a.audience.contains(b.subject) {
+                    throw Denied(rule: "tokens_chained",
+                                 detail: "path segment \(i)'s token is for \(a.audience) but segment \(i + 1)'s is from '\(b.subject)'")
+                }
             }
         }
-        for (i, c) in claims.enumerated() where !(now < c.expires) {
-            throw Denied(rule: "tokens_expired", detail: "path segment \(i)'s token expired at \(c.expires)")
+        for (i, c) in claims.enumerated() {
+            guard let c else { throw Denied(rule: "tokens_expired", detail: "path segment \(i) \(decodeErrors[i]!)") }
+            if !(now < c.expires) { throw Denied(rule: "tokens_expired", detail: "path segment \(i)'s token expired at \(c.expires)") }
+        }
+        for (i, e) in decodeErrors.enumerated() {
+            if let e { throw Denied(rule: "tokens_valid", detail: "path segment \(i) \(e)") }
         }
         guard index >= 1, index - 1 < tokens.count else {
             throw Denied(rule: "prev_token_signed", detail: "there is no previous path segment (index \(index))")

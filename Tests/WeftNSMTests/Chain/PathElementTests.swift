@@ -44,8 +44,14 @@ final class PathElementTests: XCTestCase {
         XCTAssertEqual(seen.conn.path.pathSegments.map(\.name), ["weft"])
         XCTAssertEqual(seen.conn.path.index, 0)
         XCTAssertEqual(seen.prevIndex, 0)
-        XCTAssertEqual(out.id, "new-id")
+        XCTAssertEqual(out.id, "nsmgr-nsc-1", "a given id on an empty path is kept (NSM's updatepath)")
         XCTAssertEqual(out.path.index, 0)
+        var anonymous = NSMFixtures.memifRequest()
+        anonymous.connection.clearPath()
+        anonymous.connection.id = ""
+        var r2 = NSMRequest(anonymous)
+        let out2 = try await NSMNext([element(), Probe()]).request(&r2)
+        XCTAssertEqual(out2.id, "new-id")
     }
 
     func testRefreshKeepsItsSegmentID() async throws {
