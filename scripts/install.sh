@@ -34,6 +34,16 @@ if ! command -v swift >/dev/null 2>&1; then
   fi
 fi
 
+# The NSM cluster's test peers (Tests/peers/nsm_cluster: a SPIFFE Workload API,
+# an NSMgr/registry and an endpoint with mTLS, tokens and fd passing) and the JWT
+# interop test: Python packages from PyPI, for the python3 the tests run.
+if ! python3 -c 'import sys, grpc, google.protobuf as pb, cryptography, jwt
+v = lambda s: tuple(int(x) for x in s.split(".")[:2])
+sys.exit(0 if v(grpc.__version__) >= (1, 85) and v(pb.__version__) >= (7, 35) else 1)' 2>/dev/null; then
+  echo "install.sh: installing grpcio, protobuf, cryptography, PyJWT for $(command -v python3)"
+  python3 -m pip install -q "grpcio>=1.85.1" "protobuf>=7.35.1" "cryptography>=42" "PyJWT>=2.8"
+fi
+
 # Hugepages: reserve, then mount hugetlbfs where DPDK looks by default.
 have=$(cat /proc/sys/vm/nr_hugepages)
 if [ "$have" -lt "$HUGEPAGES" ]; then
