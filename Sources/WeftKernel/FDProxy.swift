@@ -146,12 +146,35 @@ public final class FDProxy: @unchecked Sendable {
     }
 
     /// A copy (close-on-exec, the caller's to close) of the fd with identity
-    /// `inode` that came in on `connection`, waiting up to `timeout` for it.
-    /// Throws ETIMEDOUT when it did not come, ENOENT when the connection is gone.
+    /// `inode` that came in on `connection`, waiting up to `timeout` for it
+    /// (this thread blocks meanwhile). Throws ETIMEDOUT when it did not come,
+    /// ENOENT when the connection is gone.
     public func take(_ inode: InodeURL, from connection: Connection, timeout: Duration) throws -> Int32 {
+        try takeNow(inode, from: connection, waitingMilliseconds: FDProxy.milliseconds(timeout))
+    }
+
+    /// The same for a gRPC handler: an fd usually arrives before the request
+    /// that names it (it rides on earlier bytes), so the first look finds it;
+    /// otherwise this sleeps between looks instead of holding one of the few
+    /// threads of Swift's cooperative pool. Cancellation ends the wait.
+    public func take(_ inode: InodeURL, from connection: Connection, timeout: Duration) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                return try takeNow(inode, from: connection, waitingMilliseconds: 0)
+            } catch let e as KernelError where e.errno == ETIMEDOUT {
+                guard ContinuousClock.now < deadline else {
+                    throw KernelError(operation: "take \(inode) from \(connection)", errno: ETIMEDOUT,
+                                      detail: "not arrived in \(timeout)")
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+        }
+    }
+
+    func takeNow(_ inode: InodeURL, from connection: Connection, waitingMilliseconds ms: Int32) throws -> Int32 {
         wf_clear_last_error()
-        let fd = wf_fdproxy_take(proxy, connection.bridgePath, connection.dialerID, inode.dev, inode.ino,
-                                 FDProxy.milliseconds(timeout))
+        let fd = wf_fdproxy_take(proxy, connection.bridgePath, connection.dialerID, inode.dev, inode.ino, ms)
         try check(fd, "take \(inode) from \(connection)")
         return fd
     }

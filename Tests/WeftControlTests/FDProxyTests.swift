@@ -173,6 +173,23 @@ final class FDProxyTests: XCTestCase {
             XCTAssertEqual(s.fdsReceived, 1)
             XCTAssertEqual(s.fdsTaken, 2)
             XCTAssertEqual(s.dialersOpen, 0)
+
+            // A peer that is not there: the client's connection ends, counted.
+            let nowhere = try proxy.dial("\(dir)/absent.sock")
+            let lost = try connect(nowhere.localPath)
+            XCTAssertEqual(readToEnd(lost).count, 0)
+            close(lost)
+            XCTAssertEqual(proxy.stats.connectFailed, 1)
+            // Queued fds are capped per dialer; the extra one is refused, not lost silently.
+            for _ in 0..<64 { try proxy.send(outFile, to: .dialer(nowhere.id)) }
+            XCTAssertThrowsError(try proxy.send(outFile, to: .dialer(nowhere.id))) {
+                XCTAssertEqual(($0 as? KernelError)?.errno, ENOBUFS, "\($0)")
+            }
+            XCTAssertThrowsError(try proxy.flush(.dialer(nowhere.id), timeout: .milliseconds(20))) {
+                XCTAssertEqual(($0 as? KernelError)?.errno, ETIMEDOUT, "\($0)")
+            }
+            try proxy.undial(nowhere)
+            XCTAssertEqual(proxy.stats.fdsSendDropped, 64)
         }()
         XCTAssertEqual(openFDs(), before, "fds leaked")
     }
@@ -300,12 +317,21 @@ final class FDProxyTests: XCTestCase {
             // The server's fd rode on the answer to the client's dialer; it is
             // there while the connection lasts.
             let answerInode = try InodeURL(fd: answerFile)
-            let got = try clientProxy.take(answerInode, from: .dialer(dialer.id), timeout: .seconds(2))
+            let got = try await clientProxy.take(answerInode, from: .dialer(dialer.id), timeout: .seconds(2))
             XCTAssertEqual(try InodeURL(fd: got), answerInode)
             close(got)
             return answer
         }
         XCTAssertEqual(answer.status, .serving)
+        // The handlers' take: an unknown inode times out cleanly, not earlier.
+        let start = ContinuousClock.now
+        do {
+            _ = try await clientProxy.take(InodeURL(dev: 1, ino: 2), from: .dialer(dialer.id), timeout: .milliseconds(100))
+            XCTFail("took an fd that never came")
+        } catch let e as KernelError {
+            XCTAssertEqual(e.errno, ETIMEDOUT, "\(e)")
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(100))
         let peers = health.peers
         XCTAssertEqual(peers.count, 1)
         XCTAssertTrue(peers[0].hasPrefix("unix:\(serverDir)/b-") && peers[0].hasSuffix(".sock"), "\(peers)")
@@ -588,7 +614,7 @@ final class FDHealth: Grpc_Health_V1_Health.SimpleServiceProtocol, @unchecked Se
         guard let inode = InodeURL(request.service) else {
             throw RPCError(code: .invalidArgument, message: "\(request.service) is not an inode URL")
         }
-        let fd = try proxy.take(inode, from: .served(remotePeer: context.remotePeer), timeout: .seconds(2))
+        let fd = try await proxy.take(inode, from: .served(remotePeer: context.remotePeer), timeout: .seconds(2))
         defer { close(fd) }
         var r = Grpc_Health_V1_HealthCheckResponse()
         r.status = try InodeURL(fd: fd) == inode ? .serving : .notServing

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -36,7 +37,7 @@
 #include "weft_kernel.h"
 
 #define FP_BUF_CAP (64 * 1024)     /* per direction per bridge */
-#define FP_FDS_PER_MSG 64          /* fds attached to one sendmsg (grpcfd's own limit) */
+#define FP_FDS_PER_MSG 64          /* fds on one sendmsg: a Go grpcfd peer reads at most 64 per message */
 #define FP_CMSG_FDS 253            /* the kernel's SCM_MAX_FD: the most one message can carry */
 #define FP_MAX_BRIDGES 4096        /* beyond this, new peers are refused */
 #define FP_CONNECT_RETRY_MS 10     /* a unix connect refused with EAGAIN (backlog full) is retried */
@@ -138,7 +139,6 @@ struct wf_fdproxy {
 	struct wf_fdproxy_stats st;
 	int64_t last_notice;
 	uint64_t notices_skipped;
-	char io[FP_BUF_CAP];
 };
 
 static int64_t
@@ -163,7 +163,7 @@ fp_notice(struct wf_fdproxy *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "weft-fdproxy: %s (%llu similar lines skipped)\n", line,
+	fprintf(stderr, "weft-fdproxy: %s (%llu more notices skipped before this one)\n", line,
 		(unsigned long long)p->notices_skipped);
 	p->last_notice = now;
 	p->notices_skipped = 0;
@@ -192,7 +192,7 @@ fp_hold(struct wf_fdproxy *p, struct fp_bridge *b, int fd)
 	struct fp_fdset *s = fp_set_of(b);
 	struct stat st;
 	p->st.fds_received++;
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, &st) < 0) { /* no identity, no way to ask for it */
 		close(fd);
 		p->st.fds_over_cap++;
 		return;
@@ -820,6 +820,10 @@ fp_main(void *arg)
 {
 	struct wf_fdproxy *p = arg;
 	struct epoll_event evs[64];
+	/* Signals are weftd's main thread's business (service-lifecycle). */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	int timeout = -1;
 	for (;;) {
 		int n = epoll_wait(p->ep, evs, 64, timeout);
