@@ -113,7 +113,7 @@ final class FDProxyTests: XCTestCase {
             // Nothing left behind in the private directory but the test's own files.
             XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.hasPrefix("b-") })
         }()
-        XCTAssertEqual(openFDs(), before, "fds leaked")
+        assertNoFDLeak(since: before)
     }
 
     func testDialerCarriesFDsBothWaysToAPeerGivenAsProcFD() throws {
@@ -153,6 +153,20 @@ final class FDProxyTests: XCTestCase {
             // Taken again: the proxy keeps its copy until the connection ends.
             close(try proxy.take(inode, from: .dialer(dialer.id), timeout: .seconds(1)))
 
+            // As Go's grpcfd sends them: one fd on each of the first bytes of a write.
+            let many = try (0..<10).map { try tempFile("many-\($0)") }
+            defer { many.forEach { close($0) } }
+            let frame = Array("0123456789-and-the-rest".utf8)
+            for (i, f) in many.enumerated() { try sendWithFDs(peer, [frame[i]], fds: [f]) }
+            writeAll(peer, Array(frame[10...]))
+            XCTAssertEqual(readExactly(client, frame.count), frame)
+            for f in many {
+                let id = try InodeURL(fd: f)
+                let got = try proxy.take(id, from: .dialer(dialer.id), timeout: .seconds(1))
+                XCTAssertEqual(try InodeURL(fd: got), id)
+                close(got)
+            }
+
             // Half-close both ways: the peer sees EOF, can still answer, then ends.
             shutdown(client, Int32(SHUT_WR))
             XCTAssertEqual(readToEnd(peer).count, 0)
@@ -170,8 +184,8 @@ final class FDProxyTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: dialer.localPath))
             let s = proxy.stats
             XCTAssertEqual(s.fdsSent, 1)
-            XCTAssertEqual(s.fdsReceived, 1)
-            XCTAssertEqual(s.fdsTaken, 2)
+            XCTAssertEqual(s.fdsReceived, 11)
+            XCTAssertEqual(s.fdsTaken, 12)
             XCTAssertEqual(s.dialersOpen, 0)
 
             // A peer that is not there: the client's connection ends, counted.
@@ -191,7 +205,7 @@ final class FDProxyTests: XCTestCase {
             try proxy.undial(nowhere)
             XCTAssertEqual(proxy.stats.fdsSendDropped, 64)
         }()
-        XCTAssertEqual(openFDs(), before, "fds leaked")
+        assertNoFDLeak(since: before)
     }
 
     func testHostilePeersCostThemselvesOnly() throws {
@@ -279,7 +293,7 @@ final class FDProxyTests: XCTestCase {
             XCTAssertEqual(s.acceptRefused, 0)
             XCTAssertEqual(s.fdsHeld, 0)
         }()
-        XCTAssertEqual(openFDs(), before, "fds leaked")
+        assertNoFDLeak(since: before)
     }
 
     /// Real gRPC both ends: a client dials through one proxy, the server is
@@ -358,13 +372,19 @@ final class FDProxyTests: XCTestCase {
         XCTAssertThrowsError(try InodeURL(path: "\(dir)/absent"))
     }
 
-    func testStartRefusesADirectoryOthersMayEnter() throws {
+    func testStartChecksItsDirectoryAndSweepsWhatAnEarlierRunLeft() throws {
         chmod(dir, 0o755)
         XCTAssertThrowsError(try FDProxy(directory: dir)) {
             XCTAssertEqual(($0 as? KernelError)?.errno, EPERM, "\($0)")
         }
         chmod(dir, 0o700)
         XCTAssertThrowsError(try FDProxy(directory: dir + "/" + String(repeating: "x", count: 80)))
+
+        // A kill -9 leaves bound sockets behind: the proxy's own names go, nothing else.
+        for name in ["b-7.sock", "d-12.sock", "b-x.sock", "grpc.sock"] { close(try listen("\(dir)/\(name)")) }
+        FileManager.default.createFile(atPath: "\(dir)/b-8.sock", contents: Data())
+        _ = try FDProxy(directory: dir)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["b-8.sock", "b-x.sock", "grpc.sock"])
     }
 
     // MARK: - Plain sockets
@@ -543,8 +563,27 @@ final class FDProxyTests: XCTestCase {
         return (0..<n / 8).flatMap { _ in withUnsafeBytes(of: g.next() as UInt64) { Array($0) } } + [UInt8](repeating: 0x5a, count: n % 8)
     }
 
-    func openFDs() -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    /// The same fds as before: the proxy closes everything before its deinit
+    /// returns, but the runtime may open (and close) one of its own meanwhile,
+    /// so a difference must last a second to count.
+    func assertNoFDLeak(since before: [String], file: StaticString = #filePath, line: UInt = #line) {
+        let end = Date().addingTimeInterval(1)
+        var now = openFDs()
+        while now != before, Date() < end {
+            usleep(10000)
+            now = openFDs()
+        }
+        XCTAssertEqual(now, before, "fds leaked: \(Set(now).subtracting(before).sorted()), closed: \(Set(before).subtracting(now).sorted())",
+                       file: file, line: line)
+    }
+
+    /// The process's open fds as "fd -> target", so a leak names itself.
+    func openFDs() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return names.compactMap { n in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(n)") else { return nil }
+            return "\(n) -> \(target)"
+        }.sorted()
     }
 
     func waitFor(seconds: Double = 5, _ cond: () -> Bool) throws {

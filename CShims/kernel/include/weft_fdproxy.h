@@ -74,7 +74,9 @@ struct wf_fdproxy_stats {
  * Start the proxy and its thread. private_dir must be an existing directory
  * that only its owner may enter (mode & 077 == 0): bridge sockets are made
  * there and their paths are what the gRPC server trusts as keys. At most 78
- * bytes long: a sockaddr_un must hold it and "/b-<20 digits>.sock".
+ * bytes long: a sockaddr_un must hold it and "/b-<20 digits>.sock". Sockets
+ * named like the proxy's own (b-<n>.sock, d-<n>.sock) that an earlier run left
+ * there are removed.
  */
 int wf_fdproxy_start(const char *private_dir, wf_fdproxy_t **out);
 /* Stop the thread, close every connection and fd, unlink every socket made in
@@ -91,7 +93,8 @@ int wf_fdproxy_serve(wf_fdproxy_t *p, int listen_fd, const char *backend_path);
 /*
  * Dial: listen on a new socket in private_dir (its path written to
  * local_path_out) and bridge every connection made there to peer_path (a
- * socket path, or /proc/self/fd/N of an O_PATH fd of one). Returns the
+ * socket path, or /proc/self/fd/N of an O_PATH fd of one: it is resolved for
+ * every new connection, so that fd stays open until undial). Returns the
  * dialer's id (> 0).
  */
 int wf_fdproxy_dial(wf_fdproxy_t *p, const char *peer_path, char *local_path_out, size_t len);

@@ -15,6 +15,7 @@
  * batch may still point at them. Their fds leave the epoll set first, so no
  * later batch can.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -850,6 +851,27 @@ fp_kick(struct wf_fdproxy *p)
 
 /* ---- the API --------------------------------------------------------------------- */
 
+/* Sockets an earlier run left in the private directory (kill -9): only the
+ * names this file makes, b-<n>.sock and d-<n>.sock. */
+static void
+fp_sweep(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name;
+		size_t len = strlen(n);
+		if ((n[0] != 'b' && n[0] != 'd') || n[1] != '-' || len < 8 || strcmp(n + len - 5, ".sock") != 0)
+			continue;
+		if (strspn(n + 2, "0123456789") != len - 7 || e->d_type != DT_SOCK)
+			continue;
+		unlinkat(dirfd(d), n, 0);
+	}
+	closedir(d);
+}
+
 int
 wf_fdproxy_start(const char *private_dir, wf_fdproxy_t **out)
 {
@@ -871,6 +893,7 @@ wf_fdproxy_start(const char *private_dir, wf_fdproxy_t **out)
 			     private_dir, (unsigned)(st.st_mode & 07777));
 		return -EPERM;
 	}
+	fp_sweep(private_dir);
 	struct wf_fdproxy *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;
