@@ -177,7 +177,13 @@ let package = Package(
         // The control module against a fake dataplane: no EAL.
         .testTarget(
             name: "WeftControlTests",
-            dependencies: ["WeftControl", "WeftDataplane", "WeftModel", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "WeftControl", "WeftDataplane", "WeftModel", "WeftKernel", "WeftNSMProto",
+                .product(name: "Logging", package: "swift-log"),
+                // FDProxyTests serve and dial a real gRPC service through the proxy.
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .testTarget(
