@@ -26,9 +26,9 @@ public struct NSMError: Error, CustomStringConvertible {
 
 /// Where a pod's network namespace is, from a mechanism's `inodeURL`:
 ///  - `file:///proc/<pid>/ns/net`, `file:///var/run/netns/<name>` (or a bare path);
-///  - `inode://<dev>/<ino>`: what grpcfd puts on the wire. Weft does not receive fds
-///    (no grpcfd yet), so it looks the namespace up among /proc/*/ns/net and
-///    /var/run/netns/* (needs hostPID, as NSM's forwarders do).
+///  - `inode://<dev>/<ino>`: what grpcfd puts on the wire: the fd the peer passed
+///    with it (ReceivedFiles), else the namespace looked up among /proc/*/ns/net and
+///    /var/run/netns/* (needs hostPID).
 public enum NetnsResolver {
     public static func resolve(_ url: String?, parameter: String = "mechanism.parameters.inodeURL") throws -> String {
         guard let url, !url.isEmpty else { throw NSMError(.invalidArgument, "mechanism", "\(parameter) is missing: the pod's network namespace") }
@@ -37,6 +37,9 @@ public enum NetnsResolver {
             guard parts.count == 2, let dev = UInt64(parts[0]), let ino = UInt64(parts[1]) else {
                 throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)' is not inode://<dev>/<ino>")
             }
+            // An fd the peer passed (grpcfd); else a look among /proc and /var/run/netns
+            // (needs hostPID, as NSM's forwarders without grpcfd do).
+            if let p = ReceivedFiles.shared.path(InodeURL(dev: dev, ino: ino)) { return p }
             if let p = find(dev: dev, ino: ino) { return p }
             throw NSMError(.notFound, "mechanism", "\(parameter) '\(url)': no network namespace with that inode is visible (the process may have exited)")
         }

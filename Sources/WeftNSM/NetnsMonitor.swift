@@ -51,6 +51,14 @@ final class NetnsMonitor: Sendable {
     func scan() async -> [String] {
         let live = liveNamespaces()
         var watched: [String: Key?] = [:]
+        // The fds of namespaces no connection names any more go.
+        var inUse = Set<InodeURL>()
+        for st in forwarder.table.all {
+            for u in [st.serverMechanism.parameters[Mech.inodeURL], st.nextHop.mechanism.parameters[Mech.inodeURL]] {
+                if let u, let i = InodeURL(u) { inUse.insert(i) }
+            }
+        }
+        ReceivedFiles.shared.sweep(inUse: inUse)
         for st in forwarder.table.all {
             guard let s = st.server, s.type == Mech.kernel, let ns = s.netns else { continue }
             watched[st.id] = NetNS.identity(ns).map { Key(dev: $0.dev, ino: $0.ino) }

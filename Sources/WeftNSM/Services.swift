@@ -113,12 +113,18 @@ public struct GRPCPeers: NSMPeers {
     let dialTimeout: Duration
     /// mTLS and tokens on every call (nil: plaintext, NSM_INSECURE).
     let security: NSMSecurity?
+    /// grpcfd on unix sockets (nil: no fds pass).
+    let fdproxy: FDProxy?
+    let logger: Logger?
 
-    public init(registry: NSMURL, dialTimeout: Duration, security: NSMSecurity? = nil) {
+    public init(registry: NSMURL, dialTimeout: Duration, security: NSMSecurity? = nil, fdproxy: FDProxy? = nil,
+                logger: Logger? = nil) {
+        self.logger = logger
         self.registry = registry
         self.dialTimeout = dialTimeout
         self.timeout = .seconds(15)
         self.security = security
+        self.fdproxy = fdproxy
     }
 
     static func transport(_ url: NSMURL, dialTimeout: Duration,
@@ -135,16 +141,33 @@ public struct GRPCPeers: NSMPeers {
         }
     }
 
-    /// One connection to `url` for `body`: with security, mutual TLS, and `body` gets
-    /// the call metadata with NSM's token for the verified peer and the peer's certificate.
-    func with<R: Sendable>(_ url: NSMURL, _ body: (GRPCClient<HTTP2ClientTransport.Posix>, Metadata, Certificate?) async throws -> R)
-        async throws -> R {
+    /// One call's connection: the client, NSM's token for the verified peer (with
+    /// security), the peer's certificate, and the fds of the connection (grpcfd).
+    struct Call {
+        let client: GRPCClient<HTTP2ClientTransport.Posix>
+        let metadata: Metadata
+        let certificate: Certificate?
+        let files: ProxyFiles?
+    }
+
+    /// One connection to `url` for `body`: on a unix socket through the fd proxy, with
+    /// security mutual TLS.
+    func with<R: Sendable>(_ url: NSMURL, _ body: (Call) async throws -> R) async throws -> R {
         let peer = PeerBox()
         let sec: HTTP2ClientTransport.Posix.TransportSecurity = try security.map { try $0.clientSecurity(peer: peer) } ?? .plaintext
-        return try await withGRPCClient(transport: try Self.transport(url, dialTimeout: dialTimeout, security: sec)) { c in
-            guard let security else { return try await body(c, [:], nil) }
+        var target = url
+        var dialer: FDProxy.Dialer? = nil
+        if case .unix(let p) = url, let fdproxy {
+            let d = try fdproxy.dial(p)
+            dialer = d
+            target = .unix(d.localPath)
+        }
+        defer { if let dialer { try? fdproxy?.undial(dialer) } }
+        let files = dialer.map { ProxyFiles(proxy: fdproxy!, connection: .dialer($0.id)) }
+        return try await withGRPCClient(transport: try Self.transport(target, dialTimeout: dialTimeout, security: sec)) { c in
+            guard let security else { return try await body(Call(client: c, metadata: [:], certificate: nil, files: files)) }
             let (md, cert) = try await security.metadata(for: peer, timeout: dialTimeout + .seconds(2))
-            return try await body(c, md, cert)
+            return try await body(Call(client: c, metadata: md, certificate: cert, files: files))
         }
     }
 
@@ -167,8 +190,8 @@ public struct GRPCPeers: NSMPeers {
         var q = Registry_NetworkServiceQuery()
         q.networkService.name = name
         let opts = options
-        return try await with(registry) { c, md, _ in
-            try await Registry_NetworkServiceRegistry.Client(wrapping: c).find(q, metadata: Self.registryMetadata(md), options: opts) { resp in
+        return try await with(registry) { call in
+            try await Registry_NetworkServiceRegistry.Client(wrapping: call.client).find(q, metadata: Self.registryMetadata(call.metadata), options: opts) { resp in
                 var found: Registry_NetworkService? = nil
                 for try await r in resp.messages where !r.deleted && r.networkService.name == name { found = r.networkService }
                 return found
@@ -176,13 +199,16 @@ public struct GRPCPeers: NSMPeers {
         }
     }
 
+    /// Endpoints registered by `inode://` URL (NSM's sendfd) come with their socket's
+    /// fd on this connection: kept, and the URL becomes the fd's path.
     public func findEndpoints(service: String?, name: String?) async throws -> [Registry_NetworkServiceEndpoint] {
         var q = Registry_NetworkServiceEndpointQuery()
         if let service { q.networkServiceEndpoint.networkServiceNames = [service] }
         if let name { q.networkServiceEndpoint.name = name }
         let opts = options
-        return try await with(registry) { c, md, _ in
-            try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: c).find(q, metadata: Self.registryMetadata(md), options: opts) { resp in
+        return try await with(registry) { call in
+            var found = try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: call.client).find(
+                q, metadata: Self.registryMetadata(call.metadata), options: opts) { resp in
                 var out: [Registry_NetworkServiceEndpoint] = []
                 for try await r in resp.messages where !r.deleted {
                     let e = r.networkServiceEndpoint
@@ -192,25 +218,40 @@ public struct GRPCPeers: NSMPeers {
                 }
                 return out
             }
+            for i in found.indices {
+                guard let inode = InodeURL(found[i].url) else { continue }
+                if let files = call.files, await files.claim(found[i].url, kind: .socket),
+                   let path = ReceivedFiles.shared.path(inode) {
+                    logger?.debug("grpcfd: endpoint \(found[i].name) at \(found[i].url) came as an fd (\(path))")
+                    found[i].url = "unix://" + path
+                } else if let path = ReceivedFiles.shared.path(inode) {
+                    found[i].url = "unix://" + path
+                }
+            }
+            return found
         }
     }
 
     public func request(_ url: NSMURL, _ req: Networkservice_NetworkServiceRequest) async throws -> Connection_Connection {
         let opts = options
-        return try await with(url) { c, md, cert in
-            let client = Networkservice_NetworkService.Client(wrapping: c)
-            let conn = try await client.request(req, metadata: md, options: opts)
+        return try await with(url) { call in
+            let client = Networkservice_NetworkService.Client(wrapping: call.client)
+            let conn = try await client.request(req, metadata: call.metadata, options: opts)
             // NSM's client authorize (next_token_signed): the next hop's segment is signed
             // by the key it showed in TLS; else its connection is closed and refused.
-            if let cert {
+            if let cert = call.certificate {
                 let next = Int(req.connection.path.index) + 1
                 let segs = conn.path.pathSegments
                 let key = P256.Signing.PublicKey(cert.publicKey)
                 if next >= segs.count || key == nil || !NSMToken.verifyES256(segs[next].token, key: key!) {
-                    _ = try? await client.close(conn, metadata: md, options: opts)
+                    _ = try? await client.close(conn, metadata: call.metadata, options: opts)
                     throw NSMError(.permissionDenied, "connect",
                                    "policy next_token_signed failed: the next hop's path segment \(next) is not signed by its TLS key")
                 }
+            }
+            // grpcfd: the endpoint's pod namespace came as an fd with its answer.
+            if let files = call.files, let u = conn.mechanism.parameters[Mech.inodeURL], u.hasPrefix("inode://") {
+                await files.claim(u, kind: .netns)
             }
             return conn
         }
@@ -218,16 +259,34 @@ public struct GRPCPeers: NSMPeers {
 
     public func close(_ url: NSMURL, _ conn: Connection_Connection) async throws {
         let opts = options
-        _ = try await with(url) { c, md, _ in
-            try await Networkservice_NetworkService.Client(wrapping: c).close(conn, metadata: md, options: opts)
+        _ = try await with(url) { call in
+            try await Networkservice_NetworkService.Client(wrapping: call.client).close(conn, metadata: call.metadata, options: opts)
         }
     }
 
     /// Register (or re-register) Weft as an endpoint of `nsName`; returns the expiry.
+    /// A `unix://` URL is registered as NSM's sendfd does: as the socket's
+    /// `inode://dev/ino`, its fd passed on the connection.
     public func register(_ nse: Registry_NetworkServiceEndpoint) async throws -> Registry_NetworkServiceEndpoint {
         let opts = options
-        return try await with(registry) { c, md, _ in
-            try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: c).register(nse, metadata: Self.registryMetadata(md), options: opts)
+        return try await with(registry) { call in
+            var e = nse
+            var original: String? = nil
+            if let files = call.files, case .unix(let path)? = try? NSMURL.parse(nse.url) {
+                let fd = open(path, 0o10000000 /* O_PATH */ | O_CLOEXEC)
+                if fd >= 0 {
+                    defer { _ = Glibc.close(fd) }
+                    if let inode = try? InodeURL(fd: fd) {
+                        try files.proxy.send(fd, to: files.connection)
+                        original = e.url
+                        e.url = inode.description
+                    }
+                }
+            }
+            var r = try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: call.client).register(
+                e, metadata: Self.registryMetadata(call.metadata), options: opts)
+            if let original, r.url == e.url { r.url = original }
+            return r
         }
     }
 }
@@ -240,6 +299,8 @@ public final class NSMService: Sendable {
     let logger: Logger
     let clock: NSMClock
     let security: NSMSecurity?
+    /// grpcfd: fds alongside gRPC on the unix sockets (nil if it could not start).
+    let fdproxy: FDProxy?
     private let servers = Mutex<[GRPCServer<HTTP2ServerTransport.Posix>]>([])
 
     /// `security` nil: plaintext and no tokens (NSM_INSECURE).
@@ -249,7 +310,18 @@ public final class NSMService: Sendable {
         self.logger = logger
         self.clock = clock
         self.security = security
-        self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout, security: security)
+        let dir = control.snapshot.admin.runtimeDir + "/grpcfd"
+        var proxy: FDProxy? = nil
+        do {
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            chmod(dir, 0o700)
+            proxy = try FDProxy(directory: dir)
+        } catch {
+            logger.error("grpcfd: the fd proxy did not start (\(error)); fds will not pass, netns inode URLs are looked up in /proc")
+        }
+        self.fdproxy = proxy
+        self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout, security: security, fdproxy: proxy,
+                                logger: logger)
         self.forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger,
                                    security: security)
     }
@@ -270,17 +342,29 @@ public final class NSMService: Sendable {
     public func run() async throws {
         let stale = await forwarder.removeStale()
         if stale > 0 { logger.notice("removed \(stale) interfaces a previous weftd left behind") }
-        let services: [any RegistrableRPCService] = [
-            NetworkServiceImpl(forwarder: forwarder), MonitorConnectionImpl(hub: forwarder.monitor), HealthImpl(),
-        ]
+        var ns = NetworkServiceImpl(forwarder: forwarder)
+        if let fdproxy {
+            ns.files = { ctx in ProxyFiles(proxy: fdproxy, connection: .served(remotePeer: ctx.remotePeer)) }
+        }
+        let services: [any RegistrableRPCService] = [ns, MonitorConnectionImpl(hub: forwarder.monitor), HealthImpl()]
         var servers: [GRPCServer<HTTP2ServerTransport.Posix>] = []
-        for url in settings.listenOn {
+        for (i, url) in settings.listenOn.enumerated() {
             let address: GRPCNIOTransportCore.SocketAddress
             switch url {
             case .unix(let p):
                 if try Realizer.clearStaleSocket(p) { logger.notice("removed stale socket \(p)") }
                 try? FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                address = .unixDomainSocket(path: p)
+                if let fdproxy {
+                    // grpcfd: the public socket is the proxy's; gRPC serves its private one.
+                    let backend = "\(fdproxy.directory)/api-\(i).sock"
+                    unlink(backend)
+                    let fd = try listenUnix(p)
+                    defer { close(fd) }
+                    try fdproxy.serve(listening: fd, backend: backend)
+                    address = .unixDomainSocket(path: backend)
+                } else {
+                    address = .unixDomainSocket(path: p)
+                }
             case .tcp(let h, let port):
                 address = h.contains(":") ? .ipv6(host: h, port: port) : .ipv4(host: h, port: port)
             }

@@ -48,6 +48,40 @@ struct Run: AsyncParsableCommand {
             }
         }
 
+        var workload: Task<Void, Never>? = nil
+        defer { workload?.cancel() }
+        var security: NSMSecurity? = nil
+        if let s = nsmSettings {
+            if s.insecure {
+                logger.warning("NSM API: INSECURE: plaintext gRPC, no SPIFFE identity, no path tokens (NSM_INSECURE); no NSM cluster accepts this")
+            } else {
+                // As NSM's forwarders: wait (bounded) for the first X.509-SVID.
+                let identity = IdentitySource(maxTokenLifetime: Double(s.maxTokenLifetime.components.seconds))
+                let path: String
+                do { path = try WorkloadAPIClient.socketPath(s.spiffeSocket) } catch {
+                    logger.error("\(error)")
+                    throw ExitCode(1)
+                }
+                let client = WorkloadAPIClient(socketPath: path, identity: identity, logger: logger)
+                workload = Task { await client.run() }
+                logger.notice("waiting up to \(s.svidTimeout) for an X.509-SVID from the SPIFFE Workload API at \(path)")
+                let got = await withTaskGroup(of: SVID?.self) { g in
+                    g.addTask { await identity.first() }
+                    g.addTask { try? await Task.sleep(for: s.svidTimeout); return nil }
+                    let r = await g.next() ?? nil
+                    g.cancelAll()
+                    if r == nil { identity.abandonWaiters() }
+                    return r
+                }
+                guard got != nil else {
+                    logger.error("no X.509-SVID from \(path) within \(s.svidTimeout); is the SPIRE agent running and this workload registered? (NSM_INSECURE=true runs without)")
+                    workload?.cancel()
+                    throw ExitCode(1)
+                }
+                security = NSMSecurity(identity: identity, logger: logger)
+            }
+        }
+
         let state = RuntimeState(dir: cfg.admin.runtimeDir, adminSocket: cfg.admin.socket, logger: logger)
         do { try state.acquire() } catch {
             logger.error("\(error)")
@@ -129,40 +163,7 @@ struct Run: AsyncParsableCommand {
         // last the dataplane.
         var services: [any Service] = [teardown, AdminService(server: admin), LinkMonitor(control: control),
                                        ReloadOnHangup(reload: reload), TraceOnUSR(levels: levels, logger: logger)]
-        var workload: Task<Void, Never>? = nil
-        defer { workload?.cancel() }
         if let s = nsmSettings {
-            var security: NSMSecurity? = nil
-            if s.insecure {
-                logger.warning("NSM API: INSECURE: plaintext gRPC, no SPIFFE identity, no path tokens (NSM_INSECURE); no NSM cluster accepts this")
-            } else {
-                // As NSM's forwarders: wait (bounded) for the first X.509-SVID.
-                let identity = IdentitySource(maxTokenLifetime: Double(s.maxTokenLifetime.components.seconds))
-                let path: String
-                do { path = try WorkloadAPIClient.socketPath(s.spiffeSocket) } catch {
-                    logger.error("\(error)")
-                    await teardown.finish()
-                    throw ExitCode(1)
-                }
-                let client = WorkloadAPIClient(socketPath: path, identity: identity, logger: logger)
-                workload = Task { await client.run() }
-                logger.notice("waiting up to \(s.svidTimeout) for an X.509-SVID from the SPIFFE Workload API at \(path)")
-                let got = await withTaskGroup(of: SVID?.self) { g in
-                    g.addTask { await identity.first() }
-                    g.addTask { try? await Task.sleep(for: s.svidTimeout); return nil }
-                    let r = await g.next() ?? nil
-                    g.cancelAll()
-                    if r == nil { identity.abandonWaiters() }
-                    return r
-                }
-                guard got != nil else {
-                    logger.error("no X.509-SVID from \(path) within \(s.svidTimeout); is the SPIRE agent running and this workload registered? (NSM_INSECURE=true runs without)")
-                    workload?.cancel()
-                    await teardown.finish()
-                    throw ExitCode(1)
-                }
-                security = NSMSecurity(identity: identity, logger: logger)
-            }
             let nsm = NSMService(settings: s, control: control, logger: logger, security: security)
             services.append(NSMAPI(service: nsm, logger: logger))
             logger.notice("NSM forwarder '\(s.name)': listening on \(s.listenOn.map(\.description).joined(separator: ", ")), registry \(s.connectTo)\(s.register ? "" : " (not registering)")")

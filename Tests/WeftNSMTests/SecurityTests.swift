@@ -109,6 +109,11 @@ final class TokenTests: XCTestCase {
         XCTAssertEqual(try NSMToken.decode(lines[0]).audience, ["spiffe://td/weft"])
         XCTAssertEqual(try NSMToken.decode(lines[1]).audience, ["spiffe://td/nsmgr"], "a string aud reads as one audience")
         XCTAssertEqual(try NSMToken.decode(lines[1]).subject, "spiffe://td/nsc")
+        XCTAssertTrue(try NSMToken.decode(lines[1]).audienceIsString)
+        // NSM's chain policy reads aud as a list: a string aud does not chain.
+        XCTAssertThrowsError(try TokenPolicy.check(tokens: [lines[1], lines[0]], index: 1, peerKey: k.publicKey, now: Date())) { e in
+            XCTAssertEqual((e as? TokenPolicy.Denied)?.rule, "tokens_chained")
+        }
     }
 
     func testPoliciesNameTheRuleThatFails() throws {
@@ -125,6 +130,8 @@ final class TokenTests: XCTestCase {
         }
         XCTAssertEqual(rule([good[0], "", good[2]]), "tokens_chained", "NSM's order: an empty token fails the chain first")
         XCTAssertEqual(rule([good[0], good[1], "x.y.z"]), "tokens_chained")
+        let stringAud = try NSMToken.decode(try tok("nsc", "nsmgr", nsc))
+        XCTAssertFalse(stringAud.audienceIsString)
         XCTAssertEqual(rule([good[0], try tok("nsmgr", "someone-else", nsmgr), good[2]]), "tokens_chained")
         XCTAssertEqual(rule([try tok("nsc", "nsmgr", nsc, exp: Date().addingTimeInterval(-1)), good[1], good[2]]), "tokens_expired")
         XCTAssertEqual(rule(good, peer: nsc.publicKey), "prev_token_signed", "a token signed by another key than the TLS peer's")

@@ -109,7 +109,8 @@ final class NSMSystemTests: SystemTestCase {
         let reg = try XCTUnwrap(n.registry.rec.registrations.last)
         XCTAssertEqual(reg.networkServiceNames, ["forwarder"])
         XCTAssertEqual(reg.networkServiceLabels["forwarder"]?.labels["p2p"], "true")
-        XCTAssertEqual(reg.url, "unix://" + n.nsmSocket)
+        // NSM's sendfd: the listen socket as its inode URL (its fd rides along).
+        XCTAssertEqual(reg.url, try InodeURL(path: n.nsmSocket).description)
 
         // Health.
         try await withNSM(n.nsmSocket) { c in

@@ -12,6 +12,16 @@ struct ServerMechanismElement: NSMElement {
     let plumbing: Plumbing
 
     func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
+        // grpcfd: the caller's pod namespace came as an fd with the request (again on a
+        // refresh: claimed so the proxy does not hold it).
+        if let files = r.caller.files {
+            let mechs = [r.received.connection.mechanism] + r.received.mechanismPreferences
+            for url in Set(mechs.compactMap { $0.parameters[Mech.inodeURL] }) where url.hasPrefix("inode://") {
+                if await files.claim(url, kind: .netns) {
+                    plumbing.logger.debug("grpcfd: the caller's network namespace \(url) came as an fd")
+                }
+            }
+        }
         if r.isRefresh {
             var result = try await next.request(&r)
             result.mechanism = r.state.serverMechanism

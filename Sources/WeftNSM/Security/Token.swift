@@ -9,6 +9,9 @@ public struct NSMToken: Equatable, Sendable {
     public var subject: String
     public var audience: [String]
     public var expires: Date
+    /// `aud` was a JSON string, not an array: JWT allows it, NSM's tokens_chained
+    /// policy (`p1.aud[_] == p2.sub`) does not.
+    public var audienceIsString = false
 
     public init(subject: String, audience: [String], expires: Date) {
         self.subject = subject
@@ -47,9 +50,12 @@ public struct NSMToken: Equatable, Sendable {
         guard Base64URL.decode(parts[2]) != nil else { throw Invalid("signature is not base64url") }
         let sub = pj["sub"] as? String ?? ""
         var aud: [String] = []
-        if let a = pj["aud"] as? String { aud = [a] } else if let a = pj["aud"] as? [Any] { aud = a.compactMap { $0 as? String } }
+        var audString = false
+        if let a = pj["aud"] as? String { aud = [a]; audString = true } else if let a = pj["aud"] as? [Any] { aud = a.compactMap { $0 as? String } }
         guard let exp = (pj["exp"] as? NSNumber)?.doubleValue else { throw Invalid("payload has no numeric exp") }
-        return NSMToken(subject: sub, audience: aud, expires: Date(timeIntervalSince1970: exp))
+        var t = NSMToken(subject: sub, audience: aud, expires: Date(timeIntervalSince1970: exp))
+        t.audienceIsString = audString
+        return t
     }
 
     /// Whether `token` is an ES256 JWS whose signature `key` verifies (NSM's
@@ -111,6 +117,9 @@ public enum TokenPolicy {
                 guard let a = claims[i], let b = claims[i + 1] else {
                     let bad = claims[i] == nil ? i : i + 1
                     throw Denied(rule: "tokens_chained", detail: "path segment \(bad) \(decodeErrors[bad]!)")
+                }
+                if a.audienceIsString {
+                    throw Denied(rule: "tokens_chained", detail: "path segment \(i)'s token has aud as a string, not a list")
                 }
                 if !a.audience.contains(b.subject) {
                     throw Denied(rule: "tokens_chained",
