@@ -66,6 +66,14 @@ struct ProxyFiles: NSMFiles {
         guard let inode = InodeURL(inodeURL) else { return nil }
         return try? await proxy.take(inode, from: connection, timeout: timeout)
     }
+
+    func send(path: String) -> String? {
+        let fd = open(path, 0o10000000 /* O_PATH */ | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        guard let inode = try? InodeURL(fd: fd), (try? proxy.send(fd, to: connection)) != nil else { return nil }
+        return inode.description
+    }
 }
 
 extension NSMFiles {

@@ -376,7 +376,8 @@ public final class NSMService: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for s in servers { group.addTask { try await s.serve() } }
             for (s, url) in zip(servers, settings.listenOn) {
-                if let a = try await s.listeningAddress { logger.notice("NSM API listening on \(url) (\(a))") }
+                // A server that failed to start reports its own error through serve().
+                if let a = try? await s.listeningAddress { logger.notice("NSM API listening on \(url) (\(a))") }
             }
             if settings.register {
                 group.addTask { [self] in await registrationLoop() }

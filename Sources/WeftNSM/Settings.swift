@@ -109,6 +109,19 @@ public struct NSMSettings: Equatable, Sendable {
         if let v = str("NSM_SVID_TIMEOUT") {
             if let d = parseGoDuration(v), d > .zero { s.svidTimeout = d } else { problems.append("NSM_SVID_TIMEOUT: '\(v)' is not a duration such as 30s") }
         }
+        if let v = str("NSM_REGISTRY_CLIENT_POLICIES") {
+            // Weft's policies are NSM's own, built in: the policy sets NSM ships are
+            // accepted by their paths; custom .rego files are not evaluated, so refused.
+            let known = ["common", "registry", "client", "server", "monitor"]
+            for entry in v.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !entry.isEmpty {
+                let parts = entry.split(separator: "/").map(String.init)
+                let builtIn = parts.count == 4 && parts[0] == "etc" && parts[1] == "nsm" && parts[2] == "opa" && known.contains(parts[3])
+                    || parts.count == 5 && parts[0] == "etc" && parts[1] == "nsm" && parts[2] == "opa" && known.contains(parts[3]) && parts[4].hasSuffix(".rego")
+                if !builtIn {
+                    problems.append("NSM_REGISTRY_CLIENT_POLICIES: '\(entry)' is not one of NSM's built-in policy sets (etc/nsm/opa/{\(known.joined(separator: ","))}/...); custom OPA policies are not evaluated by Weft")
+                }
+            }
+        }
         if let v = str("NSM_MECHANISM_PRIORITY") {
             s.mechanismPriority = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).uppercased() }
         }

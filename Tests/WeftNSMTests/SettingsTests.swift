@@ -41,6 +41,34 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(try load().labels, ["p2p": "true"])
     }
 
+    /// Security: mTLS by default; plaintext only when asked; the SPIFFE socket and the
+    /// SVID wait; NSM's built-in registry client policies accepted, custom ones refused.
+    func testSecuritySettings() throws {
+        let d = try load()
+        XCTAssertFalse(d.insecure)
+        XCTAssertEqual(d.spiffeSocket, "unix:///run/spire/sockets/agent.sock")
+        XCTAssertEqual(d.svidTimeout, .seconds(60))
+        var f = NSMFileConfig()
+        f.insecure = true
+        f.spiffeSocket = "unix:///tmp/agent.sock"
+        f.svidTimeout = "5s"
+        let s = try load(file: f)
+        XCTAssertTrue(s.insecure)
+        XCTAssertEqual(s.spiffeSocket, "unix:///tmp/agent.sock")
+        XCTAssertEqual(s.svidTimeout, .seconds(5))
+        XCTAssertFalse(try load(file: f, env: ["NSM_INSECURE": "false"]).insecure, "the variable overrides the file")
+        XCTAssertEqual(try load(env: ["SPIFFE_ENDPOINT_SOCKET": "unix:/run/x.sock"]).spiffeSocket, "unix:/run/x.sock")
+        XCTAssertTrue(loadError(env: ["NSM_INSECURE": "maybe"]).contains("NSM_INSECURE: 'maybe'"))
+        XCTAssertTrue(loadError(env: ["SPIFFE_ENDPOINT_SOCKET": "tcp://1.2.3.4:1"]).contains("SPIFFE_ENDPOINT_SOCKET"))
+        XCTAssertTrue(loadError(env: ["NSM_SVID_TIMEOUT": "soon"]).contains("NSM_SVID_TIMEOUT"))
+        XCTAssertNoThrow(try load(env: ["NSM_REGISTRY_CLIENT_POLICIES": "etc/nsm/opa/common/.*.rego,etc/nsm/opa/registry/.*.rego,etc/nsm/opa/client/.*.rego"]))
+        XCTAssertTrue(loadError(env: ["NSM_REGISTRY_CLIENT_POLICIES": "etc/nsm/opa/common/.*.rego,/policies/mine.rego"])
+            .contains("'/policies/mine.rego' is not one of NSM's built-in policy sets"))
+        XCTAssertEqual(try WorkloadAPIClient.socketPath("unix:///run/spire/sockets/agent.sock"), "/run/spire/sockets/agent.sock")
+        XCTAssertEqual(try WorkloadAPIClient.socketPath("unix:/run/agent.sock"), "/run/agent.sock")
+        XCTAssertThrowsError(try WorkloadAPIClient.socketPath("unix://relative"))
+    }
+
     func testFileValuesApply() throws {
         var f = NSMFileConfig()
         f.name = "weft-node1"

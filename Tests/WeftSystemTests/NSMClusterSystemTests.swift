@@ -1,4 +1,5 @@
 import Foundation
+import WeftKernel
 import XCTest
 
 /// The NSM cluster's peers of Tests/peers/nsm_cluster (Python, independent of Weft's
@@ -257,6 +258,61 @@ final class NSMClusterSystemTests: SystemTestCase {
         XCTAssertEqual(try s.weftd.interfaces().count, 0, "interfaces left after Close")
     }
 
+    /// The client pod goes away (its last process exits, its namespace is unmounted):
+    /// Weft closes the connection everywhere within a few scans, although it still
+    /// holds the namespace's fd.
+    func testConnectionOfAVanishedPodIsClosed() throws {
+        let s = Setup()
+        addTeardownBlock { s.stop() }
+        try s.start()
+        // The pod's process.
+        let pod = Process()
+        pod.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        pod.arguments = ["netns", "exec", s.nsc, "sleep", "600"]
+        try pod.run()
+        defer { if pod.isRunning { pod.terminate() } }
+        let a = try s.request()
+        guard ok(a, "request", s) else { return }
+        usleep(5_000_000)  // seen with its process by the monitor
+        XCTAssertTrue(sh("ip -n \(s.nsc) -o link show nsm-1").out.contains("nsm-1"))
+        XCTAssertEqual(((try s.peers.send(["cmd": "nse_calls"]))["closes"] as? [Any])?.count ?? 0, 0)
+        pod.terminate()
+        pod.waitUntilExit()
+        sh("ip netns del \(s.nsc)")
+        let deadline = Date().addingTimeInterval(15)
+        var closes = 0
+        while Date() < deadline {
+            closes = ((try s.peers.send(["cmd": "nse_calls"]))["closes"] as? [Any])?.count ?? 0
+            if closes > 0 { break }
+            usleep(250_000)
+        }
+        XCTAssertEqual(closes, 1, "the endpoint was not closed after the pod went\n\(s.weftd.log.suffix(3000))")
+        XCTAssertTrue(s.weftd.log.contains("the client pod's network namespace has no process left"), s.weftd.log.suffix(2000).description)
+        XCTAssertEqual(try s.weftd.interfaces().count, 0, "interfaces left")
+    }
+
+    /// MEMIF without a pod namespace (NSM v1.1): Weft's socket file goes to the NSMgr as
+    /// an fd (NSM's sendfd), the answer names it by its inode URL.
+    func testMemifSocketFileIsPassedAsAnFD() throws {
+        let s = Setup()
+        addTeardownBlock { s.stop() }
+        try s.start()
+        var cmd: [String: Any] = ["cmd": "request", "ifname": "nsm-1", "forwarder": s.name, "mechanism": "MEMIF"]
+        cmd["pod_netns_path"] = NSNull()
+        let a = try s.peers.send(cmd)
+        guard ok(a, "MEMIF v1.1 request", s) else { return }
+        let params = (((a["connection"] as? [String: Any])?["mechanism"] as? [String: Any])?["parameters"] as? [String: String]) ?? [:]
+        let url = params["inodeURL"] ?? ""
+        XCTAssertTrue(url.hasPrefix("inode://"), "\(params)")
+        let got = (a["received_fds"] as? [String: Any])?[url] as? [String: Any]
+        XCTAssertEqual(got?["received"] as? Bool, true, "the socket file's fd did not come: \(a)")
+        XCTAssertEqual(got?["matches"] as? Bool, true, "\(a)")
+        let file = try XCTUnwrap(params["socketfile"])
+        XCTAssertEqual(try InodeURL(path: file).description, url, "the fd is not the socket file's")
+        let id = try XCTUnwrap(a["conn_id"] as? String)
+        XCTAssertTrue(ok(try s.peers.send(["cmd": "close", "conn_id": id]), "close", s))
+    }
+
     /// Refused with the right status and nothing left behind: a forged, an expired, a
     /// missing token, a broken chain; a client of another trust domain, with an expired
     /// SVID, in plaintext.
@@ -336,6 +392,14 @@ final class NSMClusterSystemTests: SystemTestCase {
         """)
         XCTAssertFalse(s.weftd.start(), "weftd started without an SVID")
         XCTAssertTrue(s.weftd.log.contains("no X.509-SVID"), s.weftd.log.suffix(2000).description)
+    }
+
+    /// The DaemonSet and its kustomizations validate against Kubernetes' schemas, and
+    /// the weft.yaml they ship passes `weftd validate` (deploy/validate.sh).
+    func testDeployManifestsValidate() {
+        let r = sh(["bash", Paths.root.appendingPathComponent("deploy/validate.sh").path], timeout: 300)
+        XCTAssertEqual(r.status, 0, String(r.out.suffix(3000)) + String(r.err.suffix(2000)))
+        XCTAssertTrue(r.out.contains("all checks passed"), String(r.out.suffix(2000)))
     }
 
     /// The peers themselves: their self-test (Workload API, mTLS, tokens, fds) must pass

@@ -24,7 +24,7 @@ struct ServerMechanismElement: NSMElement {
         }
         if r.isRefresh {
             var result = try await next.request(&r)
-            result.mechanism = r.state.serverMechanism
+            result.mechanism = Self.passingFiles(r.state.serverMechanism, to: r.caller.files)
             return result
         }
         // Weft's dataplane cross-connects Ethernet frames; a memif in IP mode would need
@@ -50,12 +50,22 @@ struct ServerMechanismElement: NSMElement {
         if let t = side.tunnelMTU { r.conn.context.mtu = clampMTU(r.conn.context.mtu, t) }
         do {
             var result = try await next.request(&r)
-            result.mechanism = mech
+            result.mechanism = Self.passingFiles(mech, to: r.caller.files)
             return result
         } catch {
             await undoKernel(undo)
             throw error
         }
+    }
+
+    /// NSM's sendfd (server): a `file://` inodeURL in the answer (the v1.1 memif socket
+    /// file) goes to the caller as its fd, and the parameter becomes its inode URL.
+    static func passingFiles(_ mech: Connection_Mechanism, to files: (any NSMFiles)?) -> Connection_Mechanism {
+        guard let files, let u = mech.parameters[Mech.inodeURL], u.hasPrefix("file://"),
+              let inode = files.send(path: String(u.dropFirst("file://".count))) else { return mech }
+        var m = mech
+        m.parameters[Mech.inodeURL] = inode
+        return m
     }
 
     /// After the rest (the dataplane lets go of the interface first).

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import NIOSSL
+import SwiftASN1
 import Synchronization
 import X509
 
@@ -45,6 +46,8 @@ public struct NSMCaller: Sendable {
 public protocol NSMFiles: Sendable {
     /// An fd the peer sent with that inode URL, waiting up to `timeout`; the caller owns it.
     func take(_ inodeURL: String, timeout: Duration) async -> Int32?
+    /// Pass the file at `path` to the peer (it rides on the next bytes sent); its inode URL.
+    func send(path: String) -> String?
 }
 
 enum NSMMetadata {
@@ -132,8 +135,10 @@ public final class NSMSecurity: Sendable {
     /// Servers: the SVID (reloaded at each handshake), a client certificate required
     /// and verified against the current bundle, the peer authorized by trust domain.
     public func serverSecurity() throws -> HTTP2ServerTransport.Posix.TransportSecurity {
-        try .mTLS(certificateReloader: identity) { [identity, logger] c in
+        let roots = trustRoots()
+        return try .mTLS(certificateReloader: identity) { [identity, logger] c in
             c.clientCertificateVerification = .noHostnameVerification
+            c.trustRoots = roots
             c.customVerificationCallback = identity.verificationCallback(onRefused: { why in
                 logger.warning("NSM API: TLS client refused: \(why)")
             })
@@ -142,11 +147,24 @@ public final class NSMSecurity: Sendable {
 
     /// Clients: the SVID, the server verified the same way; `peer` learns who it is.
     func clientSecurity(peer: PeerBox) throws -> HTTP2ClientTransport.Posix.TransportSecurity {
-        try .mTLS(certificateReloader: identity) { [identity] c in
+        let roots = trustRoots()
+        return try .mTLS(certificateReloader: identity) { [identity] c in
             c.serverCertificateVerification = .noHostnameVerification
+            c.trustRoots = roots
             c.customVerificationCallback = identity.verificationCallback(
                 onPeer: { id, cert in peer.set(id, cert) }, onRefused: { why in peer.refuse(why) })
         }
+    }
+
+    /// The trust roots TLS is configured with: the bundle at the time (the verification
+    /// callback checks against the current one). Never the system's store, which a
+    /// container may not have and which must not authorize NSM peers.
+    func trustRoots() -> TLSConfig.TrustRootsSource {
+        let der: [[UInt8]] = (identity.current?.bundle ?? []).compactMap { c in
+            var s = DER.Serializer()
+            return (try? s.serialize(c)).map { s.serializedBytes }
+        }
+        return .certificates(der.map { .bytes($0, format: .der) })
     }
 
     /// The metadata of one call to a verified peer: NSM's token for it.
