@@ -133,6 +133,7 @@ public final class Dataplane {
         cfg.max_xconnects = s.maxCrossConnects
         cfg.idle_sleep_us = s.idleSleepMicroseconds
         cfg.queues_sleep = s.queuesSleep ? 1 : 0
+        cfg.punt_rate = s.puntRate
         var out: OpaquePointer?
         try check(wf_dp_create(&cfg, &out), "create", "dataplane")
         handle = out!

@@ -144,12 +144,15 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
     /// polls waits for an event instead of being polled: a worker's cost does not
     /// grow with idle interfaces. false: every queue is polled always.
     public var queuesSleep: Bool = true
+    /// ARP/ND/ICMP frames per second each worker hands the control plane; more are
+    /// dropped (`punt-rate`), so a flood at an uplink cannot starve forwarding. 0: no limit.
+    public var puntRate: Int = 10000
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case workers, burstSize = "burst_size", rxDescriptors = "rx_descriptors"
         case txDescriptors = "tx_descriptors", mbufs, mbufCache = "mbuf_cache"
         case maxCrossConnects = "max_cross_connects", idleSleepUs = "idle_sleep_us"
-        case queuesSleep = "queues_sleep"
+        case queuesSleep = "queues_sleep", puntRate = "punt_rate"
     }
     public init() {}
     /// The defaults, for whoever builds dataplane settings without a file.
@@ -165,6 +168,7 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
         maxCrossConnects = try c.decodeIfPresent(Int.self, forKey: .maxCrossConnects) ?? maxCrossConnects
         idleSleepUs = try c.decodeIfPresent(Int.self, forKey: .idleSleepUs) ?? idleSleepUs
         queuesSleep = try c.decodeIfPresent(Bool.self, forKey: .queuesSleep) ?? queuesSleep
+        puntRate = try c.decodeIfPresent(Int.self, forKey: .puntRate) ?? puntRate
     }
 }
 

@@ -27,6 +27,7 @@ public enum EALArguments {
         s.maxCrossConnects = UInt32(c.dataplane.maxCrossConnects)
         s.idleSleepMicroseconds = UInt32(c.dataplane.idleSleepUs)
         s.queuesSleep = c.dataplane.queuesSleep
+        s.puntRate = UInt32(clamping: max(0, c.dataplane.puntRate))
         return s
     }
 }

@@ -221,5 +221,6 @@ public struct DataplaneSettings: Sendable, Equatable {
     public var maxCrossConnects = UInt32(DataplaneConfig.defaults.maxCrossConnects)
     public var idleSleepMicroseconds = UInt32(DataplaneConfig.defaults.idleSleepUs)
     public var queuesSleep = DataplaneConfig.defaults.queuesSleep
+    public var puntRate = UInt32(DataplaneConfig.defaults.puntRate)
     public init(workerLcores: [UInt32]) { self.workerLcores = workerLcores }
 }

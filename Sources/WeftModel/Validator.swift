@@ -42,6 +42,7 @@ public enum Validator {
         if !(0...512).contains(d.mbufCache) { issue(dp + [.key("mbuf_cache")], "must be 0..512") }
         if !(1...1_048_576).contains(d.maxCrossConnects) { issue(dp + [.key("max_cross_connects")], "must be 1..1048576") }
         if !(0...100_000).contains(d.idleSleepUs) { issue(dp + [.key("idle_sleep_us")], "must be 0..100000") }
+        if !(0...10_000_000).contains(d.puntRate) { issue(dp + [.key("punt_rate")], "must be 0..10000000 frames per second (0: no limit)") }
 
         // admin
         if !c.admin.socket.hasPrefix("/") || c.admin.socket.utf8.count > 107 {

@@ -60,6 +60,7 @@ extern "C" {
 	X(NOT_FOR_TUNNEL, "not-for-tunnel", "addressed to the uplink but to no tunnel and no service Weft answers") \
 	X(NOT_FOR_UPLINK, "not-for-uplink", "on a VXLAN-only uplink: neither VXLAN nor for its addresses (e.g. the peer's multicast)") \
 	X(PUNT_FULL, "punt-full", "control-plane queue (ARP/ND/ICMP) full") \
+	X(PUNT_RATE, "punt-rate", "control-plane frame (ARP/ND/ICMP) over the worker's punt rate (dataplane.punt_rate)") \
 	X(LEFT_TO_KERNEL, "left-to-kernel", "not for a tunnel: left to the kernel's stack on a shared uplink (not an error)")
 /* vxlan_node.c */
 #define WF_DROPS_VXLAN(X) \
@@ -153,6 +154,9 @@ struct wf_dp_config {
 	uint8_t queues_sleep;                  /* 1: idle queues of Weft's own drivers wait for an
 						* event instead of being polled (memif, AF_PACKET, AF_XDP) */
 	uint8_t pad[3];
+	uint32_t punt_rate;                    /* frames per second each worker hands the underlay
+						* thread (ARP/ND/ICMP); more are dropped as punt-rate.
+						* 0: no limit */
 };
 
 /* Create the dataplane: mempool, counters, RCU, empty tables. */

@@ -313,6 +313,9 @@ struct wf_worker {
 	uint32_t n_assigned;           /* queues given to it (the control thread's count) */
 	uint64_t loop_tsc;             /* TSC at the start of the current poll */
 	uint64_t sleep_tsc;            /* WF_SLEEP_MS in TSC cycles */
+	/* Punt rate limit (a token bucket in frames, scaled by 2^32): a flood of
+	 * ARP/ND/ICMP at an uplink costs the underlay thread at most punt_rate/s. */
+	uint64_t punt_tokens, punt_last_tsc, punt_per_tsc32, punt_burst32, punt_full_tsc;
 	uint32_t n_active;
 	uint64_t wakes_seen;
 	volatile uint64_t wakes;       /* bumped by the events thread after setting `woken` */

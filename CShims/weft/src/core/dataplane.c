@@ -90,6 +90,19 @@ wf_dp_create(const struct wf_dp_config *cfg, wf_dataplane_t **out)
 		w->txq = (uint16_t)i;
 		w->lcore = cfg->n_workers ? cfg->worker_lcores[i] : rte_get_main_lcore();
 		w->sleep_tsc = rte_get_tsc_hz() / 1000 * WF_SLEEP_MS;
+		if (dp->cfg.punt_rate != 0) {
+			/* Tokens (<< 32) per TSC cycle; a burst of a tenth of a second, at least 32.
+			 * A gap longer than the time to fill the bucket just fills it (no overflow). */
+			const uint64_t hz = rte_get_tsc_hz();
+			w->punt_per_tsc32 = ((uint64_t)dp->cfg.punt_rate << 32) / hz;
+			if (w->punt_per_tsc32 == 0)
+				w->punt_per_tsc32 = 1;
+			uint64_t burst = dp->cfg.punt_rate / 10 > 32 ? dp->cfg.punt_rate / 10 : 32;
+			w->punt_burst32 = burst << 32;
+			w->punt_full_tsc = w->punt_burst32 / w->punt_per_tsc32 + 1;
+			w->punt_tokens = w->punt_burst32;
+			w->punt_last_tsc = rte_rdtsc();
+		}
 		w->ifc = rte_zmalloc("weft_ifc", sizeof(*w->ifc) * WF_MAX_PORTS,
 				     RTE_CACHE_LINE_SIZE);
 		w->xcc = rte_zmalloc("weft_xcc", sizeof(*w->xcc) * cfg->max_xconnects,

@@ -138,6 +138,30 @@ wf_classify(const struct wf_table *t, const struct wf_fwd *vlan, const struct wf
 	return f;
 }
 
+/* The worker's punt token bucket: one frame's token, refilled by TSC. */
+static inline bool
+wf_punt_allowed(struct wf_worker *w)
+{
+	if (w->punt_per_tsc32 == 0)
+		return true;
+	const uint64_t one = 1ull << 32;
+	if (w->punt_tokens < one) {
+		const uint64_t now = rte_rdtsc();
+		const uint64_t gap = now - w->punt_last_tsc;
+		w->punt_last_tsc = now;
+		if (gap >= w->punt_full_tsc) {
+			w->punt_tokens = w->punt_burst32;
+		} else {
+			const uint64_t add = gap * w->punt_per_tsc32;
+			w->punt_tokens = w->punt_tokens + add > w->punt_burst32 ? w->punt_burst32 : w->punt_tokens + add;
+		}
+		if (w->punt_tokens < one)
+			return false;
+	}
+	w->punt_tokens -= one;
+	return true;
+}
+
 void
 wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 		struct rte_mbuf **pkts, uint16_t n)
@@ -167,6 +191,11 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 		}
 		if (f == WF_PUNT) {
 			m->port = in_port;
+			if (unlikely(!wf_punt_allowed(w))) {
+				wf_count_drop(w, ic, WF_DROP_PUNT_RATE, 1);
+				rte_pktmbuf_free(m);
+				continue;
+			}
 			if (unlikely(rte_ring_enqueue(w->dp->punt, m) != 0)) {
 				wf_count_drop(w, ic, WF_DROP_PUNT_FULL, 1);
 				rte_pktmbuf_free(m);
