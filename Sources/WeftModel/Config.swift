@@ -75,11 +75,17 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
     public var spiffeSocket: String?
     /// How long weftd waits at start for its first SVID (default 60s).
     public var svidTimeout: String?
+    /// Bounds (defaults 8192, 1024, 256).
+    public var maxConnections: Int?
+    public var maxConnectionsPerClient: Int?
+    public var maxMonitorStreams: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, nsname, listenOn = "listen_on", connectTo = "connect_to", dialTimeout = "dial_timeout"
         case maxTokenLifetime = "max_token_lifetime", logLevel = "log_level", mechanismPriority = "mechanism_priority", register
         case insecure, spiffeSocket = "spiffe_socket", svidTimeout = "svid_timeout"
+        case maxConnections = "max_connections", maxConnectionsPerClient = "max_connections_per_client"
+        case maxMonitorStreams = "max_monitor_streams"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -96,6 +102,9 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
         insecure = try c.decodeIfPresent(Bool.self, forKey: .insecure)
         spiffeSocket = try c.decodeIfPresent(String.self, forKey: .spiffeSocket)
         svidTimeout = try c.decodeIfPresent(String.self, forKey: .svidTimeout)
+        maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections)
+        maxConnectionsPerClient = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerClient)
+        maxMonitorStreams = try c.decodeIfPresent(Int.self, forKey: .maxMonitorStreams)
     }
 }
 

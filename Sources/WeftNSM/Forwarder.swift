@@ -32,7 +32,7 @@ public protocol NSMPeers: Sendable {
 ///     connect      the next hop's Request / Close, and the checks of its answer
 public final class Forwarder: Sendable {
     public let settings: NSMSettings
-    public let monitor = MonitorHub()
+    public let monitor: MonitorHub
     let control: ControlPlane
     let logger: Logger
     let table = ConnectionTable()
@@ -46,6 +46,7 @@ public final class Forwarder: Sendable {
     public init(settings: NSMSettings, control: ControlPlane, peers: NSMPeers, clock: NSMClock = SystemClock(), logger: Logger,
                 security: NSMSecurity? = nil, newID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() }) {
         self.settings = settings
+        self.monitor = MonitorHub(maxSubscribers: settings.maxMonitorStreams)
         self.control = control
         self.logger = logger
         let plumbing = Plumbing(logger: logger, runtimeDir: control.snapshot.admin.runtimeDir, forwarderName: settings.name,
@@ -54,7 +55,8 @@ public final class Forwarder: Sendable {
         let route = ExpiryRoute()
         timers = ExpiryTimers(clock: clock) { id in await route.fire(id) }
         let inner: [any NSMElement] = [
-            BeginElement(table: table, logger: logger),
+            BeginElement(table: table, logger: logger, maxConnections: settings.maxConnections,
+                         maxPerClient: settings.maxConnectionsPerClient),
             TimeoutElement(timers: timers),
             MonitorElement(hub: monitor),
             MetricsElement(control: control),

@@ -16,7 +16,7 @@ public enum Mech {
 
 /// A request refused at one step, with the gRPC code it maps to.
 public struct NSMError: Error, CustomStringConvertible {
-    public enum Code: Sendable { case invalidArgument, notFound, failedPrecondition, unavailable, internalError, alreadyExists, permissionDenied }
+    public enum Code: Sendable { case invalidArgument, notFound, failedPrecondition, unavailable, internalError, alreadyExists, permissionDenied, resourceExhausted }
     public var code: Code
     public var step: String
     public var message: String

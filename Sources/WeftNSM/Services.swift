@@ -22,6 +22,7 @@ extension NSMError {
         case .internalError: c = .internalError
         case .alreadyExists: c = .alreadyExists
         case .permissionDenied: c = .permissionDenied
+        case .resourceExhausted: c = .resourceExhausted
         }
         return RPCError(code: c, message: description)
     }
@@ -68,7 +69,10 @@ struct MonitorConnectionImpl: Connection_MonitorConnection.SimpleServiceProtocol
     let hub: MonitorHub
     func monitorConnections(request: Connection_MonitorScopeSelector, response: RPCWriter<Connection_ConnectionEvent>,
                             context: ServerContext) async throws {
-        let (id, stream) = await hub.subscribe(request)
+        guard let (id, stream) = await hub.subscribe(request) else {
+            throw RPCError(code: .resourceExhausted,
+                           message: "monitor: \(await hub.maxSubscribers) streams are open already (nsm.max_monitor_streams)")
+        }
         // The stream ends when the caller goes away (cancellation) or weftd shuts down.
         try await withTaskCancellationHandler {
             do {
@@ -78,6 +82,10 @@ struct MonitorConnectionImpl: Connection_MonitorConnection.SimpleServiceProtocol
                 throw error
             }
             await hub.unsubscribe(id)
+            if await hub.endedByOverflow(id) {
+                throw RPCError(code: .resourceExhausted,
+                               message: "monitor: the stream fell \(await hub.maxQueued) events behind and was ended; subscribe again")
+            }
         } onCancel: {
             Task { await hub.unsubscribe(id) }
         }

@@ -24,6 +24,11 @@ public struct NSMSettings: Equatable, Sendable {
     public var spiffeSocket = "unix:///run/spire/sockets/agent.sock"
     /// How long to wait for the first SVID at start (NSM_SVID_TIMEOUT).
     public var svidTimeout: Duration = .seconds(60)
+    /// Bounds on what callers can make Weft hold: connections on the node, connections
+    /// of one client pod (its path's first segment name), MonitorConnections streams.
+    public var maxConnections = 8192
+    public var maxConnectionsPerClient = 1024
+    public var maxMonitorStreams = 256
 
     public init() {}
 
@@ -49,6 +54,13 @@ public struct NSMSettings: Equatable, Sendable {
         }
         var base = NSMSettings()
         base.register = file?.register ?? true
+        if let f = file {
+            var bad: [String] = []
+            if let v = f.maxConnections { if v >= 1 { base.maxConnections = v } else { bad.append("nsm.max_connections: \(v) must be at least 1") } }
+            if let v = f.maxConnectionsPerClient { if v >= 1 { base.maxConnectionsPerClient = v } else { bad.append("nsm.max_connections_per_client: \(v) must be at least 1") } }
+            if let v = f.maxMonitorStreams { if v >= 1 { base.maxMonitorStreams = v } else { bad.append("nsm.max_monitor_streams: \(v) must be at least 1") } }
+            if !bad.isEmpty { throw Error(description: bad.joined(separator: "\n")) }
+        }
         // A variable set but empty does not wipe the file's value.
         return try load(base: base, env: fromFile.merging(env.filter { !$0.value.isEmpty }) { _, e in e }, capabilities: capabilities)
     }

@@ -133,7 +133,7 @@ final class ForwarderTests: XCTestCase {
     }
 
     func testMonitorSeesUpdatesAndTheDelete() async throws {
-        let (_, stream) = await forwarder.monitor.subscribe(Connection_MonitorScopeSelector())
+        let (_, stream) = await forwarder.monitor.subscribe(Connection_MonitorScopeSelector())!
         var events = stream.makeAsyncIterator()
         _ = await events.next() // initial state
         let conn = try await forwarder.request(NSMFixtures.memifRequest())

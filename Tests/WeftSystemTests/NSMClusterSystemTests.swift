@@ -376,6 +376,21 @@ final class NSMClusterSystemTests: SystemTestCase {
         XCTAssertNotEqual("\(before["serial"] ?? "")", "\(after["serial"] ?? "")")
     }
 
+    /// A client pod cannot make Weft hold more than nsm.max_connections_per_client
+    /// connections: the next is RESOURCE_EXHAUSTED with nothing left behind.
+    func testConnectionsPerClientAreBounded() throws {
+        let s = Setup()
+        addTeardownBlock { s.stop() }
+        try s.start(extraNSM: "  max_connections_per_client: 2")
+        XCTAssertTrue(ok(try s.request(["ifname": "nsm-1"]), "first", s))
+        XCTAssertTrue(ok(try s.request(["ifname": "nsm-2"]), "second", s))
+        let third = try s.request(["ifname": "nsm-3"])
+        XCTAssertEqual(third["code"] as? String, "RESOURCE_EXHAUSTED", "\(third)")
+        XCTAssertTrue((third["message"] as? String ?? "").contains("nsm.max_connections_per_client"), "\(third)")
+        XCTAssertFalse(sh("ip -n \(s.nsc) -o link show").out.contains("nsm-3"), "the refused connection left an interface")
+        XCTAssertEqual(try s.weftd.crossConnects().count, 2)
+    }
+
     /// weftd waits (bounded) for its first SVID and says why it stops without one.
     func testNoSVIDStopsWeftdWithAClearError() throws {
         let s = Setup()

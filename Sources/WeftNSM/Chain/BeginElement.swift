@@ -14,6 +14,10 @@ import WeftNSMProto
 struct BeginElement: NSMElement {
     let table: ConnectionTable
     let logger: Logger
+    /// Bounds on new connections: on the node, and per client pod (the path's first
+    /// segment name, as NSM names the client). Refreshes are never refused.
+    var maxConnections = Int.max
+    var maxPerClient = Int.max
 
     func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
         let id = r.conn.id
@@ -38,7 +42,17 @@ struct BeginElement: NSMElement {
                 await closeExisting(cur, reason: .mechanismChanged, next: next)
             }
         }
-        if !r.isRefresh { r.state = ConnectionState(id: id) }
+        if !r.isRefresh {
+            let client = r.conn.path.pathSegments.first?.name ?? ""
+            let (total, ofClient) = table.counts(client: client)
+            if total >= maxConnections {
+                throw NSMError(.resourceExhausted, "begin", "the node has \(total) connections, its limit (nsm.max_connections)")
+            }
+            if ofClient >= maxPerClient {
+                throw NSMError(.resourceExhausted, "begin", "client '\(client)' has \(ofClient) connections, its limit (nsm.max_connections_per_client)")
+            }
+            r.state = ConnectionState(id: id)
+        }
 
         let result: Connection_Connection
         do {

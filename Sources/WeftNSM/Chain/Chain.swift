@@ -154,6 +154,12 @@ final class ConnectionTable: Sendable {
     func contains(_ id: String) -> Bool { rows.withLock { $0[id] != nil } }
 
     var ids: [String] { rows.withLock { $0.keys.sorted() } }
+
+    /// How many connections there are, and of them the client `client`'s (the first
+    /// path segment's name).
+    func counts(client: String) -> (total: Int, ofClient: Int) {
+        rows.withLock { r in (r.count, r.values.reduce(0) { $0 + ($1.own.path.pathSegments.first?.name == client ? 1 : 0) }) }
+    }
     var all: [ConnectionState] { rows.withLock { Array($0.values) } }
 }
 

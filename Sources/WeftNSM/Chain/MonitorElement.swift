@@ -27,11 +27,26 @@ public actor MonitorHub {
     }
     private var subs: [UUID: Sub] = [:]
     private var current: [String: Connection_Connection] = [:]
+    /// Bounds: streams at once (nsm.max_monitor_streams), and events queued for one
+    /// subscriber that does not read (past it the stream ends; the subscriber
+    /// reconnects and gets the state again, as after any broken stream).
+    let maxSubscribers: Int
+    let maxQueued: Int
+    public private(set) var refused = 0, overflowed = 0
+    private var overflowedIDs = Set<UUID>()
 
-    public init() {}
+    /// Whether the stream `id` ended because its reader fell behind (asked once).
+    public func endedByOverflow(_ id: UUID) -> Bool { overflowedIDs.remove(id) != nil }
 
-    public func subscribe(_ sel: Connection_MonitorScopeSelector) -> (UUID, AsyncStream<Connection_ConnectionEvent>) {
-        let (stream, cont) = AsyncStream<Connection_ConnectionEvent>.makeStream()
+    public init(maxSubscribers: Int = 256, maxQueued: Int = 4096) {
+        self.maxSubscribers = maxSubscribers
+        self.maxQueued = maxQueued
+    }
+
+    /// nil when `maxSubscribers` streams are open already.
+    public func subscribe(_ sel: Connection_MonitorScopeSelector) -> (UUID, AsyncStream<Connection_ConnectionEvent>)? {
+        guard subs.count < maxSubscribers else { refused += 1; return nil }
+        let (stream, cont) = AsyncStream<Connection_ConnectionEvent>.makeStream(bufferingPolicy: .bufferingOldest(maxQueued))
         let id = UUID()
         var first = Connection_ConnectionEvent()
         first.type = .initialStateTransfer
@@ -49,7 +64,7 @@ public actor MonitorHub {
         for c in conns {
             if type == .delete { current.removeValue(forKey: c.id) } else { current[c.id] = c }
         }
-        for (_, s) in subs {
+        for (id, s) in subs {
             var e = Connection_ConnectionEvent()
             e.type = type
             for c in conns where PathOps.matches(s.selector, c) {
@@ -57,7 +72,11 @@ public actor MonitorHub {
                 if type == .delete { cc.state = .down }
                 e.connections[c.id] = cc
             }
-            if !e.connections.isEmpty { s.continuation.yield(e) }
+            if !e.connections.isEmpty, case .dropped = s.continuation.yield(e) {
+                overflowed += 1
+                overflowedIDs.insert(id)
+                unsubscribe(id)
+            }
         }
     }
 

@@ -112,10 +112,68 @@ final class BeginElementTests: XCTestCase {
     }
 }
 
+final class LimitTests: XCTestCase {
+    /// New connections past nsm.max_connections_per_client / max_connections are refused
+    /// with RESOURCE_EXHAUSTED naming the setting; refreshes never are.
+    func testConnectionLimits() async throws {
+        let table = ConnectionTable()
+        let begin = BeginElement(table: table, logger: Logger(label: "t"), maxConnections: 3, maxPerClient: 2)
+        func req(_ id: String, client: String) -> NSMRequest {
+            var r = pathedRequest(id: id)
+            r.conn.path.pathSegments[0].name = client
+            var m = Connection_Mechanism(); m.cls = Mech.local; m.type = Mech.memif
+            var rec = r.received; rec.mechanismPreferences = [m]
+            var out = NSMRequest(rec); out.conn = r.conn; out.prevIndex = r.prevIndex
+            return out
+        }
+        let stored = Probe { r in r.state.serverMechanism = r.serverMechanism; return r.conn }
+        for (id, client) in [("a1", "pod-a"), ("a2", "pod-a")] {
+            var r = req(id, client: client)
+            _ = try await NSMNext([begin, stored]).request(&r)
+        }
+        var third = req("a3", client: "pod-a")
+        let e = await expectNSMError { try await NSMNext([begin, stored]).request(&third) }
+        XCTAssertEqual(e?.code, .resourceExhausted)
+        XCTAssertTrue(e?.message.contains("nsm.max_connections_per_client") ?? false, "\(String(describing: e))")
+        var refresh = req("a2", client: "pod-a")
+        _ = try await NSMNext([begin, stored]).request(&refresh)
+        var other = req("b1", client: "pod-b")
+        _ = try await NSMNext([begin, stored]).request(&other)
+        var fourth = req("c1", client: "pod-c")
+        let e2 = await expectNSMError { try await NSMNext([begin, stored]).request(&fourth) }
+        XCTAssertTrue(e2?.message.contains("nsm.max_connections)") ?? false, "\(String(describing: e2))")
+        XCTAssertEqual(table.ids.sorted(), ["a1", "a2", "b1"])
+    }
+
+    /// Monitor streams are bounded in number, and a reader that falls behind loses its
+    /// stream instead of growing weftd's memory.
+    func testMonitorStreamLimits() async throws {
+        let hub = MonitorHub(maxSubscribers: 1, maxQueued: 8)
+        let first = await hub.subscribe(Connection_MonitorScopeSelector())
+        XCTAssertNotNil(first)
+        let second = await hub.subscribe(Connection_MonitorScopeSelector())
+        XCTAssertNil(second, "a second stream past the limit")
+        let refused = await hub.refused
+        XCTAssertEqual(refused, 1)
+        var c = Connection_Connection(); c.id = "x"
+        for _ in 0..<20 { await hub.publish(.update, [c]) }  // nobody reads
+        let overflowed = await hub.overflowed, count = await hub.subscriberCount
+        XCTAssertEqual(overflowed, 1)
+        XCTAssertEqual(count, 0)
+        let ended = await hub.endedByOverflow(first!.0)
+        XCTAssertTrue(ended)
+        var n = 0
+        for await _ in first!.1 { n += 1 }
+        XCTAssertEqual(n, 8, "the queued events are still delivered, then the stream ends")
+        let again = await hub.subscribe(Connection_MonitorScopeSelector())
+        XCTAssertNotNil(again, "a new stream once the slow one is gone")
+    }
+}
+
 final class MonitorElementTests: XCTestCase {
     func testUpdateOnRequestDeleteOnClose() async throws {
         let hub = MonitorHub()
-        let (_, stream) = await hub.subscribe(Connection_MonitorScopeSelector())
+        let (_, stream) = await hub.subscribe(Connection_MonitorScopeSelector())!
         var events = stream.makeAsyncIterator()
         let initial = await events.next()
         XCTAssertEqual(initial?.type, .initialStateTransfer)
