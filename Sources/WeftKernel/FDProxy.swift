@@ -145,8 +145,8 @@ public final class FDProxy: @unchecked Sendable {
         return Int32(clamping: max(0, ms))
     }
 
-    /// A copy (close-on-exec, the caller's to close) of the fd with identity
-    /// `inode` that came in on `connection`, waiting up to `timeout` for it
+    /// The fd (close-on-exec, the caller's to close; the connection no longer holds
+    /// it) with identity `inode` that came in on `connection`, waiting up to `timeout` for it
     /// (this thread blocks meanwhile). Throws ETIMEDOUT when it did not come,
     /// ENOENT when the connection is gone.
     public func take(_ inode: InodeURL, from connection: Connection, timeout: Duration) throws -> Int32 {

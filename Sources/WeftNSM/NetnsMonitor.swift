@@ -3,14 +3,21 @@ import Logging
 import Synchronization
 import WeftKernel
 
-/// Closes connections whose client pod has gone (as NSM's forwarders do): every
-/// `interval`, the network namespaces any process is in are read from /proc; a
-/// connection whose caller-side (KERNEL) namespace was seen with a process before and
-/// has none in two scans in a row is closed everywhere. A namespace never seen with a
-/// process (weftd without hostPID cannot see the pods' processes) is left alone.
+/// Closes connections whose client pod has gone (as NSM's forwarders do), scanning
+/// every `interval`:
+///  - a namespace given by a path of its own (/proc/<pid>/ns/net, /var/run/netns/<name>)
+///    is gone when that path no longer names it (the process exited, the name was
+///    removed) in two scans in a row;
+///  - a namespace Weft holds by an fd (grpcfd) stays alive while Weft holds it, so its
+///    pod is gone when no process is in it any more: once seen with a process in
+///    `settle` scans in a row (a pod's pause container is there all along; a command
+///    run for a moment is not), it is gone after two scans without one. weftd
+///    without hostPID never sees the pods' processes, so it never closes these.
 final class NetnsMonitor: Sendable {
     struct Key: Hashable { var dev: UInt64; var ino: UInt64 }
-    private struct Watch { var seen = false; var missed = 0 }
+    private struct Watch { var seenRun = 0; var settled = false; var missed = 0 }
+    /// Scans in a row with a process before the namespace counts as a pod's.
+    let settle = 3
     private let state = Mutex<[String: Watch]>([:])
     let forwarder: Forwarder
     let logger: Logger
@@ -50,7 +57,7 @@ final class NetnsMonitor: Sendable {
     @discardableResult
     func scan() async -> [String] {
         let live = liveNamespaces()
-        var watched: [String: Key?] = [:]
+        var watched: [String: (key: Key?, held: Bool)] = [:]
         // The fds of namespaces no connection names any more go.
         var inUse = Set<InodeURL>()
         for st in forwarder.table.all {
@@ -61,15 +68,25 @@ final class NetnsMonitor: Sendable {
         ReceivedFiles.shared.sweep(inUse: inUse)
         for st in forwarder.table.all {
             guard let s = st.server, s.type == Mech.kernel, let ns = s.netns else { continue }
-            watched[st.id] = NetNS.identity(ns).map { Key(dev: $0.dev, ino: $0.ino) }
+            watched[st.id] = (NetNS.identity(ns).map { Key(dev: $0.dev, ino: $0.ino) }, ns.hasPrefix("/proc/self/fd/"))
         }
         let gone: [String] = state.withLock { w in
             w = w.filter { watched[$0.key] != nil }
             var out: [String] = []
-            for (id, key) in watched {
+            for (id, v) in watched {
                 var x = w[id] ?? Watch()
-                if let key, live.contains(key) { x.seen = true; x.missed = 0 } else if x.seen { x.missed += 1 }
-                if x.seen && x.missed >= 2 { out.append(id); w[id] = nil } else { w[id] = x }
+                if !v.held {
+                    // Its own path: gone when the path no longer names a namespace.
+                    if v.key == nil { x.missed += 1 } else { x.missed = 0 }
+                } else if let key = v.key, live.contains(key) {
+                    x.seenRun += 1
+                    if x.seenRun >= settle { x.settled = true }
+                    x.missed = 0
+                } else {
+                    x.seenRun = 0
+                    if x.settled { x.missed += 1 }
+                }
+                if x.missed >= 2 { out.append(id); w[id] = nil } else { w[id] = x }
             }
             return out
         }

@@ -150,8 +150,10 @@ final class FDProxyTests: XCTestCase {
             let got = try proxy.take(inode, from: .dialer(dialer.id), timeout: .seconds(2))
             XCTAssertEqual(try InodeURL(fd: got), inode)
             close(got)
-            // Taken again: the proxy keeps its copy until the connection ends.
-            close(try proxy.take(inode, from: .dialer(dialer.id), timeout: .seconds(1)))
+            // Taken: the fd is the caller's now, the dialer holds it no more (a long-lived
+            // connection passing many files never fills its cap).
+            XCTAssertThrowsError(try proxy.take(inode, from: .dialer(dialer.id), timeout: .milliseconds(20)))
+            XCTAssertEqual(proxy.stats.fdsHeld, 0)
 
             // As Go's grpcfd sends them: one fd on each of the first bytes of a write.
             let many = try (0..<10).map { try tempFile("many-\($0)") }
@@ -187,7 +189,7 @@ final class FDProxyTests: XCTestCase {
             let s = proxy.stats
             XCTAssertEqual(s.fdsSent, 1)
             XCTAssertEqual(s.fdsReceived, 11)
-            XCTAssertEqual(s.fdsTaken, 12)
+            XCTAssertEqual(s.fdsTaken, 11)
             XCTAssertEqual(s.dialersOpen, 0)
 
             // A peer that is not there: the client's connection ends, counted.
@@ -237,9 +239,13 @@ final class FDProxyTests: XCTestCase {
                 XCTAssertThrowsError(try proxy.take(try InodeURL(fd: pairs[299]), from: .served(remotePeer: remotePeer),
                                                     timeout: .milliseconds(50)))
                 pairs.forEach { close($0) }
+                // A taken fd is the caller's: the connection holds one fewer, and the same
+                // file is not there to take again.
+                XCTAssertThrowsError(try proxy.take(try InodeURL(fd: pairs[0]), from: .served(remotePeer: remotePeer),
+                                                    timeout: .milliseconds(20)))
                 let s = proxy.stats
                 XCTAssertEqual(s.fdsReceived, 300)
-                XCTAssertEqual(s.fdsHeld, 64)
+                XCTAssertEqual(s.fdsHeld, 63)
                 XCTAssertEqual(s.fdsOverCap, 236)
                 XCTAssertEqual(s.ctrunc, 0)
                 close(peer)

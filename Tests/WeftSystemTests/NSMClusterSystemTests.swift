@@ -273,7 +273,7 @@ final class NSMClusterSystemTests: SystemTestCase {
         defer { if pod.isRunning { pod.terminate() } }
         let a = try s.request()
         guard ok(a, "request", s) else { return }
-        usleep(5_000_000)  // seen with its process by the monitor
+        usleep(9_000_000)  // seen with its process in three scans in a row (2 s apart)
         XCTAssertTrue(sh("ip -n \(s.nsc) -o link show nsm-1").out.contains("nsm-1"))
         XCTAssertEqual(((try s.peers.send(["cmd": "nse_calls"]))["closes"] as? [Any])?.count ?? 0, 0)
         pod.terminate()

@@ -116,7 +116,9 @@ final class NSMRemoteSystemTests: SystemTestCase {
             nsmRequest(service: "icmp-responder", params: ["inodeURL": "file:///var/run/netns/\(nsc)", "name": "nsm-1"])
         }
         func weftLinks(_ ns: String?) -> Int {
-            sh("\(ns.map { "ip -n \($0) " } ?? "ip ")-o link show").out.split(separator: "\n").filter { $0.contains("weft-nsm:") }.count
+            // This test's forwarders' links only (other tests may run weftd meanwhile).
+            sh("\(ns.map { "ip -n \($0) " } ?? "ip ")-o link show").out.split(separator: "\n")
+                .filter { $0.contains("weft-nsm:\(nameA):") || $0.contains("weft-nsm:\(nameB):") }.count
         }
         func ping(_ target: String, count: Int = 5) -> (sent: Int, received: Int)? {
             pingCounts(sh("ip netns exec \(nsc) ping -n -q -c \(count) -i 0.2 -W 3 \(target)", timeout: 40).out)

@@ -70,9 +70,9 @@ final class NSMSystemTests: SystemTestCase {
             _ = try await withNSM(nsmSocket) { try await Networkservice_NetworkService.Client(wrapping: $0).close(c) }
         }
         func links(_ ns: String) -> String { sh("ip -n \(ns) -o link show").out }
-        /// Links in the root namespace that carry Weft's NSM alias.
+        /// Links in the root namespace that carry this test's forwarder's NSM alias.
         var weftLinks: [String] {
-            sh("ip -o link show").out.split(separator: "\n").filter { $0.contains("weft-nsm:") }.map(String.init)
+            sh("ip -o link show").out.split(separator: "\n").filter { $0.contains("weft-nsm:\(name):") }.map(String.init)
         }
     }
 

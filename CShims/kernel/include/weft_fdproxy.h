@@ -102,11 +102,12 @@ int wf_fdproxy_dial(wf_fdproxy_t *p, const char *peer_path, char *local_path_out
 int wf_fdproxy_undial(wf_fdproxy_t *p, int dialer);
 
 /*
- * Take a copy (O_CLOEXEC, the caller's to close) of the fd with identity
- * (dev, ino) received on the served connection whose bound path is
- * bridge_path, or (bridge_path NULL) on the dialer's connections. Waits up to
- * timeout_ms for it to arrive. The proxy keeps its own copy until the
- * connection ends, so the same fd may be taken again.
+ * Take the fd (O_CLOEXEC, the caller's to close) with identity (dev, ino)
+ * received on the served connection whose bound path is bridge_path, or
+ * (bridge_path NULL) on the dialer's connections. Waits up to timeout_ms for
+ * it to arrive. The connection no longer holds it afterwards (a long-lived
+ * connection that passes many files never reaches the cap): the same file is
+ * taken again only if the peer sends it again.
  * -ETIMEDOUT: not arrived; -ENOENT: no such connection or dialer (or it ended).
  */
 int wf_fdproxy_take(wf_fdproxy_t *p, const char *bridge_path, int dialer, uint64_t dev, uint64_t ino,

@@ -1152,14 +1152,14 @@ wf_fdproxy_take(wf_fdproxy_t *p, const char *bridge_path, int dialer, uint64_t d
 		}
 		struct fp_held *h = fp_find(s, dev, ino);
 		if (h != NULL) {
-			rc = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
-			if (rc < 0) {
-				rc = -errno;
-				wf_set_error("fdproxy: copy fd: %s", strerror(-rc));
-			} else {
-				h->taken = true;
-				p->st.fds_taken++;
-			}
+			/* The fd goes to the caller: the connection no longer holds it, so a
+			 * long-lived connection (the NSMgr's) passing a new namespace with every
+			 * request never reaches the cap. A later send of the same file is a new
+			 * fd again. */
+			rc = h->fd;
+			*h = s->held[--s->n_held];
+			p->st.fds_held--;
+			p->st.fds_taken++;
 			break;
 		}
 		if (pthread_cond_timedwait(&p->cond, &p->lock, &deadline) == ETIMEDOUT) {

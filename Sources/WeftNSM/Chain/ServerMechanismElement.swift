@@ -24,7 +24,7 @@ struct ServerMechanismElement: NSMElement {
         }
         if r.isRefresh {
             var result = try await next.request(&r)
-            result.mechanism = Self.passingFiles(r.state.serverMechanism, to: r.caller.files)
+            result.mechanism = r.state.serverMechanism
             return result
         }
         // Weft's dataplane cross-connects Ethernet frames; a memif in IP mode would need
@@ -50,7 +50,12 @@ struct ServerMechanismElement: NSMElement {
         if let t = side.tunnelMTU { r.conn.context.mtu = clampMTU(r.conn.context.mtu, t) }
         do {
             var result = try await next.request(&r)
-            result.mechanism = Self.passingFiles(mech, to: r.caller.files)
+            // Weft's own memif socket file (made by the dataplane, so only now) goes to the
+            // caller as an fd; the answer, and what a refresh compares against, name it by
+            // its inode URL.
+            let answered = mech.type == Mech.memif ? Self.passingFiles(mech, to: r.caller.files) : mech
+            r.state.serverMechanism = answered
+            result.mechanism = answered
             return result
         } catch {
             await undoKernel(undo)
@@ -58,8 +63,9 @@ struct ServerMechanismElement: NSMElement {
         }
     }
 
-    /// NSM's sendfd (server): a `file://` inodeURL in the answer (the v1.1 memif socket
-    /// file) goes to the caller as its fd, and the parameter becomes its inode URL.
+    /// NSM's sendfd (server): a `file://` inodeURL of Weft's own (the v1.1 memif socket
+    /// file) goes to the caller as its fd, and the parameter becomes its inode URL. (A
+    /// KERNEL answer's inodeURL is the caller's own namespace: left as the caller sent it.)
     static func passingFiles(_ mech: Connection_Mechanism, to files: (any NSMFiles)?) -> Connection_Mechanism {
         guard let files, let u = mech.parameters[Mech.inodeURL], u.hasPrefix("file://"),
               let inode = files.send(path: String(u.dropFirst("file://".count))) else { return mech }
