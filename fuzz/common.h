@@ -109,7 +109,7 @@ fz_add_port(const char *name)
 	return p;
 }
 
-static uint32_t
+static __attribute__((unused)) uint32_t
 fz_port_index(uint16_t port)
 {
 	for (uint32_t i = 0; i < fz_nports; i++)

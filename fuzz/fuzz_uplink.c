@@ -34,6 +34,36 @@ fz_vxlan(uint16_t up, uint8_t v6, uint32_t vni, const uint8_t *remote, uint16_t 
 	return side;
 }
 
+/*
+ * What the underlay answered (ARP replies, echo replies, neighbour
+ * advertisements and probes): well formed, checksums right. Only frames
+ * the underlay built reach this check (the forwarded ones are drained first).
+ */
+static void
+answer_check(uint32_t i, const struct rte_mbuf *m)
+{
+	static uint8_t buf[4096];
+	FZ_CHECK(m->pkt_len <= sizeof(buf), "a %u-byte answer", m->pkt_len);
+	const uint8_t *p = rte_pktmbuf_read(m, 0, m->pkt_len, buf);
+	FZ_CHECK(i < 2 && m->pkt_len >= 42, "%s sent a %u-byte answer", fz_name[i], m->pkt_len);
+	const uint16_t type = (uint16_t)(p[12] << 8 | p[13]);
+	if (type == RTE_ETHER_TYPE_ARP)
+		return; /* built from constants */
+	if (type == RTE_ETHER_TYPE_IPV4) {
+		const uint32_t ihl = (p[14] & 0xf) * 4u, tot = (uint32_t)(p[16] << 8 | p[17]);
+		FZ_CHECK(p[14 + 9] == IPPROTO_ICMP && ihl >= 20 && 14 + tot == m->pkt_len,
+			 "echo reply: IPv4 header and frame disagree");
+		FZ_CHECK(rte_raw_cksum(p + 14, ihl) == 0xffff, "echo reply: IPv4 header checksum wrong");
+		FZ_CHECK(rte_raw_cksum(p + 14 + ihl, tot - ihl) == 0xffff, "echo reply: ICMP checksum wrong");
+		return;
+	}
+	FZ_CHECK(type == RTE_ETHER_TYPE_IPV6 && m->pkt_len >= 62, "answer of ethertype %#x", type);
+	const struct rte_ipv6_hdr *ip = (const struct rte_ipv6_hdr *)(p + 14);
+	FZ_CHECK(ip->proto == IPPROTO_ICMPV6 && 54u + rte_be_to_cpu_16(ip->payload_len) == m->pkt_len,
+		 "ICMPv6 answer: IPv6 header and frame disagree");
+	FZ_CHECK(rte_ipv6_udptcp_cksum_verify(ip, p + 54) == 0, "ICMPv6 answer (type %u): checksum wrong", p[54]);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -102,10 +132,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (uint32_t i = 0; i < n; i++)
 		fz_inject(fz_port[(f[i].ctl & 0x0f) % fz_nports], fz_frame(f[i].d, f[i].len, f[i].split));
 	fz_poll();
-	uint32_t punted;
+	uint32_t sent = fz_drain(NULL), punted;
+	fz_on_tx = answer_check;
 	uint32_t answers = fz_underlay(&punted);
+	sent += fz_drain(NULL);
+	fz_on_tx = NULL;
 	fz_snap(&b);
-	uint32_t sent = fz_drain(NULL);
 	if (fz_verbose) {
 		fprintf(stderr, "frames %u punted %u answers %u sent %u\n", n, punted, answers, sent);
 		fz_print_delta(&a, &b);

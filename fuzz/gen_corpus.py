@@ -149,6 +149,17 @@ def bridge():
     s["runt"] = [rec(b"\x02" * 13, ctl=0), rec(e(A, B), ctl=1)]
     s["chain"] = [rec(e(A, B, 3000), ctl=0, split=20), rec(e(B, A, 2100), ctl=1)]
     s["ipv6"] = [rec(Ether(src=A, dst="33:33:00:00:00:01") / IPv6() / UDP() / Raw(b"6" * 30), ctl=0)]
+    macs = [A, B, C, D, "02:00:00:00:00:0e"]
+    for i in range(5):
+        s["bcast-from-%d" % i] = [rec(e(macs[i], BCAST), ctl=i)]
+        s["arp-from-%d" % i] = [rec(Ether(src=macs[i], dst=BCAST) / ARP(psrc="172.16.0.%d" % (i + 1), pdst="172.16.0.9"), ctl=i)]
+        # learn everyone, then unicast to the next member
+        s["all-then-%d" % i] = [rec(e(macs[j], BCAST, 8), ctl=j) for j in range(5)] + \
+            [rec(e(macs[i], macs[(i + 1) % 5]), ctl=i), rec(e(macs[(i + 1) % 5], macs[i]), ctl=(i + 1) % 5)]
+    s["vlan-member-static"] = [rec(v(C, SB), ctl=4), rec(e(A, SB), ctl=0)]
+    s["vlan-member-qinq"] = [rec(Ether(src=C, dst=A) / Dot1Q(vlan=10) / Dot1Q(vlan=11) / IP(), ctl=4)]
+    s["vlan-member-runt"] = [rec(bytes(v(C, A))[:17], ctl=4)]
+    s["to-vlan-member-runt"] = [rec(v(C, BCAST), ctl=4), rec(bytes(e(A, C))[:13], ctl=0)]
     return s
 
 
@@ -166,6 +177,17 @@ def replicate():
     s["uplink-ns"] = [rec(ns(), ctl=3)]
     s["runt"] = [rec(b"\x01\x02\x03", ctl=0), rec(b"", ctl=0)]
     s["ipv6"] = [rec(inner6(100), ctl=0, split=17)]
+    for n in (0, 13, 14, 60, 127, 128, 129, 1450, 1500, 2048, 4000):
+        s["size-%d" % n] = [rec(bytes(inner(1500))[:n] if n < 42 else inner(n - 42), ctl=0)]
+    s["chain-odd"] = [rec(inner(2500), ctl=0, split=33)]
+    s["vxlan6-uplink"] = [rec(vx6(200, dport=4789), ctl=3)]
+    s["vlan-other"] = [rec(Ether(src=PEER, dst=UP) / Dot1Q(vlan=301) / IP() / UDP(), ctl=3)]
+    s["members-burst"] = [rec(inner(100), ctl=i % 4) for i in range(8)]
+    s["csum-tcp4"] = [rec(tcp4(300), ctl=0, meta=vnet(1, 0, 0, 0, 34, 16))]
+    s["csum-udp6"] = [rec(udp6(200), ctl=0, meta=vnet(1, 0, 0, 0, 54, 6))]
+    s["tso4"] = [rec(tcp4(4000), ctl=0, meta=vnet(1, 1, 54, 1448, 34, 16))]
+    s["uso6"] = [rec(udp6(3000), ctl=0, split=70, meta=vnet(1, 5, 62, 1000, 54, 6))]
+    s["tso4-from-member"] = [rec(tcp4(3000), ctl=1, meta=vnet(1, 1, 54, 1000, 34, 16))]
     return s
 
 
