@@ -10,7 +10,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-out=$here/out
+out=${FUZZ_OUT:-$here/out}
 CC=${CC:-/opt/swift/usr/bin/clang}
 JOBS=${JOBS:-2}
 SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

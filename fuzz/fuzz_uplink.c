@@ -8,12 +8,16 @@
  *       VLAN 100 <-> podv, untagged (VLAN 0) <-> pod0,
  *       VXLAN 100 from 10.0.0.2 <-> pod4, VXLAN 200 from fd00::2 <-> pod6,
  *       VXLAN 101 from 10.0.0.3 (next hop not resolved) <-> pod5
+ *       VLANs 101-108 <-> m1..m8 (a burst for more connections than the
+ *       uplink batches: wf_send_mixed)
  *   up2 (kernel_shared: the kernel owns 192.168.1.1/24; VXLAN on 4789)
  *       VLAN 200 <-> podk, VXLAN 300 from 192.168.1.2 <-> pod7
  *
- * Input: frames as common.h reads them; the control byte's low nibble
- * picks the ingress port (0 up, 1 up2, then the pods in the order above).
+ * Input: frames as common.h reads them (up to 16); the control byte's low
+ * nibble picks the ingress port (0 up, 1 up2, then podv pod0 pod4 pod6 pod5
+ * podk pod7 m1..m7).
  */
+#define FZ_MAX_FRAMES 16
 #include "common.h"
 
 static const uint8_t PEER_MAC[6] = { 0x02, 0, 0, 0, 0, 0x02 };
@@ -113,6 +117,12 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	FZ_OK(wf_vlan_add(fz_dp, up2, 200, &side));
 	FZ_OK(wf_xc_add(fz_dp, podk, side, &slot));
 	FZ_OK(wf_xc_add(fz_dp, pod7, fz_vxlan(up2, 0, 300, k4, 4789), &slot));
+	static const char *const mname[8] = { "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8" };
+	for (int i = 0; i < 8; i++) {
+		uint16_t mp = fz_add_port(mname[i]);
+		FZ_OK(wf_vlan_add(fz_dp, up, (uint16_t)(101 + i), &side));
+		FZ_OK(wf_xc_add(fz_dp, mp, side, &slot));
+	}
 
 	/* The first probes for 10.0.0.3 out of the way. */
 	uint32_t punted;
@@ -130,7 +140,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_snap a, b;
 	fz_snap(&a);
 	for (uint32_t i = 0; i < n; i++)
-		fz_inject(fz_port[(f[i].ctl & 0x0f) % fz_nports], fz_frame(f[i].d, f[i].len, f[i].split));
+		fz_inject(fz_port[f[i].ctl & 0x0f], fz_frame(f[i].d, f[i].len, f[i].split));
 	fz_poll();
 	uint32_t sent = fz_drain(NULL), punted;
 	fz_on_tx = answer_check;

@@ -124,6 +124,11 @@ def uplink():
                         rec(Ether(src=PEER, dst=BCAST) / ARP(op=1, hwsrc=PEER, psrc=P4, pdst=U4)),
                         rec(Ether(src=PEER, dst=UP) / Dot1Q(vlan=100) / IP() / UDP()), rec(inner(10)),
                         rec(inner(300), ctl=4), rec(inner(300), ctl=5)]
+    # more connections in one burst than the uplink batches (wf_send_mixed)
+    s["burst-many-vlans"] = [rec(Ether(src=PEER, dst=UP) / Dot1Q(vlan=v) / IP() / UDP() / Raw(b"m" * 20))
+                             for v in [100] + list(range(101, 109))] + [rec(vx4(100)), rec(vx6(200)), rec(inner(30))]
+    s["burst-many-vlans-offsets"] = [rec(Ether(src=PEER, dst=UP) / Dot1Q(vlan=v) / IP() / UDP() / Raw(b"m" * 20), split=15)
+                                     for v in range(101, 109)] + [rec(vx4(101, src=P4B)), rec(b"\x01" * 5)]
     return s
 
 

@@ -36,6 +36,14 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_ma
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 failed=""
+# The harnesses' own poisoning must catch what it is there for (common.h).
+first=$(echo $targets | cut -d' ' -f1)
+for st in uaf tail; do
+	if ! WEFT_FUZZ_SELFTEST=$st nice -n 19 "$out/fuzz_$first" -runs=0 2>&1 | grep -q "AddressSanitizer: use-after-poison"; then
+		echo "fuzz: self-test '$st' was not caught: the harness's ASan poisoning is broken" >&2
+		exit 2
+	fi
+done
 for t in $targets; do
 	bin=$out/fuzz_$t
 	log=$out/$t.log
