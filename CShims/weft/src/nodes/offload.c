@@ -75,7 +75,11 @@ wf_raw_cksum_mbuf(const struct rte_mbuf *m, uint32_t off, uint32_t len, uint16_t
 {
 	if ((uint64_t)off + len > rte_pktmbuf_pkt_len(m))
 		return -1;
-	while (m != NULL && off >= m->data_len && !(off == m->data_len && len == 0)) {
+	if (len == 0) {
+		*cksum = 0;
+		return 0;
+	}
+	while (m != NULL && off >= m->data_len) {
 		off -= m->data_len;
 		m = m->next;
 	}

@@ -14,8 +14,9 @@ wf_vlan_push(struct rte_mbuf *m, uint16_t tci, enum wf_drop_reason *why)
 	 * A frame without a whole Ethernet header in its first segment has no
 	 * MAC addresses to move: found by fuzz/fuzz_uplink (regression
 	 * fuzz/regressions/uplink/vlan-push-runt), where a pod's 0-byte frame
-	 * toward a VLAN side went out as 4 bytes of tag after 12 bytes read from
-	 * past its end (a previous frame's bytes, leaked onto the uplink).
+	 * toward a VLAN side had "its" MAC addresses moved from past its end and
+	 * went out as 4 of those bytes (what an earlier frame left in the
+	 * buffer, leaked onto the uplink), the tag written past its end.
 	 */
 	if (unlikely(rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr))) {
 		*why = WF_DROP_RUNT;
