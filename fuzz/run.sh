@@ -9,14 +9,15 @@
 # script exit non-zero after the other targets ran. Everything runs under
 # nice -n 19: the machine's cores are shared. Logs: fuzz/out/<target>.log.
 #
-# Environment: FUZZ_NO_BUILD=1 skips the build; FUZZ_ARGS adds libFuzzer
+# Environment: FUZZ_NO_BUILD=1 skips the build; FUZZ_OUT=dir builds and
+# works there instead of fuzz/out; FUZZ_ARGS adds libFuzzer
 # flags (e.g. FUZZ_ARGS=-runs=10000000 to stop after that many executions).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=${*:-"uplink bridge replicate p2p"}
-out=$here/out
+out=${FUZZ_OUT:-$here/out}
 mkdir -p "$here/crashes" "$out/work"
 
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
