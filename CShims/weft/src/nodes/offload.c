@@ -286,10 +286,13 @@ wf_gso_count(const struct rte_mbuf *m)
 	 * l2_len. Found by fuzz/fuzz_p2p (regression fuzz/regressions/p2p/
 	 * gso-ihl-mismatch): a TSO frame with IHL 0 after a 20-byte l3_len left
 	 * as segments with a checksum over 0 bytes (IHL 15: over 40 bytes past
-	 * the headers, beyond a short segment's end).
+	 * the headers, beyond a short segment's end); and one with l3_len and
+	 * IHL both 0 (fuzz/regressions/p2p/gso-l3-zero), its "IP header" the
+	 * UDP header.
 	 */
 	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *, m->l2_len);
-	if (m->ol_flags & RTE_MBUF_F_TX_IPV4 ? (ip[0] & 0xf) * 4u != m->l3_len : m->l3_len < 40)
+	if (m->ol_flags & RTE_MBUF_F_TX_IPV4 ? m->l3_len < 20 || (ip[0] & 0xf) * 4u != m->l3_len
+					      : m->l3_len < 40)
 		return -1;
 	return (int)((len - hdr + seg - 1) / seg);
 }
