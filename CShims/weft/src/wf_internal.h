@@ -675,6 +675,8 @@ int wf_csum_finish(struct rte_mbuf *m);
 void wf_ol_front_removed(struct rte_mbuf *m, uint32_t removed, bool tag);
 /* Complete the Internet checksum at start + off over [start, end) in software. */
 int wf_csum_at(struct rte_mbuf *m, uint32_t start, uint32_t off, bool udp);
+/* rte_raw_cksum_mbuf() with each segment's sum folded before an odd offset swaps it (see offload.c). */
+int wf_raw_cksum_mbuf(const struct rte_mbuf *m, uint32_t off, uint32_t len, uint16_t *cksum);
 /* Append bytes to an mbuf, chaining new segments from pool as needed. */
 int wf_mbuf_put(struct rte_mbuf *m, struct rte_mempool *pool, const void *data, uint32_t len);
 int wf_gso_count(const struct rte_mbuf *m);
@@ -770,7 +772,7 @@ void wf_p2mp_burst(struct wf_worker *w, const struct wf_table *t, const struct w
 		   uint16_t n, uint64_t bytes);
 
 /* vlan_node.c */
-int wf_vlan_push(struct rte_mbuf *m, uint16_t tci);
+int wf_vlan_push(struct rte_mbuf *m, uint16_t tci, enum wf_drop_reason *why);
 
 /* worker.c */
 int wf_worker_main(void *arg);

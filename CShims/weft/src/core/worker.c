@@ -26,8 +26,19 @@ wf_worker_inject(struct wf_worker *w)
 	unsigned n = rte_ring_dequeue_burst(w->dp->inject, objs, 32, NULL);
 	for (unsigned i = 0; i < n; i++) {
 		struct rte_mbuf *m = objs[i];
-		if (wf_port_tx(w, m->port, &m, 1) != 1)
+		const uint16_t port = m->port;
+		if (wf_port_tx(w, port, &m, 1) != 1) {
+			/*
+			 * Counted like any frame TX refused: an answer or probe lost to a
+			 * full queue went without a trace before (found by fuzz/fuzz_p2p,
+			 * regression fuzz/regressions/p2p/answer-tx-full: an echo reply
+			 * behind 1140 GSO segments on a 1024-slot ring).
+			 * Sent ones are not counted as the interface's: they are the
+			 * control plane's, not forwarded frames.
+			 */
+			wf_count_drop(w, &w->ifc[port], wf_tx_short_reason(w->dp, port, w->idx), 1);
 			rte_pktmbuf_free(m);
+		}
 	}
 }
 

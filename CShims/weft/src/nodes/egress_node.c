@@ -63,6 +63,19 @@ wf_finish_then(struct wf_worker *w, const struct wf_table *t, const struct wf_fw
 				wf_egress_drop(w, f, WF_DROP_OVERSIZE_GSO, m);
 				continue;
 			}
+			/*
+			 * Segments longer than the port takes are dropped as a frame that
+			 * long would be: found by fuzz/fuzz_p2p (regression
+			 * fuzz/regressions/p2p/gso-segment-over-mtu), where a TSO frame
+			 * whose gso_size exceeded the egress MTU (a pod with a larger
+			 * MTU than the egress) left as 2054-byte frames on a 1518-byte port.
+			 */
+			const uint32_t hdr = (uint32_t)m->l2_len + m->l3_len + m->l4_len;
+			const uint32_t biggest = RTE_MIN(hdr + m->tso_segsz, rte_pktmbuf_pkt_len(m));
+			if (max_frame != 0 && biggest > max_frame) {
+				wf_egress_drop(w, f, WF_DROP_MTU_EXCEEDED, m);
+				continue;
+			}
 			for (int first = 0; first < total;) {
 				if (k == WF_MAX_BURST) {
 					next(w, t, f, out, k);
@@ -184,7 +197,7 @@ wf_send_sized(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 		for (uint16_t i = 0; i < n; i++) {
 			inner[i] = rte_pktmbuf_pkt_len(pkts[i]);
 			enum wf_drop_reason why = WF_DROP_NO_HEADROOM;
-			int rc = f->action == WF_ACT_VLAN_PUSH ? wf_vlan_push(pkts[i], f->vlan_tci)
+			int rc = f->action == WF_ACT_VLAN_PUSH ? wf_vlan_push(pkts[i], f->vlan_tci, &why)
 							      : wf_vxlan_encap(w, t, f->tun, pkts[i], &why);
 			keep[i] = rc == 0;
 			if (unlikely(rc != 0)) {
@@ -323,7 +336,7 @@ wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 		    !wf_link_recheck(w->dp, f->out_port))
 			rc = -1;
 		else if (f->action == WF_ACT_VLAN_PUSH)
-			rc = wf_vlan_push(m, f->vlan_tci), why = WF_DROP_NO_HEADROOM;
+			rc = wf_vlan_push(m, f->vlan_tci, &why);
 		else if (f->action == WF_ACT_VXLAN_ENCAP)
 			rc = wf_vxlan_encap(w, t, f->tun, m, &why);
 		if (unlikely(rc != 0)) {

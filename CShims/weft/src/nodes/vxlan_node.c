@@ -101,7 +101,14 @@ wf_vxlan_encap(struct wf_worker *w, const struct wf_table *t, uint32_t tun, stru
 		udp->dgram_len = ip->payload_len;
 		udp->dgram_cksum = 0;
 		/* Mandatory over IPv6 for receivers that do not accept zero (Linux default). */
-		uint16_t ck = rte_ipv6_udptcp_cksum_mbuf(m, ip, 14 + sizeof(*ip));
+		/* Not rte_ipv6_udptcp_cksum_mbuf(): its chain sum is wrong after an
+		 * odd-length segment (wf_raw_cksum_mbuf, offload.c). */
+		uint16_t raw = 0;
+		wf_raw_cksum_mbuf(m, 14 + sizeof(*ip), inner + 16, &raw);
+		uint32_t sum = (uint32_t)raw + rte_ipv6_phdr_cksum(ip, 0);
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		uint16_t ck = (uint16_t)~sum;
 		udp->dgram_cksum = ck == 0 ? 0xffff : ck;
 	}
 	return 0;
@@ -209,6 +216,18 @@ wf_vxlan_decap(const struct wf_table *t, const struct wf_underlay *ul, struct rt
 		}
 		k.is_v6 = 1;
 		memcpy(k.src, ip->src_addr, 16);
+	}
+	/*
+	 * The UDP header must be in the first segment before its ports are read:
+	 * the lengths above are the whole chain's. Found by fuzz/fuzz_uplink
+	 * (regression fuzz/regressions/uplink/vxlan-udp-past-first-segment): a
+	 * chain whose first segment ends inside the IP header, as a memif peer's
+	 * descriptors can make it, had its UDP ports read from past that
+	 * segment's end.
+	 */
+	if (head < l4off + 8) {
+		*why = WF_DROP_VXLAN_TRUNCATED;
+		return NULL;
 	}
 	const struct rte_udp_hdr *udp = (const struct rte_udp_hdr *)(p + l4off);
 	k.port = rte_be_to_cpu_16(udp->dst_port);
