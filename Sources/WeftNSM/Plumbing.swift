@@ -144,8 +144,10 @@ final class Plumbing: Sendable {
 
         case Mech.memif:
             // NSM v1.2+: an abstract socket inside the pod's namespace; v1.1 (no
-            // namespace given): a socket file of Weft's, named by inodeURL.
-            if let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
+            // namespace given): a socket file of Weft's, named by inodeURL. A heal of a
+            // v1.1 connection carries Weft's earlier answer, whose inodeURL is that
+            // socket file, not a namespace (found by NSMChaosSystemTests, seed 1).
+            if !Mech.isMemifSocketFile(mech), let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
                 let ns = try NetnsResolver.resolve(url)
                 let name = Names.memifAbstract(connectionID)
                 let itf = InterfaceConfig(name: ifName, type: .memif, role: .server, socket: name, abstract: true, netns: ns)
