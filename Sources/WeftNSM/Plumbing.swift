@@ -323,6 +323,23 @@ final class Plumbing: Sendable {
         }
     }
 
+    /// Remove the v1.1 memif socket directories (runtime_dir/memif/<16 hex>) a crashed
+    /// weftd left behind. Only the veths were removed before: a connection that was not
+    /// healed after the crash kept its socket file for good (found by NSMChaosSystemTests).
+    static func removeStaleMemifSockets(runtimeDir: String, logger: Logger) -> Int {
+        let base = runtimeDir + "/memif"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return 0 }
+        var n = 0
+        for d in names where d.count == 16 && d.allSatisfy(\.isHexDigit) {
+            do {
+                try FileManager.default.removeItem(atPath: base + "/" + d)
+                n += 1
+                logger.notice("removed stale NSM memif socket \(base)/\(d)/memif.socket")
+            } catch { logger.warning("cannot remove stale \(base)/\(d): \(error)") }
+        }
+        return n
+    }
+
     /// Remove veths a crashed weftd left behind (their host ends carry Weft's alias).
     static func removeStale(forwarder: String, logger: Logger) -> Int {
         guard let root = try? Netlink(netns: nil), let links = try? root.links() else { return 0 }
