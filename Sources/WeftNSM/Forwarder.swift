@@ -78,9 +78,14 @@ public final class Forwarder: Sendable {
         route.set { [weak self] id in await self?.expire(id) }
     }
 
-    /// Links a crashed weftd left behind (kill -9): removed at start.
+    /// Links and v1.1 memif socket files a crashed weftd left behind (kill -9): removed
+    /// at start, before any connection exists (a heal builds its socket anew).
     public func removeStale() async -> Int {
-        await control.withKernel { [settings, logger] in Plumbing.removeStale(forwarder: settings.name, logger: logger) }
+        let dir = control.snapshot.admin.runtimeDir
+        return await control.withKernel { [settings, logger] in
+            Plumbing.removeStale(forwarder: settings.name, logger: logger)
+                + Plumbing.removeStaleMemifSockets(runtimeDir: dir, logger: logger)
+        }
     }
 
     public var connectionIDs: [String] { table.ids }

@@ -12,6 +12,16 @@ public enum Mech {
     public static let srcIP = "src_ip", dstIP = "dst_ip", srcPort = "src_port", dstPort = "dst_port", vni = "vni"
     public static let origSrcIP = "orig_src_ip", origDstIP = "orig_dst_ip", vlanID = "vlan-id", via = "via"
     public static let linuxIfMaxLength = 15
+
+    /// A MEMIF mechanism in NSM v1.1's form, as Weft answered it: `socketfile` is a path
+    /// (v1.2's abstract sockets start with "@"). NSM uses `inodeURL` for both the pod's
+    /// namespace (v1.2) and the socket file (v1.1); in this form it is Weft's own socket
+    /// file (after grpcfd, its inode URL), never a namespace. A refresh or heal sends
+    /// the answer back, so this is how Weft tells the two apart.
+    public static func isMemifSocketFile(_ m: Connection_Mechanism) -> Bool {
+        guard m.type == memif, let f = m.parameters[socketfile] else { return false }
+        return !f.isEmpty && !f.hasPrefix("@")
+    }
 }
 
 /// A request refused at one step, with the gRPC code it maps to.

@@ -144,8 +144,10 @@ final class Plumbing: Sendable {
 
         case Mech.memif:
             // NSM v1.2+: an abstract socket inside the pod's namespace; v1.1 (no
-            // namespace given): a socket file of Weft's, named by inodeURL.
-            if let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
+            // namespace given): a socket file of Weft's, named by inodeURL. A heal of a
+            // v1.1 connection carries Weft's earlier answer, whose inodeURL is that
+            // socket file, not a namespace (found by NSMChaosSystemTests, seed 1).
+            if !Mech.isMemifSocketFile(mech), let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
                 let ns = try NetnsResolver.resolve(url)
                 let name = Names.memifAbstract(connectionID)
                 let itf = InterfaceConfig(name: ifName, type: .memif, role: .server, socket: name, abstract: true, netns: ns)
@@ -319,6 +321,23 @@ final class Plumbing: Sendable {
         do { return try body() } catch let e as NSMError { throw e } catch {
             throw NSMError(.internalError, what, "\(error)")
         }
+    }
+
+    /// Remove the v1.1 memif socket directories (runtime_dir/memif/<16 hex>) a crashed
+    /// weftd left behind. Only the veths were removed before: a connection that was not
+    /// healed after the crash kept its socket file for good (found by NSMChaosSystemTests).
+    static func removeStaleMemifSockets(runtimeDir: String, logger: Logger) -> Int {
+        let base = runtimeDir + "/memif"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return 0 }
+        var n = 0
+        for d in names where d.count == 16 && d.allSatisfy(\.isHexDigit) {
+            do {
+                try FileManager.default.removeItem(atPath: base + "/" + d)
+                n += 1
+                logger.notice("removed stale NSM memif socket \(base)/\(d)/memif.socket")
+            } catch { logger.warning("cannot remove stale \(base)/\(d): \(error)") }
+        }
+        return n
     }
 
     /// Remove veths a crashed weftd left behind (their host ends carry Weft's alias).

@@ -99,7 +99,11 @@ struct BeginElement: NSMElement {
     /// The caller's side is unchanged: same type, and no parameter Weft keys it by differs.
     static func sameServerSide(_ current: Connection_Mechanism, _ m: Connection_Mechanism) -> Bool {
         guard current.type == m.type else { return false }
-        let keys = [Mech.inodeURL, Mech.name, Mech.srcIP, Mech.srcPort, Mech.vni]
+        var keys = [Mech.inodeURL, Mech.name, Mech.srcIP, Mech.srcPort, Mech.vni]
+        // A v1.1 memif's inodeURL is Weft's own socket file, which the caller gets back as
+        // an inode URL (grpcfd): it differs from the file:// Weft keeps, and names nothing
+        // the caller chose. Comparing it made every refresh close and fail to rebuild.
+        if Mech.isMemifSocketFile(current) { keys.removeAll { $0 == Mech.inodeURL } }
         return keys.allSatisfy { k in (m.parameters[k] ?? "") == (current.parameters[k] ?? "") || m.parameters[k] == nil }
     }
 
