@@ -22,6 +22,14 @@ public enum Mech {
         guard m.type == memif, let f = m.parameters[socketfile] else { return false }
         return !f.isEmpty && !f.hasPrefix("@")
     }
+
+    /// `url` (a v1.1 memif's inodeURL sent back) names the socket file at `path`: its
+    /// file:// URL, or its inode URL (grpcfd's rewrite of it).
+    public static func namesSocketFile(_ url: String, path: String) -> Bool {
+        if url == "file://" + path || url == path { return true }
+        guard url.hasPrefix("inode://"), let u = InodeURL(url), let p = try? InodeURL(path: path) else { return false }
+        return u == p
+    }
 }
 
 /// A request refused at one step, with the gRPC code it maps to.

@@ -146,8 +146,10 @@ final class Plumbing: Sendable {
             // NSM v1.2+: an abstract socket inside the pod's namespace; v1.1 (no
             // namespace given): a socket file of Weft's, named by inodeURL. A heal of a
             // v1.1 connection carries Weft's earlier answer, whose inodeURL is that
-            // socket file, not a namespace (found by NSMChaosSystemTests, seed 1).
-            if !Mech.isMemifSocketFile(mech), let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
+            // socket file (gone after a restart), not a namespace: it was refused (found
+            // by NSMChaosSystemTests, seed 1). A URL that is a namespace still means v1.2.
+            let ownSocket = dirOwnSocket(mech, connectionID: connectionID)
+            if !ownSocket, let url = mech.parameters[Mech.inodeURL], !url.isEmpty {
                 let ns = try NetnsResolver.resolve(url)
                 let name = Names.memifAbstract(connectionID)
                 let itf = InterfaceConfig(name: ifName, type: .memif, role: .server, socket: name, abstract: true, netns: ns)
@@ -243,6 +245,16 @@ final class Plumbing: Sendable {
         default:
             throw NSMError(.invalidArgument, "mechanism", "mechanism type '\(mech.type)' (\(mech.cls)) is not served on the \(side.word) side; Weft serves \(MechanismPolicy.servedText) towards callers, and LOCAL KERNEL/MEMIF or REMOTE VXLAN/VLAN towards next hops")
         }
+    }
+
+    /// A v1.1 memif's refresh or heal: `socketfile` is Weft's path for this connection and
+    /// inodeURL is not a namespace that resolves (it is the socket file, maybe gone).
+    func dirOwnSocket(_ mech: Connection_Mechanism, connectionID: String) -> Bool {
+        let path = runtimeDir + "/memif/" + Names.hash(connectionID) + "/memif.socket"
+        guard Mech.isMemifSocketFile(mech), mech.parameters[Mech.socketfile] == path else { return false }
+        guard let url = mech.parameters[Mech.inodeURL], !url.isEmpty else { return true }
+        if Mech.namesSocketFile(url, path: path) { return true }
+        return url.hasPrefix("inode://") && (try? NetnsResolver.resolve(url)) == nil
     }
 
     /// Remove what `prepare` built (veth pair: deleting the host end removes both).

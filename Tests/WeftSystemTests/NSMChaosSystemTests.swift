@@ -235,6 +235,8 @@ final class ChaosRun {
     /// kernel interface, so four for a KERNEL connection) + slack (gRPC streams in flight).
     static let fdsPerConnection = 5
     static let fdSlack = 12
+    /// The YAML file's two af_packet interfaces: two AF_PACKET sockets each, and a netlink socket.
+    static let yamlFDs = 6
 
     init(seed: UInt64, steps: Int) {
         self.seed = seed
@@ -522,7 +524,7 @@ final class ChaosRun {
         try await watch()
         if let ids = monitor?.ids, !ids.isEmpty { throw fail("after the restart the monitor's initial state has \(ids.sorted())") }
         // The base is without the YAML file's own interfaces (the bound adds them).
-        fdBase = try fdCount() - (yamlOn ? Self.fdsPerConnection * 2 : 0)
+        fdBase = try fdCount() - (yamlOn ? Self.yamlFDs : 0)
         for c in live {
             note("  heal \(c.description)")
             do { c.conn = try await n.request(refreshRequest(c)) } catch { throw fail("heal \(c.description): \(error)") }
@@ -840,7 +842,7 @@ final class ChaosRun {
             let kernelItfs = try n.weftd.interfaces().filter { $0.type == "kernel" }.count
             note("  fds \(fds), \(kernelItfs) kernel interfaces: \(fdKinds())")
         }
-        let yamlFDs = yamlOn ? Self.fdsPerConnection * 2 : 0
+        let yamlFDs = yamlOn ? Self.yamlFDs : 0
         let bound = fdBase + Self.fdsPerConnection * all.count + yamlFDs + Self.fdSlack
         fdMaxOver = max(fdMaxOver, fds - fdBase - Self.fdsPerConnection * all.count - yamlFDs)
         try expect(fds <= bound, "weftd has \(fds) fds, more than \(bound) (base \(fdBase), \(all.count) live): \(fdKinds())")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import WeftKernel
 import WeftNSMProto
 
 /// NSM's begin, over Weft's connection table: decides what a Request is and stores
@@ -101,9 +102,13 @@ struct BeginElement: NSMElement {
         guard current.type == m.type else { return false }
         var keys = [Mech.inodeURL, Mech.name, Mech.srcIP, Mech.srcPort, Mech.vni]
         // A v1.1 memif's inodeURL is Weft's own socket file, which the caller gets back as
-        // an inode URL (grpcfd): it differs from the file:// Weft keeps, and names nothing
-        // the caller chose. Comparing it made every refresh close and fail to rebuild.
-        if Mech.isMemifSocketFile(current) { keys.removeAll { $0 == Mech.inodeURL } }
+        // an inode URL (grpcfd): it differs from the file:// Weft keeps. Comparing the
+        // strings made every refresh close the connection and fail to rebuild it (found by
+        // NSMChaosSystemTests). Another URL (a pod's namespace) is still a change.
+        if Mech.isMemifSocketFile(current), let sent = m.parameters[Mech.inodeURL],
+           let path = current.parameters[Mech.socketfile], Mech.namesSocketFile(sent, path: path) {
+            keys.removeAll { $0 == Mech.inodeURL }
+        }
         return keys.allSatisfy { k in (m.parameters[k] ?? "") == (current.parameters[k] ?? "") || m.parameters[k] == nil }
     }
 
