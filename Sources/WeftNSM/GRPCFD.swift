@@ -79,10 +79,13 @@ struct ProxyFiles: NSMFiles {
 extension NSMFiles {
     /// Claim the fd a peer passed for `url` (an inode URL) into the received files.
     /// Returns whether Weft now holds it.
+    /// A file Weft holds already is only looked for briefly (a peer that sends it again
+    /// has sent it before the request; one that does not must not cost a second).
     @discardableResult
     func claim(_ url: String?, kind: ReceivedFiles.Kind, timeout: Duration = .seconds(1)) async -> Bool {
         guard let url, let inode = InodeURL(url) else { return false }
-        guard let fd = await take(url, timeout: timeout) else { return ReceivedFiles.shared.path(inode) != nil }
+        let held = ReceivedFiles.shared.path(inode) != nil
+        guard let fd = await take(url, timeout: held ? .milliseconds(50) : timeout) else { return held }
         ReceivedFiles.shared.keep(inode, fd: fd, kind: kind)
         return true
     }
