@@ -652,7 +652,7 @@ void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
 
 /* nodes/egress_node.c: the one way out */
 void wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
-	     uint16_t n, uint64_t bytes);
+	     uint16_t n);
 /* The same for a burst already scanned (its frames unchanged since). */
 struct wf_scan;
 void wf_send_scanned(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,

@@ -10,11 +10,6 @@
 
 #include "wf_internal.h"
 
-/*
- * Send a burst that all goes one way (f): apply the egress action, transmit,
- * count. Bytes are counted as they leave (after any pushed header); `bytes`
- * is the burst's size when the caller already summed it (0: not known).
- */
 /* Slow path: the flag says down; a port whose state is cheap to read may be up already. */
 static __rte_noinline bool
 wf_link_recheck(struct wf_dataplane *dp, uint16_t port)
@@ -138,14 +133,13 @@ static void wf_send_sized(struct wf_worker *w, const struct wf_table *t, const s
 /*
  * Send a burst that all goes one way (f): finish what the port cannot take,
  * apply the egress action, transmit, count. Bytes are counted as they leave
- * (after any pushed header); `bytes` is the burst's size when the caller
- * already summed it (0: not known).
+ * (after any pushed header). The burst is read once here (wf_burst_scan);
+ * wf_send_scanned takes one its caller scanned already (a cross-connect, at RX).
  */
 void
 wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
-	uint16_t n, uint64_t bytes)
+	uint16_t n)
 {
-	(void)bytes;
 	const struct wf_scan s = wf_burst_scan(pkts, n);
 	wf_send_scanned(w, t, f, pkts, n, &s);
 }
@@ -325,7 +319,7 @@ wf_send_mixed(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd
 			for (uint32_t k = 0; k < nb; k++)
 				if (b[k].port == f->out_port && b[k].n > 0)
 					wf_port_flush(w, &b[k]);
-			wf_send(w, t, f, &m, 1, 0);
+			wf_send(w, t, f, &m, 1);
 			continue;
 		}
 		struct wf_if_counters *oc = &w->ifc[f->out_port];

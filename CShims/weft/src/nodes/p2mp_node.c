@@ -68,7 +68,7 @@ wf_replicate(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd 
 			}
 		}
 		if (k)
-			wf_send(w, t, &mw->way, out, k, 0);
+			wf_send(w, t, &mw->way, out, k);
 	}
 	if (!give_original)
 		rte_pktmbuf_free_bulk(pkts, n);
@@ -149,7 +149,7 @@ wf_flood(struct wf_worker *w, const struct wf_table *t, const struct wf_p2mp_tbl
 			wf_p2mp_drop(w, mw->way.xc_slot, 0, WF_DROP_REPLICA_ALLOC, 1);
 			continue;
 		}
-		wf_send(w, t, &mw->way, &c, 1, 0);
+		wf_send(w, t, &mw->way, &c, 1);
 	}
 	rte_pktmbuf_free(m);
 }
@@ -203,7 +203,7 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 			;
 		if (x == nb) {
 			if (unlikely(nb == WF_BD_BATCHES)) {
-				wf_send(w, t, &g->m[b[0].member].way, b[0].pkts, b[0].n, 0);
+				wf_send(w, t, &g->m[b[0].member].way, b[0].pkts, b[0].n);
 				b[0] = b[--nb];
 				x = nb;
 			}
@@ -214,7 +214,7 @@ wf_bridge(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f,
 		b[x].pkts[b[x].n++] = m;
 	}
 	for (uint32_t x = 0; x < nb; x++)
-		wf_send(w, t, &g->m[b[x].member].way, b[x].pkts, b[x].n, 0);
+		wf_send(w, t, &g->m[b[x].member].way, b[x].pkts, b[x].n);
 }
 
 static void

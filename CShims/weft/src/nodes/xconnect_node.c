@@ -37,7 +37,7 @@ wf_deliver(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f
 	   uint16_t n, uint64_t bytes)
 {
 	if (likely(f->action < WF_ACT_REPLICATE))
-		wf_send(w, t, f, pkts, n, bytes);
+		wf_send(w, t, f, pkts, n);
 	else
 		wf_p2mp_burst(w, t, f, pkts, n, bytes);
 }
