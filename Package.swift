@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "weftd", targets: ["weftd"]),
         .executable(name: "weftctl", targets: ["weftctl"]),
         .executable(name: "weft-pktgen", targets: ["weft-pktgen"]),
+        .library(name: "WeftModelLib", targets: ["WeftModel", "WeftAdmin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -90,11 +91,22 @@ let package = Package(
             dependencies: ["CWeft", "WeftModel"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
+        // Prometheus: the text exposition format, histograms, and /metrics over HTTP/1.1.
+        .target(
+            name: "WeftMetrics",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         // Reconciler, transactions with rollback, status.
         .target(
             name: "WeftControl",
             dependencies: [
-                "WeftModel", "WeftDataplane", "WeftKernel",
+                "WeftModel", "WeftDataplane", "WeftKernel", "WeftMetrics",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,7 +127,7 @@ let package = Package(
         .target(
             name: "WeftNSM",
             dependencies: [
-                "WeftControl", "WeftKernel", "WeftModel", "WeftNSMProto",
+                "WeftControl", "WeftKernel", "WeftModel", "WeftNSMProto", "WeftMetrics",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -132,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "weftd",
             dependencies: [
-                "WeftModel", "WeftAdmin", "WeftDataplane", "WeftControl", "WeftNSM",
+                "WeftModel", "WeftAdmin", "WeftDataplane", "WeftControl", "WeftNSM", "WeftMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -171,7 +183,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WeftCoreTests",
-            dependencies: ["WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "CWeft", "CWeftKernel"],
+            dependencies: ["WeftModel", "WeftAdmin", "WeftKernel", "WeftDataplane", "WeftControl", "WeftMetrics", "CWeft", "CWeftKernel"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         // The control module against a fake dataplane: no EAL.

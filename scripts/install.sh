@@ -13,7 +13,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev libxdp-dev pkg-config
-      iproute2 iputils-ping tcpdump procps psmisc python3 python3-scapy iperf3 ethtool)
+      iproute2 iputils-ping tcpdump procps psmisc python3 python3-scapy iperf3 ethtool
+      prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,14 +35,16 @@ if ! command -v swift >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's prometheus (the server; its unit is not started) scrapes weftd in
+# MetricsSystemTests; prometheus_client's parser reads /metrics.
 # The NSM cluster's test peers (Tests/peers/nsm_cluster: a SPIFFE Workload API,
 # an NSMgr/registry and an endpoint with mTLS, tokens and fd passing) and the JWT
 # interop test: Python packages from PyPI, for the python3 the tests run.
-if ! python3 -c 'import sys, grpc, google.protobuf as pb, cryptography, jwt
+if ! python3 -c 'import sys, grpc, google.protobuf as pb, cryptography, jwt, prometheus_client
 v = lambda s: tuple(int(x) for x in s.split(".")[:2])
 sys.exit(0 if v(grpc.__version__) >= (1, 85) and v(pb.__version__) >= (7, 35) else 1)' 2>/dev/null; then
-  echo "install.sh: installing grpcio, protobuf, cryptography, PyJWT for $(command -v python3)"
-  python3 -m pip install -q "grpcio>=1.85.1" "protobuf>=7.35.1" "cryptography>=42" "PyJWT>=2.8"
+  echo "install.sh: installing grpcio, protobuf, cryptography, PyJWT, prometheus_client for $(command -v python3)"
+  python3 -m pip install -q "grpcio>=1.85.1" "protobuf>=7.35.1" "cryptography>=42" "PyJWT>=2.8" "prometheus_client>=0.20"
 fi
 
 # Hugepages: reserve, then mount hugetlbfs where DPDK looks by default.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import WeftDataplane
+import WeftMetrics
 import WeftModel
 
 /// The one owner of the C core and the kernel plumbing. The admin socket,
@@ -32,9 +33,16 @@ public actor ControlPlane {
 
     private func changed<T>(_ body: () throws -> T) throws -> T {
         if isShutDown { throw ApplyError(message: "weftd is shutting down: no more changes") }
-        defer { let r = controller.running; published.withLock { $0 = r } }
+        let start = ContinuousClock.now
+        defer {
+            let r = controller.running; published.withLock { $0 = r }
+            changeSeconds.observe(ContinuousClock.now - start)
+        }
         return try body()
     }
+
+    /// How long each change took (validation, kernel plumbing, the table publish).
+    public nonisolated let changeSeconds = Histogram()
 
     // MARK: changes (each all or nothing)
 
@@ -70,7 +78,7 @@ public actor ControlPlane {
         isShutDown = true
         controller.dataplane.destroy()
     }
-    private var isShutDown = false
+    private(set) var isShutDown = false
 
     // MARK: status
 

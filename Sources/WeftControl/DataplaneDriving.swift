@@ -52,8 +52,15 @@ public protocol DataplaneDriving: AnyObject {
     func workerStats() -> [WorkerStats]
     /// Drop reasons in the C core's order: name, description, stage.
     var dropReasons: [(name: String, description: String, stage: String)] { get }
+    /// Table publishes so far and the work of the last one (nil: not counted).
+    func publishStats() -> Dataplane.TableStats?
+}
+
+extension DataplaneDriving {
+    public func publishStats() -> Dataplane.TableStats? { nil }
 }
 
 extension Dataplane: DataplaneDriving {
+    public func publishStats() -> Dataplane.TableStats? { tableStats() }
     public var dropReasons: [(name: String, description: String, stage: String)] { DropReason.all }
 }

@@ -624,3 +624,8 @@ func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) 
     guard let s else { return body(nil) }
     return s.withCString { body($0) }
 }
+
+extension Dataplane {
+    /// Underlay next hops the node can track (a tunnel to one more fails with "neighbour table full").
+    public static let maxNeighbours = Int(WF_MAX_NEIGHBOURS)
+}

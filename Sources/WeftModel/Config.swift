@@ -22,9 +22,11 @@ public struct WeftConfig: Codable, Equatable, Sendable {
     public var labels: [String: String] = Capabilities.defaultLabels
     /// Weft as an NSM forwarder (served when this section is present or NSM_LISTEN_ON is set).
     public var nsm: NSMFileConfig?
+    /// Prometheus /metrics (NSM_PROMETHEUS, NSM_PROMETHEUS_LISTEN_ON override).
+    public var metrics: MetricsConfig = .init()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case nsm
+        case nsm, metrics
         case eal, dataplane, admin, interfaces
         case crossConnects = "cross_connects"
         case deviceSelectorFile = "device_selector_file"
@@ -53,6 +55,55 @@ public struct WeftConfig: Codable, Equatable, Sendable {
         bridgeDomains = try c.decodeIfPresent([BridgeDomainConfig].self, forKey: .bridgeDomains) ?? []
         labels = try c.decodeIfPresent([String: String].self, forKey: .labels) ?? Capabilities.defaultLabels
         nsm = try c.decodeIfPresent(NSMFileConfig.self, forKey: .nsm)
+        metrics = try c.decodeIfPresent(MetricsConfig.self, forKey: .metrics) ?? .init()
+    }
+}
+
+/// The `metrics:` section: Prometheus's /metrics over HTTP, off unless asked for
+/// (as NSM's forwarders: NSM_PROMETHEUS=true, NSM_PROMETHEUS_LISTEN_ON=:8081).
+public struct MetricsConfig: Codable, Equatable, Sendable {
+    public var prometheus: Bool = false
+    /// host:port, [v6]:port or :port (every address).
+    public var listenOn: String = ":8081"
+    /// NSM_PROMETHEUS when it is not a boolean (reported by the validator).
+    public var badEnvironment: String? = nil
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case prometheus, listenOn = "listen_on"
+    }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        prometheus = try c.decodeIfPresent(Bool.self, forKey: .prometheus) ?? prometheus
+        listenOn = try c.decodeIfPresent(String.self, forKey: .listenOn) ?? listenOn
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(prometheus, forKey: .prometheus)
+        try c.encode(listenOn, forKey: .listenOn)
+    }
+
+    /// host and port of `listen_on`; nil if it is not [host]:port with a port in 1...65535.
+    public static func parseListen(_ s: String) -> (host: String, port: Int)? {
+        guard let colon = s.lastIndex(of: ":") else { return nil }
+        var host = String(s[..<colon])
+        guard let port = Int(s[s.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+            guard IPAddress.parse(host)?.count == 16 else { return nil }
+        } else if !host.isEmpty {
+            guard host == "localhost" || IPAddress.parse(host)?.count == 4 else { return nil }
+        }
+        return (host, port)
+    }
+
+    /// Go's strconv.ParseBool, as NSM's env config reads booleans.
+    public static func parseBool(_ s: String) -> Bool? {
+        switch s {
+        case "1", "t", "T", "TRUE", "true", "True": return true
+        case "0", "f", "F", "FALSE", "false", "False": return false
+        default: return nil
+        }
     }
 }
 
@@ -629,6 +680,10 @@ public enum ConfigLoader {
         }
         if let f = env["NSM_DEVICE_SELECTOR_FILE"], !f.isEmpty { c.deviceSelectorFile = f }
         if let l = env["NSM_LABELS"] { c.labels.merge(Capabilities.parse(l)) { _, new in new } }
+        if let p = env["NSM_PROMETHEUS"] {
+            if let b = MetricsConfig.parseBool(p) { c.metrics.prometheus = b } else { c.metrics.badEnvironment = p }
+        }
+        if let l = env["NSM_PROMETHEUS_LISTEN_ON"], !l.isEmpty { c.metrics.listenOn = l }
     }
 
     static func yamlError(_ e: YamlError, file: String) -> ConfigError {
@@ -666,6 +721,7 @@ public enum ConfigLoader {
             case "dataplane": one(DataplaneConfig.self, v, [.key(key)])
             case "admin": one(AdminConfig.self, v, [.key(key)])
             case "nsm": one(NSMFileConfig.self, v, [.key(key)])
+            case "metrics": one(MetricsConfig.self, v, [.key(key)])
             case "interfaces": list(InterfaceConfig.self, v, key)
             case "cross_connects": list(CrossConnectConfig.self, v, key)
             case "replication_groups": list(ReplicationGroupConfig.self, v, key)

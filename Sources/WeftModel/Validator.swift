@@ -23,6 +23,15 @@ public enum Validator {
             issue([.key("eal"), .key("file_prefix")], "must be 1-32 characters of A-Z a-z 0-9 _ -")
         }
 
+        // metrics
+        if MetricsConfig.parseListen(c.metrics.listenOn) == nil {
+            issue([.key("metrics"), .key("listen_on")],
+                  "'\(c.metrics.listenOn)' is not host:port, [ipv6]:port or :port with a port in 1..65535")
+        }
+        if let b = c.metrics.badEnvironment {
+            issue([.key("metrics"), .key("prometheus")], "NSM_PROMETHEUS='\(b)' is not a boolean (true/false/1/0)")
+        }
+
         // dataplane
         let d = c.dataplane
         let dp: [PathElement] = [.key("dataplane")]

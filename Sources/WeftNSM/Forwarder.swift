@@ -33,6 +33,8 @@ public protocol NSMPeers: Sendable {
 public final class Forwarder: Sendable {
     public let settings: NSMSettings
     public let monitor: MonitorHub
+    /// Request / Close outcomes and latencies, for /metrics.
+    public let metrics = NSMMetrics()
     let control: ControlPlane
     let logger: Logger
     let table = ConnectionTable()

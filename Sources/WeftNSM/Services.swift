@@ -49,18 +49,30 @@ struct NetworkServiceImpl: Networkservice_NetworkService.ServiceProtocol {
 
     func request(request: ServerRequest<Networkservice_NetworkServiceRequest>, context: ServerContext) async throws
         -> ServerResponse<Connection_Connection> {
+        let start = ContinuousClock.now
         do {
             let conn = try await forwarder.request(request.message, caller: caller(request.metadata, context))
+            forwarder.metrics.record("request", nil, since: start)
             return ServerResponse(message: conn)
-        } catch { throw asRPC(error) }
+        } catch {
+            let e = asRPC(error)
+            forwarder.metrics.record("request", e.code, since: start)
+            throw e
+        }
     }
 
     func close(request: ServerRequest<Connection_Connection>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty> {
+        let start = ContinuousClock.now
         do {
             try await forwarder.close(request.message, caller: caller(request.metadata, context))
+            forwarder.metrics.record("close", nil, since: start)
             return ServerResponse(message: Google_Protobuf_Empty())
-        } catch { throw asRPC(error) }
+        } catch {
+            let e = asRPC(error)
+            forwarder.metrics.record("close", e.code, since: start)
+            throw e
+        }
     }
 }
 

@@ -6,6 +6,7 @@ import UnixSignals
 import WeftAdmin
 import WeftControl
 import WeftDataplane
+import WeftMetrics
 import WeftModel
 import WeftNSM
 
@@ -163,10 +164,30 @@ struct Run: AsyncParsableCommand {
         // last the dataplane.
         var services: [any Service] = [teardown, AdminService(server: admin), LinkMonitor(control: control),
                                        ReloadOnHangup(reload: reload), TraceOnUSR(levels: levels, logger: logger)]
+        var nsmAPI: NSMService? = nil
         if let s = nsmSettings {
             let nsm = NSMService(settings: s, control: control, logger: logger, security: security)
+            nsmAPI = nsm
             services.append(NSMAPI(service: nsm, logger: logger))
             logger.notice("NSM forwarder '\(s.name)': listening on \(s.listenOn.map(\.description).joined(separator: ", ")), registry \(s.connectTo)\(s.register ? "" : " (not registering)")")
+        }
+        if cfg.metrics.prometheus, let (host, port) = MetricsConfig.parseListen(cfg.metrics.listenOn) {
+            let forwarder = nsmAPI?.forwarder
+            let server = MetricsServer(host: host, port: port, logger: logger) {
+                var f = await control.metricFamilies()
+                if let forwarder { f += await forwarder.metricFamilies() }
+                f += ProcessMetrics.families()
+                return Exposition.render(f)
+            }
+            do {
+                let bound = try await server.start()
+                logger.notice("Prometheus metrics on http://\(host.isEmpty ? "*" : host):\(bound)/metrics")
+            } catch {
+                logger.error("metrics: cannot listen on \(cfg.metrics.listenOn): \(error)")
+                await teardown.finish()
+                throw ExitCode(1)
+            }
+            services.append(MetricsService(server: server))
         }
         let group = ServiceGroup(
             services: services,
@@ -216,6 +237,35 @@ struct AdminService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         server.stop()
+    }
+}
+
+/// Prometheus's /metrics, stopped at shutdown (before the dataplane goes).
+struct MetricsService: Service {
+    let server: MetricsServer
+    func run() async throws {
+        try? await gracefulShutdown()
+        await server.stop()
+    }
+}
+
+/// The process's own figures, as Prometheus's client libraries export them.
+enum ProcessMetrics {
+    static let started = Date()
+    static func families() -> [MetricFamily] {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+        var rss = 0.0
+        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+           let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
+            rss = pages * Double(sysconf(Int32(_SC_PAGESIZE)))
+        }
+        return [
+            MetricFamily("weft_build_info", .gauge, "weftd's version (value 1).", [Sample([("version", weftVersion)], 1.0)]),
+            MetricFamily("process_start_time_seconds", .gauge, "Start time of the process since the Unix epoch.",
+                         [Sample([], started.timeIntervalSince1970)]),
+            MetricFamily("process_open_fds", .gauge, "Open file descriptors.", [Sample([], Double(fds))]),
+            MetricFamily("process_resident_memory_bytes", .gauge, "Resident memory.", [Sample([], rss)]),
+        ]
     }
 }
 

@@ -244,6 +244,7 @@ final class Weftd {
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
         try! p.run()
+        try? log.close() // the child has its own
         process = p
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
@@ -326,6 +327,7 @@ final class TestpmdPeer {
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
         try p.run()
+        try? log.close() // the child has its own
         process = p
     }
 

@@ -26,7 +26,12 @@ final class NSMSystemTests: SystemTestCase {
         var nseSocket: String { "\(weftd.dir)/nse.sock" }
         var name: String { "weft-\(tag)" }
 
-        init(registryExpiry: TimeInterval = 60) {
+        /// Prometheus's /metrics on 127.0.0.1 at this port (nil: off).
+        let metricsPort: Int?
+        var metricsURL: String { "http://127.0.0.1:\(metricsPort ?? 0)/metrics" }
+
+        init(registryExpiry: TimeInterval = 60, metrics: Bool = false) {
+            metricsPort = metrics ? Int.random(in: 30000...39999) : nil
             registry = TestRegistry(expiry: registryExpiry)
             tag = uniqueTag()
             weftd = Weftd(tag: tag)
@@ -46,7 +51,7 @@ final class NSMSystemTests: SystemTestCase {
             var e = Registry_NetworkServiceEndpoint(); e.name = endpoint.name; e.networkServiceNames = ["icmp-responder"]
             e.url = "unix://" + nseSocket
             registry.add(endpoint: e)
-            weftd.write("""
+            weftd.write((metricsPort.map { "metrics: {prometheus: true, listen_on: \"127.0.0.1:\($0)\"}\n" } ?? "") + """
             nsm:
               name: \(name)
               listen_on: [unix://\(nsmSocket)]
@@ -356,7 +361,7 @@ final class NSMSystemTests: SystemTestCase {
     // MARK: bad input
 
     func testBadRequestsGetClearErrorsAndLeaveNothingBehind() async throws {
-        let n = Node()
+        let n = Node(metrics: true)
         try await n.start()
         addTeardownBlock { await n.stop() }
         let nscNS = "file:///var/run/netns/\(n.nsc)"
@@ -403,7 +408,34 @@ final class NSMSystemTests: SystemTestCase {
         XCTAssertEqual(st.count, 2)
         let conn = try await n.request(nsmRequest(service: "icmp-responder", params: ["inodeURL": "inode://\(st[0])/\(st[1])", "name": "nsm-1"]))
         XCTAssertEqual(ping(n.nsc, "172.16.1.100", count: 3)?.received, 3)
+
+        // /metrics counted every call by its status, and holds the one connection.
+        let m = try PromScrape.get(n.metricsURL)
+        XCTAssertEqual(m.lint, "ok")
+        func calls(_ method: String, _ code: String) -> Double? { m.value("weft_nsm_calls", ["method": method, "code": code]) }
+        XCTAssertEqual(calls("request", "INVALID_ARGUMENT"), 4)
+        XCTAssertEqual(calls("request", "NOT_FOUND"), 2)
+        XCTAssertEqual(calls("close", "NOT_FOUND"), 1)
+        XCTAssertEqual(calls("request", "UNAVAILABLE"), 1)
+        XCTAssertEqual(calls("request", "OK"), 1)
+        XCTAssertEqual(m.value("weft_nsm_call_duration_seconds", ["method": "request", "le": "+Inf"]), 8)
+        XCTAssertEqual(m.value("weft_nsm_connections", ["mechanism": "KERNEL", "state": "established"]), 1)
+        XCTAssertEqual(m.value("weft_limit", ["limit": "nsm.max_connections"]), 8192)
+        // Every metric the shipped Grafana dashboard reads is one weftd (with NSM on) exports.
+        let dash = try String(contentsOf: Paths.root.appendingPathComponent("deploy/grafana/weft-dashboard.json"), encoding: .utf8)
+        let names = Set(try NSRegularExpression(pattern: "\\b(?:weft|process)_[a-z0-9_]+").matches(in: dash, range: NSRange(dash.startIndex..., in: dash))
+            .map { String(dash[Range($0.range, in: dash)!]) })
+        XCTAssertGreaterThan(names.count, 20)
+        for n in names {
+            var fam = n
+            for suffix in ["_total", "_bucket", "_count", "_sum"] where fam.hasSuffix(suffix) { fam = String(fam.dropLast(suffix.count)) }
+            XCTAssertNotNil(m.families[fam], "the dashboard reads \(n), which weftd does not export")
+        }
+        XCTAssertEqual(m.value("weft_xconnect_packets", ["direction": "a_to_b"]).map { $0 >= 3 }, true)
         try await n.close(conn)
+        let after = try PromScrape.get(n.metricsURL)
+        XCTAssertEqual(after.value("weft_nsm_calls", ["method": "close", "code": "OK"]), 1)
+        XCTAssertEqual(after.families["weft_nsm_connections"]?.samples.count, 0)
     }
 
     // MARK: lifecycle

@@ -35,6 +35,8 @@ extern "C" {
 
 #define WF_MAX_WORKERS 16
 #define WF_MAX_RXQ_PER_PORT 8
+/* Underlay next hops (tunnel remotes, gateways, static entries) a node tracks. */
+#define WF_MAX_NEIGHBOURS 1024
 #define WF_NAME_LEN 64
 #define WF_PORT_NONE UINT16_MAX
 

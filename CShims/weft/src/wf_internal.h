@@ -88,7 +88,6 @@ struct wf_mac_tbl {
 };
 
 
-#define WF_MAX_NEIGHBOURS 1024
 #define WF_VX_HDR_MAX 72
 
 /* An uplink's underlay as the workers see it. */

@@ -35,6 +35,9 @@ public actor MonitorHub {
     public private(set) var refused = 0, overflowed = 0
     private var overflowedIDs = Set<UUID>()
 
+    /// Streams open now.
+    public var streams: Int { subs.count }
+
     /// Whether the stream `id` ended because its reader fell behind (asked once).
     public func endedByOverflow(_ id: UUID) -> Bool { overflowedIDs.remove(id) != nil }
 
