@@ -103,3 +103,95 @@ public enum Render {
         return t.render() + "\n(TSC \(tscHz / 1_000_000) MHz; busy = cycles in polls that returned packets; POLLED = queues not asleep)"
     }
 }
+
+// MARK: - Live rates
+
+/// What moved between two readings, per second. A counter that went down (the
+/// interface was removed and added again meanwhile) counts from zero.
+public struct InterfaceRate: Codable, Equatable, Sendable {
+    public var name: String
+    public var rxPPS: Double, rxBPS: Double, txPPS: Double, txBPS: Double, dropsPS: Double
+    public init(name: String, rxPPS: Double, rxBPS: Double, txPPS: Double, txBPS: Double, dropsPS: Double) {
+        self.name = name; self.rxPPS = rxPPS; self.rxBPS = rxBPS; self.txPPS = txPPS; self.txBPS = txBPS; self.dropsPS = dropsPS
+    }
+}
+
+public struct CrossConnectRate: Codable, Equatable, Sendable {
+    public var name: String
+    public var aToBPPS: Double, aToBBPS: Double, bToAPPS: Double, bToABPS: Double, dropsPS: Double
+}
+
+public struct WorkerRate: Codable, Equatable, Sendable {
+    public var worker: Int
+    public var rxPPS: Double
+    /// Share of the interval's cycles spent in polls that received frames (0...1).
+    public var busy: Double
+    public var cyclesPerPacket: Double?
+}
+
+public enum Rates {
+    static func delta(_ a: UInt64, _ b: UInt64) -> Double { b >= a ? Double(b - a) : Double(b) }
+
+    public static func interfaces(_ before: [InterfaceStatus], _ after: [InterfaceStatus], seconds: Double) -> [InterfaceRate] {
+        let old = Dictionary(before.map { ($0.name, $0.counters) }, uniquingKeysWith: { a, _ in a })
+        return after.map { i in
+            let o = old[i.name] ?? InterfaceCounters(), n = i.counters
+            return InterfaceRate(name: i.name,
+                                 rxPPS: delta(o.rxPackets, n.rxPackets) / seconds, rxBPS: 8 * delta(o.rxBytes, n.rxBytes) / seconds,
+                                 txPPS: delta(o.txPackets, n.txPackets) / seconds, txBPS: 8 * delta(o.txBytes, n.txBytes) / seconds,
+                                 dropsPS: delta(o.totalDrops, n.totalDrops) / seconds)
+        }
+    }
+
+    public static func crossConnects(_ before: [CrossConnectStatus], _ after: [CrossConnectStatus], seconds: Double) -> [CrossConnectRate] {
+        let old = Dictionary(before.map { ($0.name, $0.counters) }, uniquingKeysWith: { a, _ in a })
+        return after.map { x in
+            let o = old[x.name] ?? CrossConnectCounters(), n = x.counters
+            return CrossConnectRate(name: x.name,
+                                    aToBPPS: delta(o.aToB.packets, n.aToB.packets) / seconds, aToBBPS: 8 * delta(o.aToB.bytes, n.aToB.bytes) / seconds,
+                                    bToAPPS: delta(o.bToA.packets, n.bToA.packets) / seconds, bToABPS: 8 * delta(o.bToA.bytes, n.bToA.bytes) / seconds,
+                                    dropsPS: (delta(o.aToB.drops, n.aToB.drops) + delta(o.bToA.drops, n.bToA.drops)) / seconds)
+        }
+    }
+
+    public static func workers(_ before: [WorkerStats], _ after: [WorkerStats], seconds: Double) -> [WorkerRate] {
+        let old = Dictionary(before.map { ($0.worker, $0) }, uniquingKeysWith: { a, _ in a })
+        return after.map { w in
+            let busy = delta(old[w.worker]?.busyCycles ?? 0, w.busyCycles), idle = delta(old[w.worker]?.idleCycles ?? 0, w.idleCycles)
+            let rx = delta(old[w.worker]?.rxPackets ?? 0, w.rxPackets)
+            return WorkerRate(worker: w.worker, rxPPS: rx / seconds, busy: busy + idle == 0 ? 0 : busy / (busy + idle),
+                              cyclesPerPacket: rx == 0 ? nil : busy / rx)
+        }
+    }
+
+    /// 1234567 -> "1.23M": packets and bits per second at a glance.
+    public static func si(_ v: Double) -> String {
+        let a = abs(v)
+        for (limit, suffix) in [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")] where a >= limit {
+            return String(format: "%.2f%@", v / limit, suffix)
+        }
+        return String(format: "%.0f", v)
+    }
+}
+
+extension Render {
+    public static func interfaceRates(_ list: [InterfaceRate], seconds: Double) -> String {
+        var t = TextTable(["NAME", "RX-PPS", "RX-BPS", "TX-PPS", "TX-BPS", "DROPS/S"])
+        for r in list { t.add([r.name, Rates.si(r.rxPPS), Rates.si(r.rxBPS), Rates.si(r.txPPS), Rates.si(r.txBPS), Rates.si(r.dropsPS)]) }
+        return t.render() + "\n(per second over \(String(format: "%.1f", seconds)) s)"
+    }
+
+    public static func crossConnectRates(_ list: [CrossConnectRate], seconds: Double) -> String {
+        var t = TextTable(["NAME", "A->B PPS", "A->B BPS", "B->A PPS", "B->A BPS", "DROPS/S"])
+        for r in list { t.add([r.name, Rates.si(r.aToBPPS), Rates.si(r.aToBBPS), Rates.si(r.bToAPPS), Rates.si(r.bToABPS), Rates.si(r.dropsPS)]) }
+        return t.render() + "\n(per second over \(String(format: "%.1f", seconds)) s)"
+    }
+
+    public static func workerRates(_ list: [WorkerRate], seconds: Double) -> String {
+        var t = TextTable(["WORKER", "RX-PPS", "BUSY%", "CYCLES/PKT"])
+        for r in list {
+            t.add([String(r.worker), Rates.si(r.rxPPS), String(format: "%.1f", 100 * r.busy), r.cyclesPerPacket.map { String(format: "%.1f", $0) } ?? "-"])
+        }
+        return t.render() + "\n(per second over \(String(format: "%.1f", seconds)) s)"
+    }
+}

@@ -8,7 +8,7 @@ struct Weftctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "weftctl",
         abstract: "Inspect and change a running weftd over its admin socket.",
-        subcommands: [Show.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
+        subcommands: [Show.self, Watch.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
     )
 }
 
@@ -46,9 +46,25 @@ struct Show: ParsableCommand {
     var what: What
     @Flag(help: "Print JSON instead of a table.")
     var json = false
+    @Flag(help: "interfaces, xconnects, workers: packets/s, bits/s and drops/s over --interval instead of totals.")
+    var rate = false
+    @Option(help: "Seconds between the two readings of --rate.")
+    var interval: Double = 1
     @OptionGroup var conn: Connection
 
+    func validate() throws {
+        if rate && ![.interfaces, .xconnects, .workers].contains(what) {
+            throw ValidationError("--rate applies to interfaces, xconnects and workers")
+        }
+        guard interval > 0, interval <= 3600 else { throw ValidationError("--interval must be in (0, 3600] seconds") }
+    }
+
     func run() throws {
+        if rate {
+            let r = try LiveRates(conn: conn, what: what).measure(interval: interval)
+            if json { try r.printJSON() } else { print(r.table) }
+            return
+        }
         switch what {
         case .interfaces:
             let r = try conn.send(.init(command: .showInterfaces))
@@ -202,5 +218,92 @@ struct Reload: ParsableCommand {
     func run() throws {
         let resp = try conn.send(.init(command: .reload))
         print(resp.summary.map(\.description) ?? "ok")
+    }
+}
+
+/// Two readings `interval` apart, as rates.
+struct LiveRates {
+    let conn: Connection
+    let what: Show.What
+
+    struct Reading {
+        var at = Date()
+        var interfaces: [InterfaceStatus] = [], crossConnects: [CrossConnectStatus] = [], workers: [WorkerStats] = []
+    }
+    struct Result {
+        var seconds: Double
+        var interfaces: [InterfaceRate]?, crossConnects: [CrossConnectRate]?, workers: [WorkerRate]?
+        var table: String {
+            [interfaces.map { Render.interfaceRates($0, seconds: seconds) }, crossConnects.map { Render.crossConnectRates($0, seconds: seconds) },
+             workers.map { Render.workerRates($0, seconds: seconds) }].compactMap { $0 }.joined(separator: "\n\n")
+        }
+        func printJSON() throws {
+            struct Out: Encodable { var seconds: Double; var interfaces: [InterfaceRate]?; var crossConnects: [CrossConnectRate]?; var workers: [WorkerRate]? }
+            try weftctl.printJSON(Out(seconds: seconds, interfaces: interfaces, crossConnects: crossConnects, workers: workers))
+        }
+    }
+
+    func read() throws -> Reading {
+        var r = Reading()
+        switch what {
+        case .interfaces: r.interfaces = try conn.send(.init(command: .showInterfaces)).interfaces ?? []
+        case .xconnects: r.crossConnects = try conn.send(.init(command: .showCrossConnects)).crossConnects ?? []
+        case .workers: r.workers = try conn.send(.init(command: .showWorkers)).workers ?? []
+        default:
+            r.interfaces = try conn.send(.init(command: .showInterfaces)).interfaces ?? []
+            r.crossConnects = try conn.send(.init(command: .showCrossConnects)).crossConnects ?? []
+            r.workers = try conn.send(.init(command: .showWorkers)).workers ?? []
+        }
+        r.at = Date()
+        return r
+    }
+
+    func rates(_ a: Reading, _ b: Reading) -> Result {
+        let secs = max(b.at.timeIntervalSince(a.at), 0.001)
+        var out = Result(seconds: secs)
+        if what == .interfaces || what == .counters { out.interfaces = Rates.interfaces(a.interfaces, b.interfaces, seconds: secs) }
+        if what == .xconnects || what == .counters { out.crossConnects = Rates.crossConnects(a.crossConnects, b.crossConnects, seconds: secs) }
+        if what == .workers || what == .counters { out.workers = Rates.workers(a.workers, b.workers, seconds: secs) }
+        return out
+    }
+
+    func measure(interval: Double) throws -> Result {
+        let a = try read()
+        Thread.sleep(forTimeInterval: interval)
+        return rates(a, try read())
+    }
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Refresh a table of live rates in the terminal (Ctrl-C ends it).",
+        discussion: "weftctl watch            interfaces, cross-connects and workers\nweftctl watch interfaces --interval 2")
+    enum What: String, ExpressibleByArgument { case all, interfaces, xconnects, workers }
+    @Argument(help: "all | interfaces | xconnects | workers") var what: What = .all
+    @Option(help: "Seconds between refreshes.") var interval: Double = 1
+    @Option(help: "Stop after this many refreshes (0: until interrupted).") var count: Int = 0
+    @OptionGroup var conn: Connection
+
+    func validate() throws {
+        guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be in [0.1, 3600] seconds") }
+        guard count >= 0 else { throw ValidationError("--count must be 0 or more") }
+    }
+
+    func run() throws {
+        let live = LiveRates(conn: conn, what: [.all: .counters, .interfaces: .interfaces, .xconnects: .xconnects, .workers: .workers][what]!)
+        let tty = isatty(STDOUT_FILENO) == 1
+        var last = try live.read()
+        var n = 0
+        while count == 0 || n < count {
+            Thread.sleep(forTimeInterval: interval)
+            let now = try live.read()
+            let r = live.rates(last, now)
+            last = now
+            n += 1
+            let stamp = ISO8601DateFormatter().string(from: now.at)
+            // A terminal gets the table redrawn in place; a pipe gets one table after another.
+            print((tty ? "\u{1B}[H\u{1B}[2J" : "") + "weftd \(conn.socket) at \(stamp)\n\n" + r.table + (tty ? "" : "\n"))
+            fflush(stdout)
+        }
     }
 }

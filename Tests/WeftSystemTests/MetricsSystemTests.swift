@@ -73,8 +73,24 @@ final class MetricsSystemTests: SystemTestCase {
         // scrapes land while it runs.
         let t = pod1.transfer(to: pod2.ns, target: "10.63.0.2", proto: "tcp", bytes: 96 << 20, port: 5401)
         XCTAssertTrue(t.intact, "\(t)")
+        // Meanwhile `weftctl show interfaces --rate` reads the live rate (from 0.5 s in, over 2 s).
+        final class Box: @unchecked Sendable { var r: CommandResult? }
+        let live = Box(), liveDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            usleep(500_000)
+            live.r = w.ctl(["show", "interfaces", "--rate", "--json", "--interval", "2"])
+            liveDone.signal()
+        }
         let u = pod1.transfer(to: pod2.ns, target: "10.63.0.2", proto: "udp", bytes: 16 << 20, port: 5402, size: 1400, rate: 4000)
         XCTAssertTrue(u.intact, "\(u)")
+        liveDone.wait()
+        struct Rates: Decodable { var seconds: Double; var interfaces: [InterfaceRate] }
+        let during = try JSONDecoder().decode(Rates.self, from: Data(live.r!.out.utf8))
+        let aRate = try XCTUnwrap(during.interfaces.first { $0.name == "a" })
+        XCTAssertTrue((1000...6000).contains(aRate.rxPPS), "UDP paced at 4,000 datagrams/s; weftctl said \(aRate)")
+        XCTAssertEqual(aRate.rxBPS, aRate.rxPPS * 8 * 1442, accuracy: aRate.rxBPS * 0.05, "1,400 B of payload in 1,442 B frames")
+        let bRate = try XCTUnwrap(during.interfaces.first { $0.name == "b" })
+        XCTAssertEqual(bRate.txPPS, aRate.rxPPS, accuracy: aRate.rxPPS * 0.05 + 5)
         sleep(3) // a last scrape after the end
         let sel = "weft_xconnect_bytes_total{job=\"\(job)\",xconnect=\"x\",direction=\"a_to_b\"}"
         let changes = scalar("changes(\(sel)[2m])") ?? 0
@@ -131,6 +147,13 @@ final class MetricsSystemTests: SystemTestCase {
         XCTAssertEqual(s.families["weft_drops"]?.samples.count, drops.count)
         XCTAssertEqual(s.value("weft_control_change_duration_seconds", ["le": "+Inf"]), 1)
         XCTAssertEqual(s.value("weft_table_objects", ["kind": "cross_connect"]), 1)
+
+        // Quiet now: the rate falls to (about) nothing, and watch prints a table per refresh.
+        let idle = try JSONDecoder().decode(Rates.self, from: Data(w.ctl(["show", "interfaces", "--rate", "--json", "--interval", "1"]).out.utf8))
+        XCTAssertLessThan(idle.interfaces.map(\.rxPPS).max() ?? 99, 20, "\(idle.interfaces)")
+        let watch = w.ctl(["watch", "--count", "2", "--interval", "0.5"])
+        XCTAssertEqual(watch.status, 0, watch.err)
+        XCTAssertEqual(watch.out.components(separatedBy: "A->B PPS").count, 3, watch.out)
 
         // Only GET/HEAD /metrics.
         XCTAssertEqual(sh(["python3", Self.prom, "http", "http://127.0.0.1:\(port)/", "GET"]).out.trimmingCharacters(in: .whitespacesAndNewlines), "404")
