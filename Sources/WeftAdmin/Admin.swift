@@ -18,6 +18,11 @@ public struct AdminRequest: Codable, Equatable, Sendable {
         case addCrossConnect = "add-cross-connect"
         case deleteCrossConnect = "delete-cross-connect"
         case reload
+        /// Packet trace: start (name: the interface, nil for any; count), stop, show, clear.
+        case traceStart = "trace-start"
+        case traceStop = "trace-stop"
+        case traceShow = "trace-show"
+        case traceClear = "trace-clear"
     }
     public var command: Command
     public var interface: InterfaceConfig?
@@ -26,10 +31,12 @@ public struct AdminRequest: Codable, Equatable, Sendable {
     /// connect: the members and the hint labels that pick the mode.
     public var members: [String]?
     public var labels: [String: String]?
+    /// trace-start: how many frames.
+    public var count: Int?
     public init(command: Command, interface: InterfaceConfig? = nil, crossConnect: CrossConnectConfig? = nil, name: String? = nil,
-                members: [String]? = nil, labels: [String: String]? = nil) {
+                members: [String]? = nil, labels: [String: String]? = nil, count: Int? = nil) {
         self.command = command; self.interface = interface; self.crossConnect = crossConnect; self.name = name
-        self.members = members; self.labels = labels
+        self.members = members; self.labels = labels; self.count = count
     }
 }
 
@@ -45,6 +52,7 @@ public struct AdminResponse: Codable, Equatable, Sendable {
     public var groups: [P2MPStatus]?
     public var labels: [String: String]?
     public var tscHz: UInt64?
+    public var trace: TraceStatus?
     public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
     public static func failure(_ message: String) -> AdminResponse { AdminResponse(ok: false, error: message) }
 }

@@ -91,6 +91,16 @@ public actor ControlPlane {
     public func workerStatus() -> [WorkerStats] { isShutDown ? [] : controller.workerStatus() }
     public func pollLinks() { if !isShutDown { controller.pollLinks() } }
 
+    // MARK: packet trace
+
+    public func traceStart(interface: String?, count: Int) throws -> TraceStatus {
+        if isShutDown { throw ApplyError(message: "weftd is shutting down") }
+        return try controller.traceStart(interface: interface, count: count)
+    }
+    public func traceStop() -> TraceStatus { if !isShutDown { controller.dataplane.traceStop() }; return traceShow() }
+    public func traceClear() -> TraceStatus { if !isShutDown { controller.dataplane.traceClear() }; return traceShow() }
+    public func traceShow() -> TraceStatus { isShutDown ? TraceStatus(armed: false, left: 0, interface: nil, frames: []) : controller.traceShow() }
+
     /// Kernel plumbing (netlink in pods' namespaces, sysctls) runs here too,
     /// in turn with the dataplane's calls.
     public func withKernel<T>(_ body: () throws -> T) rethrows -> T { try body() }

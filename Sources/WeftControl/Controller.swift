@@ -701,6 +701,77 @@ public final class Controller {
     public func workerStatus() -> [WorkerStats] {
         return dataplane.workerStats()
     }
+
+    // MARK: packet trace
+
+    /// The interface being traced (nil: every interface).
+    var tracedInterface: String?
+
+    public func traceStart(interface: String?, count: Int) throws -> TraceStatus {
+        guard (1...Dataplane.traceMax).contains(count) else { throw ApplyError(message: "trace: --count must be 1..\(Dataplane.traceMax)") }
+        var port: PortID? = nil
+        if let name = interface {
+            guard let r = interfaces[name] else { throw ApplyError(message: "trace: no interface named '\(name)'") }
+            // A tunnel side (vlan, vxlan) arrives on its uplink's port.
+            guard let p = r.port ?? r.uplink.flatMap({ interfaces[$0]?.port }) else {
+                throw ApplyError(message: "trace: '\(name)' has no port to trace")
+            }
+            port = p
+        }
+        try dataplane.traceStart(port: port, count: UInt32(count))
+        tracedInterface = interface
+        return traceShow()
+    }
+
+    /// What the core wrote down, with ports and connection slots by name.
+    public func traceShow() -> TraceStatus {
+        var ports: [UInt16: String] = [:]
+        for (name, r) in interfaces { if let p = r.port { ports[p.raw] = name } }
+        // Connection slots by direction: a cross-connect's a->b / b->a; a group member's
+        // slot counts frames to it (0) and from it (1).
+        var slots: [String: String] = [:]
+        for (name, r) in crossConnects {
+            slots["\(r.slot.raw):0"] = "connection \(name) (\(r.config.a) -> \(r.config.b))"
+            slots["\(r.slot.raw):1"] = "connection \(name) (\(r.config.b) -> \(r.config.a))"
+        }
+        var groups: [UInt32: String] = [:]
+        for (g, r) in p2mps {
+            groups[r.id.raw] = g
+            for (member, slot) in r.slots {
+                slots["\(slot.raw):0"] = "\(g): to member \(member)"
+                slots["\(slot.raw):1"] = "\(g): from member \(member)"
+            }
+        }
+        let state = dataplane.traceState()
+        let frames = dataplane.tracedFrames().map { f in
+            TraceStatus.Frame(id: f.id, worker: f.worker, rxTSC: f.rxTSC,
+                              lines: f.lines.map { Self.name($0, ports: ports, slots: slots, groups: groups) })
+        }
+        return TraceStatus(armed: state.armed, left: state.left, interface: tracedInterface, frames: frames)
+    }
+
+    /// {port:N}, {xcd:SLOT:DIR} and {grp:N} in a trace line, replaced by names.
+    static func name(_ line: String, ports: [UInt16: String], slots: [String: String], groups: [UInt32: String]) -> String {
+        var out = ""
+        var rest = Substring(line)
+        while let open = rest.firstIndex(of: "{") {
+            out += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else { out += rest[open...]; rest = ""; break }
+            let tag = rest[rest.index(after: open)..<close]
+            let parts = tag.split(separator: ":", maxSplits: 1)
+            if parts.count == 2, parts[0] == "port", let n = UInt16(parts[1]) {
+                out += ports[n] ?? "port \(n)"
+            } else if parts.count == 2, parts[0] == "xcd" {
+                out += slots[String(parts[1])] ?? "connection slot \(parts[1])"
+            } else if parts.count == 2, parts[0] == "grp", let n = UInt32(parts[1]) {
+                out += groups[n] ?? "group \(n)"
+            } else {
+                out += rest[open...close]
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return out + rest
+    }
 }
 
 extension Optional {

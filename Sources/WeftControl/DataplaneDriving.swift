@@ -54,10 +54,22 @@ public protocol DataplaneDriving: AnyObject {
     var dropReasons: [(name: String, description: String, stage: String)] { get }
     /// Table publishes so far and the work of the last one (nil: not counted).
     func publishStats() -> Dataplane.TableStats?
+
+    // Packet trace
+    func traceStart(port: PortID?, count: UInt32) throws
+    func traceStop()
+    func traceClear()
+    func traceState() -> (armed: Bool, left: UInt32)
+    func tracedFrames() -> [TracedFrame]
 }
 
 extension DataplaneDriving {
     public func publishStats() -> Dataplane.TableStats? { nil }
+    public func traceStart(port: PortID?, count: UInt32) throws { throw ApplyError(message: "this dataplane cannot trace") }
+    public func traceStop() {}
+    public func traceClear() {}
+    public func traceState() -> (armed: Bool, left: UInt32) { (false, 0) }
+    public func tracedFrames() -> [TracedFrame] { [] }
 }
 
 extension Dataplane: DataplaneDriving {

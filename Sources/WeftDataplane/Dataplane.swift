@@ -629,3 +629,49 @@ extension Dataplane {
     /// Underlay next hops the node can track (a tunnel to one more fails with "neighbour table full").
     public static let maxNeighbours = Int(WF_MAX_NEIGHBOURS)
 }
+
+// MARK: - Packet trace
+
+/// One traced frame as the core wrote it down; lines name ports {port:N} and
+/// connection slots {xc:N}.
+public struct TracedFrame: Sendable, Equatable {
+    public var id: UInt32
+    public var worker: UInt32
+    public var rxTSC: UInt64
+    public var lines: [String]
+}
+
+extension Dataplane {
+    /// Frames a trace keeps at most.
+    public static let traceMax = Int(WF_TRACE_MAX)
+
+    /// Trace the next `count` frames received on `port` (nil: any port).
+    public func traceStart(port: PortID?, count: UInt32) throws {
+        try check(wf_trace_start(dp, port?.raw ?? UInt16(WF_PORT_NONE), count), "trace", "start")
+    }
+    public func traceStop() { _ = wf_trace_stop(dp) }
+    public func traceClear() { _ = wf_trace_clear(dp) }
+    /// (armed, frames still to trace)
+    public func traceState() -> (armed: Bool, left: UInt32) {
+        var a: UInt32 = 0, l: UInt32 = 0
+        _ = wf_trace_state(dp, &a, &l)
+        return (a != 0, l)
+    }
+    public func tracedFrames() -> [TracedFrame] {
+        let n = wf_trace_count(dp)
+        let info = UnsafeMutablePointer<wf_trace_info>.allocate(capacity: 1)
+        defer { info.deallocate() }
+        var out: [TracedFrame] = []
+        for i in 0..<n {
+            guard wf_trace_get(dp, i, info) == 0 else { break }
+            let lines: [String] = withUnsafeBytes(of: &info.pointee.lines) { raw in
+                (0..<Int(min(info.pointee.n_lines, UInt32(WF_TRACE_LINES)))).map { k in
+                    let base = raw.baseAddress!.advanced(by: k * Int(WF_TRACE_LINE_LEN)).assumingMemoryBound(to: CChar.self)
+                    return String(cString: base)
+                }
+            }
+            out.append(TracedFrame(id: info.pointee.id, worker: info.pointee.worker, rxTSC: info.pointee.rx_tsc, lines: lines))
+        }
+        return out
+    }
+}

@@ -224,3 +224,25 @@ public struct DataplaneSettings: Sendable, Equatable {
     public var puntRate = UInt32(DataplaneConfig.defaults.puntRate)
     public init(workerLcores: [UInt32]) { self.workerLcores = workerLcores }
 }
+
+/// The packet trace: whether it runs, how many frames it still takes, and
+/// what it wrote down for each traced frame (ports and connections by name).
+public struct TraceStatus: Codable, Equatable, Sendable {
+    public struct Frame: Codable, Equatable, Sendable {
+        public var id: UInt32
+        public var worker: UInt32
+        /// TSC at reception; each line starts with the cycles since then.
+        public var rxTSC: UInt64
+        public var lines: [String]
+        public init(id: UInt32, worker: UInt32, rxTSC: UInt64, lines: [String]) {
+            self.id = id; self.worker = worker; self.rxTSC = rxTSC; self.lines = lines
+        }
+    }
+    public var armed: Bool
+    public var left: UInt32
+    public var interface: String?
+    public var frames: [Frame]
+    public init(armed: Bool, left: UInt32, interface: String?, frames: [Frame]) {
+        self.armed = armed; self.left = left; self.interface = interface; self.frames = frames
+    }
+}

@@ -8,7 +8,7 @@ struct Weftctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "weftctl",
         abstract: "Inspect and change a running weftd over its admin socket.",
-        subcommands: [Show.self, Watch.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
+        subcommands: [Show.self, Watch.self, Trace.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
     )
 }
 
@@ -305,5 +305,57 @@ struct Watch: ParsableCommand {
             print((tty ? "\u{1B}[H\u{1B}[2J" : "") + "weftd \(conn.socket) at \(stamp)\n\n" + r.table + (tty ? "" : "\n"))
             fflush(stdout)
         }
+    }
+}
+
+struct Trace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Packet trace: what happened to each of the next frames, stage by stage (as VPP's trace).",
+        discussion: """
+        weftctl trace start --interface pod-a --count 5
+        weftctl trace show
+        weftctl trace clear
+        Each traced frame is forwarded on its own; its lines give the cycles since it was received.
+        """,
+        subcommands: [Start.self, Show.self, Stop.self, Clear.self])
+
+    static func render(_ t: TraceStatus) -> String {
+        var out = "trace: \(t.armed ? "on" : "off")\(t.interface.map { ", interface \($0)" } ?? ", every interface"), \(t.left) frames still to trace, \(t.frames.count) traced"
+        for f in t.frames {
+            out += "\n\nframe \(f.id) (worker \(f.worker), TSC \(f.rxTSC))"
+            for l in f.lines { out += "\n  " + l }
+        }
+        return out
+    }
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Trace the next frames (kept until cleared).")
+        @Option(help: "Only frames received on this interface (a vlan or vxlan interface: its uplink).") var interface: String?
+        @Option(help: "How many frames (1-1024).") var count: Int = 10
+        @OptionGroup var conn: Connection
+        func validate() throws { guard (1...1024).contains(count) else { throw ValidationError("--count must be 1..1024") } }
+        func run() throws {
+            let r = try conn.send(.init(command: .traceStart, name: interface, count: count))
+            print("tracing the next \(r.trace?.left ?? 0) frames\(interface.map { " received on \($0)" } ?? ""); weftctl trace show")
+        }
+    }
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the traced frames.")
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var conn: Connection
+        func run() throws {
+            let t = try conn.send(.init(command: .traceShow)).trace ?? TraceStatus(armed: false, left: 0, interface: nil, frames: [])
+            json ? try printJSON(t) : print(Trace.render(t))
+        }
+    }
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop tracing; what was traced stays.")
+        @OptionGroup var conn: Connection
+        func run() throws { _ = try conn.send(.init(command: .traceStop)); print("trace stopped") }
+    }
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop tracing and forget the traced frames.")
+        @OptionGroup var conn: Connection
+        func run() throws { _ = try conn.send(.init(command: .traceClear)); print("trace cleared") }
     }
 }

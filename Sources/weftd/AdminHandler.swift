@@ -49,6 +49,12 @@ enum AdminHandler {
             return await applying { try await control.deleteCrossConnect(n) }
         case .reload:
             return await reload()
+        case .traceStart:
+            let count = req.count ?? 10
+            do { r.trace = try await control.traceStart(interface: req.name, count: count) } catch { return .failure("\(error)") }
+        case .traceStop: r.trace = await control.traceStop()
+        case .traceShow: r.trace = await control.traceShow()
+        case .traceClear: r.trace = await control.traceClear()
         }
         return r
     }

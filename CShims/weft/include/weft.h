@@ -564,6 +564,38 @@ struct wf_table_stats {
 /* [C] */
 int wf_table_stats(const wf_dataplane_t *dp, struct wf_table_stats *s);
 
+/*
+ * Packet trace, as VPP's `trace add`: the next `count` frames received (on
+ * `port`, or any port with WF_PORT_NONE) are forwarded one at a time and
+ * what happened to each is written down: where it came in and its headers,
+ * what the table said, the connections that counted it, bridge learning and
+ * flooding, every copy sent (port, queue, headers as sent) and any drop by
+ * reason. Lines name ports as {port:N}, a connection slot's direction as
+ * {xcd:SLOT:DIR} and a bridge domain as {grp:N}; the caller puts names on them. Off, it costs one branch per RX burst and one
+ * per TX call. [C]
+ */
+#define WF_TRACE_LINES 24
+#define WF_TRACE_LINE_LEN 320
+struct wf_trace_info {
+	uint32_t id;          /* in the order the frames were received */
+	uint32_t worker;
+	uint64_t rx_tsc;
+	uint32_t n_lines;
+	char lines[WF_TRACE_LINES][WF_TRACE_LINE_LEN];
+};
+/* Start (or restart) tracing; what was traced before is kept until cleared.
+ * count: 1..WF_TRACE_MAX in all (what is kept is capped there). */
+#define WF_TRACE_MAX 1024
+int wf_trace_start(wf_dataplane_t *dp, uint16_t port, uint32_t count);
+int wf_trace_stop(wf_dataplane_t *dp);
+/* Stop and forget every traced frame. */
+int wf_trace_clear(wf_dataplane_t *dp);
+/* Frames traced so far (complete ones), and the i-th of them. */
+uint32_t wf_trace_count(wf_dataplane_t *dp);
+int wf_trace_get(wf_dataplane_t *dp, uint32_t i, struct wf_trace_info *out);
+/* Tracing now, and frames still to trace. */
+int wf_trace_state(wf_dataplane_t *dp, uint32_t *armed, uint32_t *left);
+
 #ifdef __cplusplus
 }
 #endif

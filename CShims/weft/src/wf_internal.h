@@ -316,6 +316,12 @@ struct wf_worker {
 	 * ARP/ND/ICMP at an uplink costs the underlay thread at most punt_rate/s. */
 	uint64_t punt_tokens, punt_last_tsc, punt_per_tsc32, punt_burst32, punt_full_tsc;
 	uint32_t n_active;
+	/* Packet trace (core/trace.c): `hooks` is checked once per RX burst;
+	 * trace_cur is set only while one traced frame is being forwarded, and
+	 * wf_port_tx records what it sends meanwhile. */
+	volatile uint8_t hooks;
+	struct wf_trace_frame *trace_cur;
+	uint64_t punted;               /* frames handed to the underlay thread */
 	uint64_t wakes_seen;
 	volatile uint64_t wakes;       /* bumped by the events thread after setting `woken` */
 	struct rte_ring *sleepers;     /* rxqs that went to sleep: worker -> events thread */
@@ -468,6 +474,8 @@ struct wf_dataplane {
 	const struct wf_builder *builders[WF_MAX_BUILDERS];
 	uint32_t n_builders;
 	struct wf_table_stats tstats;
+	/* Packet trace (core/trace.c). */
+	struct wf_trace *trace;
 	/* VLAN tunnels per uplink by id (UINT32_MAX: none), allocated with the first. */
 	uint32_t *vlan_tun[WF_MAX_PORTS];
 	/* Queues of ports attached while publishing was held: given to their
@@ -586,10 +594,20 @@ int wf_ethdev_setup(struct wf_dataplane *dp, uint16_t port, uint16_t eth, const 
 		    uint16_t nb_rxq, uint16_t mtu, uint8_t promisc);
 extern const struct wf_port_ops wf_ethdev_ops;
 
+/* core/trace.c: the packet trace. */
+#define WF_HOOK_TRACE 0x1
+struct wf_trace_frame;
+void wf_trace_burst(struct wf_worker *w, const struct wf_table *t, uint16_t port, uint16_t queue,
+		    struct rte_mbuf **pkts, uint16_t n);
+void wf_trace_tx(const struct wf_worker *w, uint16_t port, struct rte_mbuf *const *pkts, uint16_t n);
+void wf_trace_free(struct wf_dataplane *dp);
+
 /* Transmit on a port through this worker's TX queue. */
 static inline uint16_t
 wf_port_tx(const struct wf_worker *w, uint16_t port, struct rte_mbuf **pkts, uint16_t n)
 {
+	if (unlikely(w->trace_cur != NULL))
+		wf_trace_tx(w, port, pkts, n);
 	const struct wf_port_fp *fp = &w->dp->fp[port];
 	if (likely(fp->eth != WF_PORT_NONE))
 		return rte_eth_tx_burst(fp->eth, w->txq, pkts, n);

@@ -309,6 +309,10 @@ wf_worker_poll(struct wf_worker *w)
 			b->last_rx = now;
 		}
 		total += n;
+		if (unlikely(w->hooks)) { /* a packet trace is armed: core/trace.c */
+			wf_trace_burst(w, t, pl[i].port, pl[i].queue, pkts, n);
+			continue;
+		}
 		if (t->vlan[pl[i].port] != NULL || t->ul[pl[i].port] != NULL)
 			wf_uplink_burst(w, t, pl[i].port, pkts, n);
 		else

@@ -199,6 +199,8 @@ wf_uplink_burst(struct wf_worker *w, const struct wf_table *t, uint16_t in_port,
 			if (unlikely(rte_ring_enqueue(w->dp->punt, m) != 0)) {
 				wf_count_drop(w, ic, WF_DROP_PUNT_FULL, 1);
 				rte_pktmbuf_free(m);
+			} else {
+				w->punted++;
 			}
 			continue;
 		}
