@@ -15,7 +15,7 @@ let dpdkCFlags: [String] = [
 let dpdkLibs = [
     "rte_eal", "rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_rcu",
     "rte_net", "rte_kvargs", "rte_telemetry", "rte_net_ring", "rte_bus_vdev",
-    "mnl", "bpf", "xdp",
+    "mnl", "bpf", "xdp", "pcap",
 ]
 
 let package = Package(

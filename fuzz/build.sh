@@ -19,7 +19,7 @@ CFLAGS="-g -O1 -I/usr/include/dpdk -I/usr/include/x86_64-linux-gnu/dpdk -include
  -march=corei7 -Wall -Wno-address-of-packed-member -D_GNU_SOURCE -DALLOW_EXPERIMENTAL_API \
  -I$root/CShims/weft/include -I$root/CShims/weft/src -I$root/CShims/kernel/include"
 LIBS="-lrte_eal -lrte_ethdev -lrte_mbuf -lrte_mempool -lrte_ring -lrte_rcu -lrte_net -lrte_kvargs \
- -lrte_telemetry -lrte_net_ring -lrte_bus_vdev -lmnl -lbpf -lxdp -lpthread"
+ -lrte_telemetry -lrte_net_ring -lrte_bus_vdev -lmnl -lbpf -lxdp -lpcap -lpthread"
 LD="-fuse-ld=lld"
 command -v ld.lld >/dev/null 2>&1 || [ -x "$(dirname "$CC")/ld.lld" ] || LD=""
 

@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev libxdp-dev pkg-config
-      iproute2 iputils-ping tcpdump procps psmisc python3 python3-scapy iperf3 ethtool
+      iproute2 iputils-ping tcpdump libpcap-dev procps psmisc python3 python3-scapy iperf3 ethtool
       prometheus)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -23,6 +23,10 @@ public struct AdminRequest: Codable, Equatable, Sendable {
         case traceStop = "trace-stop"
         case traceShow = "trace-show"
         case traceClear = "trace-clear"
+        /// Capture to a pcapng file: start (capture), stop, status.
+        case captureStart = "capture-start"
+        case captureStop = "capture-stop"
+        case captureStatus = "capture-status"
     }
     public var command: Command
     public var interface: InterfaceConfig?
@@ -33,10 +37,11 @@ public struct AdminRequest: Codable, Equatable, Sendable {
     public var labels: [String: String]?
     /// trace-start: how many frames.
     public var count: Int?
+    public var capture: CaptureRequest?
     public init(command: Command, interface: InterfaceConfig? = nil, crossConnect: CrossConnectConfig? = nil, name: String? = nil,
-                members: [String]? = nil, labels: [String: String]? = nil, count: Int? = nil) {
+                members: [String]? = nil, labels: [String: String]? = nil, count: Int? = nil, capture: CaptureRequest? = nil) {
         self.command = command; self.interface = interface; self.crossConnect = crossConnect; self.name = name
-        self.members = members; self.labels = labels; self.count = count
+        self.members = members; self.labels = labels; self.count = count; self.capture = capture
     }
 }
 
@@ -53,6 +58,7 @@ public struct AdminResponse: Codable, Equatable, Sendable {
     public var labels: [String: String]?
     public var tscHz: UInt64?
     public var trace: TraceStatus?
+    public var captureStatus: CaptureStatus?
     public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
     public static func failure(_ message: String) -> AdminResponse { AdminResponse(ok: false, error: message) }
 }

@@ -91,6 +91,19 @@ public actor ControlPlane {
     public func workerStatus() -> [WorkerStats] { isShutDown ? [] : controller.workerStatus() }
     public func pollLinks() { if !isShutDown { controller.pollLinks() } }
 
+    // MARK: capture
+
+    public func captureStart(_ r: CaptureRequest) throws -> CaptureStatus {
+        if isShutDown { throw ApplyError(message: "weftd is shutting down") }
+        return try controller.captureStart(r)
+    }
+    public func captureStop() -> CaptureStatus? {
+        guard !isShutDown else { return nil }
+        controller.dataplane.captureStop()
+        return controller.captureStatus()
+    }
+    public func captureStatus() -> CaptureStatus? { isShutDown ? nil : controller.captureStatus() }
+
     // MARK: packet trace
 
     public func traceStart(interface: String?, count: Int) throws -> TraceStatus {

@@ -702,6 +702,35 @@ public final class Controller {
         return dataplane.workerStats()
     }
 
+    // MARK: capture
+
+    var capturedInterface = ""
+
+    public func captureStart(_ r: CaptureRequest) throws -> CaptureStatus {
+        guard let itf = interfaces[r.interface] else { throw ApplyError(message: "capture: no interface named '\(r.interface)'") }
+        guard let port = itf.port else {
+            throw ApplyError(message: "capture: '\(r.interface)' is a tunnel side with no port of its own; capture its uplink '\(itf.uplink ?? "?")'")
+        }
+        guard ["rx", "tx", "both"].contains(r.direction) else { throw ApplyError(message: "capture: direction must be rx, tx or both") }
+        guard r.path.hasPrefix("/") else { throw ApplyError(message: "capture: the file must be an absolute path") }
+        guard r.count >= 0, r.seconds >= 0, r.seconds <= 86400 else { throw ApplyError(message: "capture: count and seconds must be 0 or more (seconds at most 86400)") }
+        var s = CaptureSettings(port: port, rx: r.direction != "tx", tx: r.direction != "rx", path: r.path, interfaceName: r.interface)
+        s.snaplen = UInt32(clamping: r.snaplen)
+        s.slots = UInt32(clamping: r.slots)
+        s.count = UInt64(r.count)
+        s.seconds = UInt32(r.seconds)
+        s.filter = r.filter
+        try dataplane.captureStart(s)
+        capturedInterface = r.interface
+        return captureStatus()!
+    }
+
+    public func captureStatus() -> CaptureStatus? {
+        guard var s = dataplane.captureStatus() else { return nil }
+        s.interface = capturedInterface
+        return s
+    }
+
     // MARK: packet trace
 
     /// The interface being traced (nil: every interface).

@@ -61,6 +61,11 @@ public protocol DataplaneDriving: AnyObject {
     func traceClear()
     func traceState() -> (armed: Bool, left: UInt32)
     func tracedFrames() -> [TracedFrame]
+
+    // Capture
+    func captureStart(_ s: CaptureSettings) throws
+    func captureStop()
+    func captureStatus() -> CaptureStatus?
 }
 
 extension DataplaneDriving {
@@ -70,6 +75,9 @@ extension DataplaneDriving {
     public func traceClear() {}
     public func traceState() -> (armed: Bool, left: UInt32) { (false, 0) }
     public func tracedFrames() -> [TracedFrame] { [] }
+    public func captureStart(_ s: CaptureSettings) throws { throw ApplyError(message: "this dataplane cannot capture") }
+    public func captureStop() {}
+    public func captureStatus() -> CaptureStatus? { nil }
 }
 
 extension Dataplane: DataplaneDriving {

@@ -675,3 +675,53 @@ extension Dataplane {
         return out
     }
 }
+
+// MARK: - Capture
+
+public struct CaptureSettings: Sendable {
+    public var port: PortID
+    public var rx: Bool, tx: Bool
+    public var snaplen: UInt32 = 9216
+    public var slots: UInt32 = 4096
+    public var count: UInt64 = 0
+    public var seconds: UInt32 = 0
+    public var filter: String = ""
+    public var path: String
+    public var interfaceName: String
+    public init(port: PortID, rx: Bool, tx: Bool, path: String, interfaceName: String) {
+        self.port = port; self.rx = rx; self.tx = tx; self.path = path; self.interfaceName = interfaceName
+    }
+}
+
+extension Dataplane {
+    public func captureStart(_ s: CaptureSettings) throws {
+        var p = wf_capture_params()
+        p.port = s.port.raw
+        p.dirs = UInt8((s.rx ? 1 : 0) | (s.tx ? 2 : 0))
+        p.snaplen = s.snaplen
+        p.slots = s.slots
+        p.count = s.count
+        p.seconds = s.seconds
+        let rc = s.filter.withCString { f in
+            s.path.withCString { path in
+                s.interfaceName.withCString { name in
+                    p.filter = f; p.path = path; p.ifname = name
+                    return wf_capture_start(dp, &p)
+                }
+            }
+        }
+        try check(rc, "capture", s.interfaceName)
+    }
+    public func captureStop() { _ = wf_capture_stop(dp) }
+    public func captureStatus() -> CaptureStatus? {
+        let info = UnsafeMutablePointer<wf_capture_info>.allocate(capacity: 1)
+        defer { info.deallocate() }
+        guard wf_capture_status(dp, info) == 0 else { return nil }
+        let i = info.pointee
+        let path = withUnsafeBytes(of: i.path) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        let err = withUnsafeBytes(of: i.error) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        return CaptureStatus(interface: "", direction: i.dirs == 3 ? "both" : i.dirs == 1 ? "rx" : "tx", path: path,
+                             running: i.running != 0, copied: i.copied, dropped: i.dropped, written: i.written,
+                             filtered: i.filtered, error: err.isEmpty ? nil : err, port: i.port)
+    }
+}

@@ -246,3 +246,40 @@ public struct TraceStatus: Codable, Equatable, Sendable {
         self.armed = armed; self.left = left; self.interface = interface; self.frames = frames
     }
 }
+
+/// What `weftctl capture start` asks for.
+public struct CaptureRequest: Codable, Equatable, Sendable {
+    public var interface: String
+    /// rx, tx or both.
+    public var direction: String = "both"
+    /// The pcapng file weftd creates (absolute; never over an existing file).
+    public var path: String
+    public var count: Int = 0
+    public var seconds: Int = 0
+    public var filter: String = ""
+    public var snaplen: Int = 9216
+    public var slots: Int = 4096
+    public init(interface: String, direction: String = "both", path: String, count: Int = 0, seconds: Int = 0, filter: String = "",
+                snaplen: Int = 9216, slots: Int = 4096) {
+        self.interface = interface; self.direction = direction; self.path = path; self.count = count; self.seconds = seconds
+        self.filter = filter; self.snaplen = snaplen; self.slots = slots
+    }
+}
+
+/// The current or last capture.
+public struct CaptureStatus: Codable, Equatable, Sendable {
+    public var interface: String
+    public var direction: String
+    public var path: String
+    public var running: Bool
+    /// Copies the workers made; copies not made (no free slot: the frame was
+    /// forwarded, only its copy is missing); frames in the file; copies the filter left out.
+    public var copied: UInt64, dropped: UInt64, written: UInt64, filtered: UInt64
+    public var error: String?
+    public var port: UInt16
+    public init(interface: String, direction: String, path: String, running: Bool, copied: UInt64, dropped: UInt64, written: UInt64,
+                filtered: UInt64, error: String?, port: UInt16) {
+        self.interface = interface; self.direction = direction; self.path = path; self.running = running; self.copied = copied
+        self.dropped = dropped; self.written = written; self.filtered = filtered; self.error = error; self.port = port
+    }
+}

@@ -8,7 +8,7 @@ struct Weftctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "weftctl",
         abstract: "Inspect and change a running weftd over its admin socket.",
-        subcommands: [Show.self, Watch.self, Trace.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
+        subcommands: [Show.self, Watch.self, Trace.self, Capture.self, InterfaceCommand.self, CrossConnectCommand.self, Connect.self, Disconnect.self, Reload.self]
     )
 }
 
@@ -357,5 +357,69 @@ struct Trace: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop tracing and forget the traced frames.")
         @OptionGroup var conn: Connection
         func run() throws { _ = try conn.send(.init(command: .traceClear)); print("trace cleared") }
+    }
+}
+
+struct Capture: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Capture an interface's frames into a pcapng file (tcpdump -r, Wireshark).",
+        discussion: """
+        weftctl capture start --interface pod-a -w /tmp/pod-a.pcapng --count 100 --filter icmp --wait
+        weftctl capture status
+        weftctl capture stop
+        Workers copy frames into free slots and never wait: when none is free the copy (not the frame) is
+        dropped and counted. A VLAN or VXLAN interface is captured on its uplink.
+        """,
+        subcommands: [Start.self, Stop.self, Status.self])
+
+    static func render(_ s: CaptureStatus) -> String {
+        "capture of \(s.interface) (\(s.direction)) to \(s.path): \(s.running ? "running" : "done"); \(s.written) frames written, "
+            + "\(s.filtered) left out by the filter, \(s.dropped) copies dropped (no free slot), \(s.copied) copied"
+            + (s.error.map { "; error: \($0)" } ?? "")
+    }
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a capture (one at a time).")
+        @Option(help: "The interface.") var interface: String
+        @Option(name: .customShort("w"), help: "The pcapng file to create (not overwritten if it exists).") var file: String
+        @Option(help: "rx, tx or both.") var direction: String = "both"
+        @Option(help: "Stop after this many frames written (0: no limit).") var count: Int = 0
+        @Option(help: "Stop after this many seconds (0: no limit).") var duration: Int = 0
+        @Option(help: "A BPF filter in tcpdump's syntax, e.g. 'icmp or arp'.") var filter: String = ""
+        @Option(help: "Bytes kept of each frame (64-65535).") var snaplen: Int = 9216
+        @Option(help: "Copies in flight between the workers and the writer (16-65536).") var slots: Int = 4096
+        @Flag(help: "Wait until the capture ends (count or duration reached) and print its figures.") var wait = false
+        @OptionGroup var conn: Connection
+        func validate() throws {
+            guard ["rx", "tx", "both"].contains(direction) else { throw ValidationError("--direction must be rx, tx or both") }
+            guard count >= 0, duration >= 0 else { throw ValidationError("--count and --duration must be 0 or more") }
+            if wait && count == 0 && duration == 0 { throw ValidationError("--wait needs --count or --duration") }
+        }
+        func run() throws {
+            let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+            let req = CaptureRequest(interface: interface, direction: direction, path: path, count: count, seconds: duration,
+                                     filter: filter, snaplen: snaplen, slots: slots)
+            var s = try conn.send(.init(command: .captureStart, capture: req)).captureStatus
+            guard wait else { print("capturing \(interface) (\(direction)) to \(path); weftctl capture status|stop"); return }
+            while s?.running == true {
+                Thread.sleep(forTimeInterval: 0.2)
+                s = try conn.send(.init(command: .captureStatus)).captureStatus
+            }
+            if let s { print(Capture.render(s)) }
+        }
+    }
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the capture and close its file.")
+        @OptionGroup var conn: Connection
+        func run() throws { if let s = try conn.send(.init(command: .captureStop)).captureStatus { print(Capture.render(s)) } }
+    }
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The current or last capture's figures.")
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var conn: Connection
+        func run() throws {
+            guard let s = try conn.send(.init(command: .captureStatus)).captureStatus else { return }
+            json ? try printJSON(s) : print(Capture.render(s))
+        }
     }
 }

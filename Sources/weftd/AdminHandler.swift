@@ -55,6 +55,15 @@ enum AdminHandler {
         case .traceStop: r.trace = await control.traceStop()
         case .traceShow: r.trace = await control.traceShow()
         case .traceClear: r.trace = await control.traceClear()
+        case .captureStart:
+            guard let c = req.capture else { return .failure("capture-start needs 'capture'") }
+            do { r.captureStatus = try await control.captureStart(c) } catch { return .failure("\(error)") }
+        case .captureStop:
+            guard let s = await control.captureStop() else { return .failure("no capture has run") }
+            r.captureStatus = s
+        case .captureStatus:
+            guard let s = await control.captureStatus() else { return .failure("no capture has run") }
+            r.captureStatus = s
         }
         return r
     }

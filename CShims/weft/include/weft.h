@@ -596,6 +596,42 @@ int wf_trace_get(wf_dataplane_t *dp, uint32_t i, struct wf_trace_info *out);
 /* Tracing now, and frames still to trace. */
 int wf_trace_state(wf_dataplane_t *dp, uint32_t *armed, uint32_t *left);
 
+/*
+ * Capture: frames of one port, received and/or sent, into a new pcapng file
+ * (nanosecond timestamps, direction flags), with a BPF filter (tcpdump's
+ * syntax) applied by the writer thread. Workers only copy into free slots:
+ * with none free the copy is dropped and counted, never the frame. It ends
+ * after `count` frames written (0: no limit), after `seconds` (0: none), or
+ * at wf_capture_stop. One capture at a time. [C]
+ */
+struct wf_capture_params {
+	uint16_t port;
+	uint8_t dirs;        /* 1 rx, 2 tx, 3 both */
+	uint32_t snaplen;    /* 64..65535 */
+	uint32_t slots;      /* 16..65536 copies in flight */
+	uint64_t count;
+	uint32_t seconds;
+	const char *filter;  /* NULL or "": everything */
+	const char *path;    /* created; an existing file is an error */
+	const char *ifname;  /* the interface's name in the file */
+};
+struct wf_capture_info {
+	uint16_t port;
+	uint8_t dirs;
+	uint8_t running;
+	uint64_t copied;   /* copies the workers made */
+	uint64_t dropped;  /* copies not made: no free slot */
+	uint64_t written;  /* frames in the file */
+	uint64_t filtered; /* copies the filter left out */
+	char path[4096];
+	char error[256];
+};
+int wf_capture_start(wf_dataplane_t *dp, const struct wf_capture_params *p);
+/* Stop copying, write what was copied, close the file. */
+int wf_capture_stop(wf_dataplane_t *dp);
+/* The current or last capture; -ENOENT if there was none. */
+int wf_capture_status(wf_dataplane_t *dp, struct wf_capture_info *out);
+
 #ifdef __cplusplus
 }
 #endif

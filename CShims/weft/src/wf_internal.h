@@ -319,7 +319,8 @@ struct wf_worker {
 	/* Packet trace (core/trace.c): `hooks` is checked once per RX burst;
 	 * trace_cur is set only while one traced frame is being forwarded, and
 	 * wf_port_tx records what it sends meanwhile. */
-	volatile uint8_t hooks;
+	volatile uint8_t hooks;        /* WF_HOOK_*: trace or capture at RX */
+	volatile uint8_t tx_hooks;     /* WF_TXHOOK_*: a traced frame in flight, or capture at TX */
 	struct wf_trace_frame *trace_cur;
 	uint64_t punted;               /* frames handed to the underlay thread */
 	uint64_t wakes_seen;
@@ -474,8 +475,9 @@ struct wf_dataplane {
 	const struct wf_builder *builders[WF_MAX_BUILDERS];
 	uint32_t n_builders;
 	struct wf_table_stats tstats;
-	/* Packet trace (core/trace.c). */
+	/* Packet trace (core/trace.c) and capture (core/capture.c). */
 	struct wf_trace *trace;
+	struct wf_capture *capture;
 	/* VLAN tunnels per uplink by id (UINT32_MAX: none), allocated with the first. */
 	uint32_t *vlan_tun[WF_MAX_PORTS];
 	/* Queues of ports attached while publishing was held: given to their
@@ -594,20 +596,27 @@ int wf_ethdev_setup(struct wf_dataplane *dp, uint16_t port, uint16_t eth, const 
 		    uint16_t nb_rxq, uint16_t mtu, uint8_t promisc);
 extern const struct wf_port_ops wf_ethdev_ops;
 
-/* core/trace.c: the packet trace. */
+/* core/trace.c (the packet trace) and core/capture.c (pcapng capture): the
+ * workers' hooks, each behind one test of a byte per RX burst or TX call. */
 #define WF_HOOK_TRACE 0x1
+#define WF_HOOK_CAPTURE 0x2
+#define WF_TXHOOK_TRACE 0x1
+#define WF_TXHOOK_CAPTURE 0x2
 struct wf_trace_frame;
 void wf_trace_burst(struct wf_worker *w, const struct wf_table *t, uint16_t port, uint16_t queue,
 		    struct rte_mbuf **pkts, uint16_t n);
 void wf_trace_tx(const struct wf_worker *w, uint16_t port, struct rte_mbuf *const *pkts, uint16_t n);
 void wf_trace_free(struct wf_dataplane *dp);
+void wf_capture_rx(struct wf_worker *w, uint16_t port, struct rte_mbuf *const *pkts, uint16_t n);
+void wf_tx_hook(const struct wf_worker *w, uint16_t port, struct rte_mbuf *const *pkts, uint16_t n);
+void wf_capture_free(struct wf_dataplane *dp);
 
 /* Transmit on a port through this worker's TX queue. */
 static inline uint16_t
 wf_port_tx(const struct wf_worker *w, uint16_t port, struct rte_mbuf **pkts, uint16_t n)
 {
-	if (unlikely(w->trace_cur != NULL))
-		wf_trace_tx(w, port, pkts, n);
+	if (unlikely(w->tx_hooks))
+		wf_tx_hook(w, port, pkts, n);
 	const struct wf_port_fp *fp = &w->dp->fp[port];
 	if (likely(fp->eth != WF_PORT_NONE))
 		return rte_eth_tx_burst(fp->eth, w->txq, pkts, n);

@@ -229,6 +229,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	}
 	free(dp->pending_polls);
 	wf_trace_free(dp);
+	wf_capture_free(dp);
 	wf_underlay_fini(dp);
 	wf_events_fini(dp);
 	wf_table_fini(dp);

@@ -12,7 +12,7 @@
  * is what the stages do.
  *
  * Cost when off: `w->hooks` is tested once per RX burst (worker.c) and
- * `w->trace_cur` once per TX call (wf_port_tx). Traced frames are slow
+ * `w->tx_hooks` once per TX call (wf_port_tx); capture.c shares both. Traced frames are slow
  * (formatting, counter copies): a trace is for a few frames at a time.
  */
 #include <arpa/inet.h>
@@ -299,7 +299,9 @@ trace_one(struct wf_worker *w, const struct wf_table *t, uint16_t port, uint16_t
 
 	const uint32_t before_lines = in->n_lines;
 	w->trace_cur = fr;
+	__atomic_fetch_or(&w->tx_hooks, WF_TXHOOK_TRACE, __ATOMIC_RELAXED);
 	dispatch(w, t, port, &m, 1);
+	__atomic_fetch_and(&w->tx_hooks, (uint8_t)~WF_TXHOOK_TRACE, __ATOMIC_RELAXED);
 	w->trace_cur = NULL;
 	const uint32_t sent_lines = in->n_lines - before_lines;
 	const uint64_t now = rte_rdtsc();
@@ -399,9 +401,10 @@ static void
 set_hooks(struct wf_dataplane *dp, uint8_t on)
 {
 	for (uint32_t i = 0; i < WF_MAX_WORKERS; i++) {
-		uint8_t h = dp->workers[i].hooks;
-		__atomic_store_n(&dp->workers[i].hooks, on ? (uint8_t)(h | WF_HOOK_TRACE) : (uint8_t)(h & ~WF_HOOK_TRACE),
-				 __ATOMIC_RELEASE);
+		if (on)
+			__atomic_fetch_or(&dp->workers[i].hooks, WF_HOOK_TRACE, __ATOMIC_RELEASE);
+		else
+			__atomic_fetch_and(&dp->workers[i].hooks, (uint8_t)~WF_HOOK_TRACE, __ATOMIC_RELEASE);
 	}
 }
 

@@ -309,7 +309,9 @@ wf_worker_poll(struct wf_worker *w)
 			b->last_rx = now;
 		}
 		total += n;
-		if (unlikely(w->hooks)) { /* a packet trace is armed: core/trace.c */
+		if (unlikely(w->hooks)) { /* a capture (core/capture.c) or trace (core/trace.c) */
+			if (w->hooks & WF_HOOK_CAPTURE)
+				wf_capture_rx(w, pl[i].port, pkts, n);
 			wf_trace_burst(w, t, pl[i].port, pl[i].queue, pkts, n);
 			continue;
 		}
