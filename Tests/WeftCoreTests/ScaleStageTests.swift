@@ -186,6 +186,35 @@ final class ScaleStageTests: XCTestCase {
         XCTAssertEqual(dp.counters(x).bToA.packets, 1)
     }
 
+    /// Underlay next hops are bounded (WF_MAX_NEIGHBOURS): the one past the
+    /// bound is refused with a clear error, whether a static entry or a
+    /// tunnel's remote; what is there keeps working, and a tunnel to a next hop
+    /// already known costs no entry.
+    func testNeighbourTableIsBoundedWithAClearError() throws {
+        try setUp(maxCrossConnects: 64)
+        let limit = Dataplane.maxNeighbours
+        XCTAssertEqual(dp.neighbours().count, 1) // peer4, static
+        for i in 1..<limit {
+            try dp.addStaticNeighbour(up, ip: [10, 200, UInt8(i >> 8), UInt8(i & 0xff)], mac: [2, 0, 0, 0, UInt8(i >> 8), UInt8(i & 0xff)])
+        }
+        XCTAssertEqual(dp.neighbours().count, limit)
+        XCTAssertThrowsError(try dp.addStaticNeighbour(up, ip: [10, 201, 0, 1], mac: [2, 0, 0, 0, 0, 1])) { e in
+            XCTAssertTrue("\(e)".contains("neighbour table full (\(limit) entries)"), "\(e)")
+        }
+        XCTAssertThrowsError(try dp.addVXLAN(uplink: up, vni: 7, remote: [ip4[0], ip4[1], ip4[2], 99], dstPort: 4789, localPort: 4789)) { e in
+            XCTAssertTrue("\(e)".contains("neighbour table full"), "\(e)")
+        }
+        XCTAssertEqual(dp.neighbours().count, limit, "nothing half-added")
+        // A tunnel to a known next hop still works, end to end.
+        let t = try dp.addVXLAN(uplink: up, vni: 8, remote: peer4, dstPort: 4789, localPort: 4789)
+        let x = try dp.addCrossConnect(SideID(pod), t)
+        let g = testFrame(src: 1, dst: 2, seq: 1)
+        try dp.inject(pod, frame: g)
+        dp.pollOnce()
+        XCTAssertEqual(try drain(up).count, 1)
+        XCTAssertEqual(dp.counters(x).aToB.packets, 1)
+    }
+
     /// The control side finds duplicates through an index: after removals
     /// (entries shifted back in their probe chains) every remaining key is
     /// still found and every removed one can be added again.
