@@ -57,7 +57,14 @@ public enum NetnsResolver {
             }
             // An fd the peer passed (grpcfd); else a look among /proc and /var/run/netns
             // (needs hostPID, as NSM's forwarders without grpcfd do).
-            if let p = ReceivedFiles.shared.path(InodeURL(dev: dev, ino: ino)) { return p }
+            if let p = ReceivedFiles.shared.path(InodeURL(dev: dev, ino: ino)) {
+                // The fd came from the peer: it may be any file (found by fuzz_requests.py:
+                // an fd of /proc/self/stat ended as INTERNAL from the netlink step).
+                do { _ = try Netlink(netns: p) } catch {
+                    throw NSMError(.invalidArgument, "mechanism", "\(parameter) '\(url)': the fd passed for it is not a network namespace")
+                }
+                return p
+            }
             if let p = find(dev: dev, ino: ino) { return p }
             throw NSMError(.notFound, "mechanism", "\(parameter) '\(url)': no network namespace with that inode is visible (the process may have exited)")
         }
@@ -126,7 +133,12 @@ public enum MechanismPolicy {
         if n.utf8.count > Mech.linuxIfMaxLength {
             throw NSMError(.invalidArgument, "mechanism", "\(field) '\(n)' is longer than \(Mech.linuxIfMaxLength) characters")
         }
-        if n.isEmpty || n == "." || n == ".." || n.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) {
+        // The kernel's dev_valid_name works on bytes: NUL ends the name (Weft would answer
+        // with a name the interface does not have), its isspace() includes 0xA0, the second
+        // byte of "à", and a "%" makes the name a template ("%d" became "0") (found by
+        // fuzz_requests.py: each ended as INTERNAL or a wrong answer).
+        let kernelRefuses: (UInt8) -> Bool = { $0 == 0 || $0 == 0x2F || $0 == 0x3A || $0 == 0x25 || $0 == 0x20 || (0x09...0x0D).contains($0) || $0 == 0xA0 }
+        if n.isEmpty || n == "." || n == ".." || n.contains(where: { $0.isWhitespace }) || n.utf8.contains(where: kernelRefuses) {
             throw NSMError(.invalidArgument, "mechanism", "\(field) '\(n)' is not a valid Linux interface name")
         }
     }

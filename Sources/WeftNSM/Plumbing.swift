@@ -294,26 +294,26 @@ final class Plumbing: Sendable {
             }
             for r in had.rules where !want.rules.contains(r) { try? nl.rule(add: false, r) }
         }
-        if ctx.mtu > 0 { try step("set MTU \(ctx.mtu) on \(name)") { try nl.set(idx, mtu: ctx.mtu) } }
+        if ctx.mtu > 0 { try contextStep("set MTU \(ctx.mtu) on \(name)") { try nl.set(idx, mtu: ctx.mtu) } }
         try? NetNS.sysctl(ns, "net/ipv6/conf/\(name)/disable_ipv6", "0")
         try? NetNS.sysctl(ns, "net/ipv4/ping_group_range", "0 2147483647")
         for a in want.addresses {
-            try step("add address \(a) to \(name) in \(ns)") { try nl.addAddress(idx, a) }
+            try contextStep("add address \(a) to \(name) in \(ns)") { try nl.addAddress(idx, a) }
         }
         for r in want.routes {
-            try step("add route \(r.dst)\(r.via.map { " via " + CIDR.text($0) } ?? "") table \(r.table) on \(name)") {
+            try contextStep("add route \(r.dst)\(r.via.map { " via " + CIDR.text($0) } ?? "") table \(r.table) on \(name)") {
                 try nl.route(add: true, idx, r.dst, via: r.via, table: r.table, onLink: r.onLink)
             }
         }
         for r in want.rules where !(previous.flatMap { try? KernelContext($0, side: s.side, key: s.interface.name) }?.rules.contains(r) ?? false) {
-            try step("add rule\(r.from.map { " from \($0)" } ?? "") lookup \(r.table) in \(ns)") { try nl.rule(add: true, r) }
+            try contextStep("add rule\(r.from.map { " from \($0)" } ?? "") lookup \(r.table) in \(ns)") { try nl.rule(add: true, r) }
         }
         for n in want.neighbours {
-            try step("add neighbour \(CIDR.text(n.0)) on \(name)") { try nl.addNeighbour(idx, ip: n.0, mac: n.1) }
+            try contextStep("add neighbour \(CIDR.text(n.0)) on \(name)") { try nl.addNeighbour(idx, ip: n.0, mac: n.1) }
         }
         if let peer, peer.podMAC.count == 6 {
             for c in want.peers {
-                try step("add neighbour \(CIDR.text(c.address)) -> peer MAC on \(name)") { try nl.addNeighbour(idx, ip: c.address, mac: peer.podMAC) }
+                try contextStep("add neighbour \(CIDR.text(c.address)) -> peer MAC on \(name)") { try nl.addNeighbour(idx, ip: c.address, mac: peer.podMAC) }
             }
         }
     }
@@ -331,6 +331,25 @@ final class Plumbing: Sendable {
 
     func step<T>(_ what: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let e as NSMError { throw e } catch {
+            throw NSMError(.internalError, what, "\(error)")
+        }
+    }
+
+    /// A step of an IP context, which comes from the caller (through the next hop's
+    /// answer): what the kernel refuses of it is the caller's error, not Weft's. Whether
+    /// it takes a gateway, an address or a rule depends on the kernel and the namespace
+    /// (found by fuzz_requests.py: a route via "::" ended as INTERNAL).
+    func contextStep<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as NSMError { throw e } catch let e as KernelError {
+            switch e.errno {
+            case EINVAL, ERANGE, EAFNOSUPPORT, EADDRNOTAVAIL, ENETUNREACH, EHOSTUNREACH, EOPNOTSUPP:
+                throw NSMError(.invalidArgument, "ip context", "\(what): \(e)")
+            case EEXIST:
+                throw NSMError(.alreadyExists, "ip context", "\(what): \(e)")
+            default:
+                throw NSMError(.internalError, what, "\(e)")
+            }
+        } catch {
             throw NSMError(.internalError, what, "\(error)")
         }
     }

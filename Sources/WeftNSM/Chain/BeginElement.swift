@@ -52,6 +52,13 @@ struct BeginElement: NSMElement {
             if ofClient >= maxPerClient {
                 throw NSMError(.resourceExhausted, "begin", "client '\(client)' has \(ofClient) connections, its limit (nsm.max_connections_per_client)")
             }
+            // The pods' interfaces are named by the first path segment's id (alias
+            // server-/client-<id>), and a build removes links with its alias first: a second
+            // connection for the same client connection removed the first one's interfaces,
+            // which Weft still held (found by fuzz_requests.py).
+            if let other = table.id(firstSegment: r.firstSegmentID, except: id) {
+                throw NSMError(.alreadyExists, "begin", "connection \(other) already serves the client connection '\(r.firstSegmentID)' (path segment 0): refresh it with its path (Weft's segment included) or Close it first")
+            }
             r.state = ConnectionState(id: id)
         }
 

@@ -161,6 +161,11 @@ final class ConnectionTable: Sendable {
         rows.withLock { r in (r.count, r.values.reduce(0) { $0 + ($1.own.path.pathSegments.first?.name == client ? 1 : 0) }) }
     }
     var all: [ConnectionState] { rows.withLock { Array($0.values) } }
+
+    /// Another connection (not `except`) whose path starts with the segment id `first`.
+    func id(firstSegment first: String, except: String) -> String? {
+        rows.withLock { r in r.first { $0.key != except && $0.value.own.path.pathSegments.first?.id == first }?.key }
+    }
 }
 
 /// A tunnel caps a connection's MTU (uplink MTU less 54/74 bytes); 0 means unset.

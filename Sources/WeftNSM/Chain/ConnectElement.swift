@@ -64,6 +64,7 @@ struct ConnectElement: NSMElement {
                 throw NSMError(.failedPrecondition, "endpoint", "the next hop at \(url) answered with \(answer.mechanism.cls) \(answer.mechanism.type); a \(url.isLocal ? "unix" : "tcp") next hop must use \(url.isLocal ? "LOCAL" : "REMOTE") mechanisms")
             }
         }
+        try ServerMechanismElement.checkMTU(answer.context.mtu, "\(who)'s context.MTU", code: .failedPrecondition)
         // No path in the answer: Weft keeps its own. A path must still hold Weft's segment.
         let own = Int(sent.path.index)
         if answer.hasPath, !answer.path.pathSegments.isEmpty, answer.path.pathSegments.count <= own {

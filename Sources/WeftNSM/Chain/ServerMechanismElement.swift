@@ -16,7 +16,16 @@ struct ServerMechanismElement: NSMElement {
         // refresh: claimed so the proxy does not hold it).
         if let files = r.caller.files {
             let mechs = [r.received.connection.mechanism] + r.received.mechanismPreferences
-            for url in Set(mechs.compactMap { $0.parameters[Mech.inodeURL] }) where url.hasPrefix("inode://") {
+            // A v1.1 memif's answer, sent back on a refresh, names Weft's own socket file:
+            // no fd comes for it, and waiting for one cost every such refresh a second
+            // (found by fuzz_requests.py).
+            let ownFiles = Set(mechs.compactMap { m -> String? in
+                guard Mech.isMemifSocketFile(m), let path = m.parameters[Mech.socketfile],
+                      path.hasPrefix(plumbing.runtimeDir + "/memif/"), let u = m.parameters[Mech.inodeURL],
+                      Mech.namesSocketFile(u, path: path) else { return nil }
+                return u
+            })
+            for url in Set(mechs.compactMap { $0.parameters[Mech.inodeURL] }) where url.hasPrefix("inode://") && !ownFiles.contains(url) {
                 if await files.claim(url, kind: .netns) {
                     plumbing.logger.debug("grpcfd: the caller's network namespace \(url) came as an fd")
                 }
@@ -33,6 +42,9 @@ struct ServerMechanismElement: NSMElement {
             throw NSMError(.failedPrecondition, "mechanism",
                            "\(r.serverMechanism.type) with IP payload is not served by this forwarder (Ethernet payload only)")
         }
+        // The MTU goes to the veths and the dataplane: out of their range it failed there,
+        // as INTERNAL, after the kernel work (found by fuzz_requests.py).
+        try Self.checkMTU(r.conn.context.mtu, "context.MTU")
         // The kernel steps register their undo as they go.
         var undo: [() -> Void] = []
         let pref = r.serverMechanism, id = r.conn.id, first = r.firstSegmentID, mtu = UInt32(r.conn.context.mtu)
@@ -60,6 +72,15 @@ struct ServerMechanismElement: NSMElement {
         } catch {
             await undoKernel(undo)
             throw error
+        }
+    }
+
+    /// What the dataplane carries (WeftModel's Validator: interfaces' mtu); 0 is unset.
+    static let mtuRange: ClosedRange<UInt32> = 68...9702
+
+    static func checkMTU(_ mtu: UInt32, _ field: String, code: NSMError.Code = .invalidArgument) throws {
+        guard mtu == 0 || mtuRange.contains(mtu) else {
+            throw NSMError(code, "mechanism", "\(field) \(mtu) is out of range: 0 (unset) or \(mtuRange.lowerBound)..\(mtuRange.upperBound)")
         }
     }
 
