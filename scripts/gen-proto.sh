@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the committed Swift code for NSM's protos (Sources/WeftNSMProto/Generated).
+# Regenerate the committed Swift code for NSM's protos and the subset of OTLP's Weft
+# exports traces and metrics with (Sources/WeftNSMProto/Generated).
 # Builds protoc-gen-swift and protoc-gen-grpc-swift-2 from the pinned grpc-swift-protobuf
 # release (about 3-10 minutes the first time) into $WEFT_TOOLS (default /work/tools or ~/.cache).
 set -euo pipefail
@@ -17,7 +18,11 @@ proto=$here/Sources/WeftNSMProto/proto
 out=$here/Sources/WeftNSMProto/Generated
 rm -rf "$out"; mkdir -p "$out"
 files=(networkservice/connectioncontext.proto networkservice/connection.proto networkservice/networkservice.proto
-       registry/registry.proto grpc/health/v1/health.proto spiffe/workload.proto)
+       registry/registry.proto grpc/health/v1/health.proto spiffe/workload.proto
+       opentelemetry/proto/common/v1/common.proto opentelemetry/proto/resource/v1/resource.proto
+       opentelemetry/proto/trace/v1/trace.proto opentelemetry/proto/metrics/v1/metrics.proto
+       opentelemetry/proto/collector/trace/v1/trace_service.proto
+       opentelemetry/proto/collector/metrics/v1/metrics_service.proto)
 protoc -I "$proto" -I /usr/include \
     --plugin=protoc-gen-swift="$src/.build/release/protoc-gen-swift" \
     --plugin=protoc-gen-grpc-swift="$src/.build/release/protoc-gen-grpc-swift-2" \

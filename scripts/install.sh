@@ -39,12 +39,15 @@ fi
 # MetricsSystemTests; prometheus_client's parser reads /metrics.
 # The NSM cluster's test peers (Tests/peers/nsm_cluster: a SPIFFE Workload API,
 # an NSMgr/registry and an endpoint with mTLS, tokens and fd passing) and the JWT
-# interop test: Python packages from PyPI, for the python3 the tests run.
+# interop test; the OTLP collector of the tracing tests (Tests/peers/otlp_receiver.py:
+# opentelemetry-proto's messages and gRPC stubs): Python packages from PyPI, for the
+# python3 the tests run.
 if ! python3 -c 'import sys, grpc, google.protobuf as pb, cryptography, jwt, prometheus_client
+import opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc, opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc
 v = lambda s: tuple(int(x) for x in s.split(".")[:2])
 sys.exit(0 if v(grpc.__version__) >= (1, 85) and v(pb.__version__) >= (7, 35) else 1)' 2>/dev/null; then
-  echo "install.sh: installing grpcio, protobuf, cryptography, PyJWT, prometheus_client for $(command -v python3)"
-  python3 -m pip install -q "grpcio>=1.85.1" "protobuf>=7.35.1" "cryptography>=42" "PyJWT>=2.8" "prometheus_client>=0.20"
+  echo "install.sh: installing grpcio, protobuf, cryptography, PyJWT, prometheus_client, opentelemetry-proto for $(command -v python3)"
+  python3 -m pip install -q "grpcio>=1.85.1" "protobuf>=7.35.1" "cryptography>=42" "PyJWT>=2.8" "prometheus_client>=0.20" "opentelemetry-proto>=1.45"
 fi
 
 # Hugepages: reserve, then mount hugetlbfs where DPDK looks by default.

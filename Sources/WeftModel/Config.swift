@@ -130,6 +130,10 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
     public var maxConnections: Int?
     public var maxConnectionsPerClient: Int?
     public var maxMonitorStreams: Int?
+    /// OpenTelemetry: the OTLP/gRPC collector (host:port) and the metrics export interval
+    /// (NSM_OPEN_TELEMETRY_ENDPOINT and NSM_METRICS_EXPORT_INTERVAL override them).
+    public var openTelemetryEndpoint: String?
+    public var metricsExportInterval: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, nsname, listenOn = "listen_on", connectTo = "connect_to", dialTimeout = "dial_timeout"
@@ -137,6 +141,7 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
         case insecure, spiffeSocket = "spiffe_socket", svidTimeout = "svid_timeout"
         case maxConnections = "max_connections", maxConnectionsPerClient = "max_connections_per_client"
         case maxMonitorStreams = "max_monitor_streams"
+        case openTelemetryEndpoint = "open_telemetry_endpoint", metricsExportInterval = "metrics_export_interval"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -156,6 +161,8 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
         maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections)
         maxConnectionsPerClient = try c.decodeIfPresent(Int.self, forKey: .maxConnectionsPerClient)
         maxMonitorStreams = try c.decodeIfPresent(Int.self, forKey: .maxMonitorStreams)
+        openTelemetryEndpoint = try c.decodeIfPresent(String.self, forKey: .openTelemetryEndpoint)
+        metricsExportInterval = try c.decodeIfPresent(String.self, forKey: .metricsExportInterval)
     }
 }
 
@@ -645,6 +652,11 @@ public enum ConfigLoader {
             throw ConfigErrors(errors: [ConfigError(file: file, line: node?.mark?.line ?? 1, path: "",
                                                     message: "expected a mapping at the top level")])
         }
+        // Yams traps (integer overflow) instead of failing on a base-60 number beyond Int where an integer is read.
+        if let (path, bad) = sexagesimalOverflow(in: node) {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: bad.mark?.line, path: render(path),
+                                                    message: "'\(bad.string ?? "")' is a base-60 number beyond the integer range (quote it if it is a string)")])
+        }
         let decoded: WeftConfig
         do {
             decoded = try YAMLDecoder().decode(WeftConfig.self, from: node)
@@ -661,6 +673,54 @@ public enum ConfigLoader {
             })
         }
         return config
+    }
+
+    /// The first plain scalar value Yams would overflow on when reading it as an
+    /// integer: YAML 1.1's base-60 ("1:30" = 90), which Yams (6.2.2, Int.construct)
+    /// computes without overflow checks, e.g. `vxlan_port: 1:0:0:0:0:0:0:0:0:0:0`.
+    /// Each node is looked at once, however often aliases repeat it.
+    static func sexagesimalOverflow(in root: Node) -> ([PathElement], Node)? {
+        var stack: [([PathElement], Node)] = [([], root)]
+        var seen = Set<String>()
+        while let (path, n) = stack.popLast() {
+            switch n {
+            case .scalar(let s):
+                if s.style == .plain || s.style == .any, sexagesimalOverflows(s.string) { return (path, n) }
+            case .mapping(let m):
+                guard seen.insert("m\(m.mark.map { "\($0.line):\($0.column)" } ?? "?"):\(m.count)").inserted else { continue }
+                for (k, v) in m.reversed() { stack.append((path + [.key(k.string ?? "")], v)) }
+            case .sequence(let q):
+                guard seen.insert("s\(q.mark.map { "\($0.line):\($0.column)" } ?? "?"):\(q.count)").inserted else { continue }
+                for (i, v) in q.enumerated().reversed() { stack.append((path + [.index(i)], v)) }
+            case .alias:
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// Whether Yams's integer construction overflows on `text`, step by step as it
+    /// computes: "_" dropped, an optional sign, no 0/0x/0b/0o prefix (other
+    /// radixes), ':'-separated decimal digits, value += digit * base, base *= 60.
+    static func sexagesimalOverflows(_ text: String) -> Bool {
+        let s = text.replacingOccurrences(of: "_", with: "")
+        let negative = s.hasPrefix("-")
+        let body = negative || s.hasPrefix("+") ? s.dropFirst() : Substring(s)
+        guard !body.hasPrefix("0"), body.contains(":") else { return false }
+        var digits: [Int] = []
+        for part in body.split(separator: ":", omittingEmptySubsequences: false) {
+            guard let d = Int(part, radix: 10) else { return false } // Yams: not an integer (no trap)
+            digits.append(d)
+        }
+        var base = 1, value = 0
+        for d in digits.reversed() {
+            let (m, o1) = d.multipliedReportingOverflow(by: base)
+            let (v, o2) = value.addingReportingOverflow(m)
+            let (b, o3) = base.multipliedReportingOverflow(by: 60)
+            if o1 || o2 || o3 { return true }
+            value = v; base = b
+        }
+        return negative && value == .min
     }
 
     /// NSM's variables override the file where NSM defines them:

@@ -30,11 +30,17 @@ public protocol NSMPeers: Sendable {
 ///     discover     registry look-up and round robin over the candidates
 ///     client mech  what to offer the next hop, and its side once it chose
 ///     connect      the next hop's Request / Close, and the checks of its answer
+///
+/// With OpenTelemetry on (`tracer`), each element runs in a span of its own
+/// (`<step>/Request`, `<step>/Close`, Tracing/TracedElement.swift), under the server
+/// span of the call.
 public final class Forwarder: Sendable {
     public let settings: NSMSettings
     public let monitor: MonitorHub
     /// Request / Close outcomes and latencies, for /metrics.
     public let metrics = NSMMetrics()
+    /// OpenTelemetry spans (nil: off).
+    public let tracer: NSMTracer?
     let control: ControlPlane
     let logger: Logger
     let table = ConnectionTable()
@@ -46,8 +52,10 @@ public final class Forwarder: Sendable {
     let afterSerialize: NSMNext
 
     public init(settings: NSMSettings, control: ControlPlane, peers: NSMPeers, clock: NSMClock = SystemClock(), logger: Logger,
-                security: NSMSecurity? = nil, newID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() }) {
+                security: NSMSecurity? = nil, newID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
+                tracer: NSMTracer? = nil) {
         self.settings = settings
+        self.tracer = tracer
         self.monitor = MonitorHub(maxSubscribers: settings.maxMonitorStreams)
         self.control = control
         self.logger = logger
@@ -56,25 +64,25 @@ public final class Forwarder: Sendable {
         // The timers fire into the chain that holds them: through a route set below.
         let route = ExpiryRoute()
         timers = ExpiryTimers(clock: clock) { id in await route.fire(id) }
-        let inner: [any NSMElement] = [
-            BeginElement(table: table, logger: logger, maxConnections: settings.maxConnections,
-                         maxPerClient: settings.maxConnectionsPerClient),
-            TimeoutElement(timers: timers),
-            MonitorElement(hub: monitor),
-            MetricsElement(control: control),
-            ServerMechanismElement(control: control, plumbing: plumbing),
-            ContextElement(control: control, plumbing: plumbing, logger: logger),
-            CrossConnectElement(control: control, logger: logger),
-            DiscoverElement(peers: peers, clock: clock, roundRobin: RoundRobin(), registry: settings.connectTo),
-            ClientMechanismElement(control: control, plumbing: plumbing, priority: settings.mechanismPriority),
-            ConnectElement(peers: peers, logger: logger),
-        ]
-        let outer: [any NSMElement] = [
-            PathElement(name: settings.name, maxTokenLifetime: settings.maxTokenLifetime.seconds, clock: clock, newID: newID,
-                        table: table),
-            AuthorizeElement(security: security, clock: clock),
-            SerializeElement(serial: serial),
-        ]
+        let inner = Self.traced([
+            (NSMStep.begin, BeginElement(table: table, logger: logger, maxConnections: settings.maxConnections,
+                                         maxPerClient: settings.maxConnectionsPerClient)),
+            (NSMStep.timeout, TimeoutElement(timers: timers)),
+            (NSMStep.monitor, MonitorElement(hub: monitor)),
+            (NSMStep.metrics, MetricsElement(control: control)),
+            (NSMStep.serverMechanism, ServerMechanismElement(control: control, plumbing: plumbing)),
+            (NSMStep.ipContext, ContextElement(control: control, plumbing: plumbing, logger: logger)),
+            (NSMStep.crossConnect, CrossConnectElement(control: control, logger: logger)),
+            (NSMStep.discover, DiscoverElement(peers: peers, clock: clock, roundRobin: RoundRobin(), registry: settings.connectTo)),
+            (NSMStep.clientMechanism, ClientMechanismElement(control: control, plumbing: plumbing, priority: settings.mechanismPriority)),
+            (NSMStep.connect, ConnectElement(peers: peers, logger: logger)),
+        ], tracer)
+        let outer = Self.traced([
+            (NSMStep.path, PathElement(name: settings.name, maxTokenLifetime: settings.maxTokenLifetime.seconds, clock: clock,
+                                       newID: newID, table: table)),
+            (NSMStep.authorize, AuthorizeElement(security: security, clock: clock)),
+            (NSMStep.serialize, SerializeElement(serial: serial)),
+        ], tracer)
         chain = NSMNext(outer + inner)
         afterSerialize = NSMNext(inner)
         route.set { [weak self] id in await self?.expire(id) }
@@ -117,7 +125,9 @@ public final class Forwarder: Sendable {
     func close(id: String, reason: NSMClose.Reason) async {
         var c = NSMClose(Connection_Connection(), reason: reason)
         c.id = id
-        do { try await chain.close(c) } catch { logger.debug("connection \(id): \(reason.rawValue): \(error)") }
+        do { try await traced(close: reason, id: id) { try await chain.close(c) } } catch {
+            logger.debug("connection \(id): \(reason.rawValue): \(error)")
+        }
     }
 
     /// SIGTERM: close every connection locally, without calling the next hops. Requests
@@ -129,7 +139,7 @@ public final class Forwarder: Sendable {
         for st in table.all {
             var c = NSMClose(st.own, reason: .shutdown)
             c.id = st.id
-            try? await afterSerialize.close(c)
+            try? await traced(close: .shutdown, id: st.id) { try await afterSerialize.close(c) }
         }
     }
 }

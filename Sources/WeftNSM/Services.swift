@@ -8,6 +8,7 @@ import Crypto
 import X509
 import WeftControl
 import WeftKernel
+import WeftMetrics
 import WeftModel
 import WeftNSMProto
 
@@ -50,28 +51,42 @@ struct NetworkServiceImpl: Networkservice_NetworkService.ServiceProtocol {
     func request(request: ServerRequest<Networkservice_NetworkServiceRequest>, context: ServerContext) async throws
         -> ServerResponse<Connection_Connection> {
         let start = ContinuousClock.now
-        do {
-            let conn = try await forwarder.request(request.message, caller: caller(request.metadata, context))
-            forwarder.metrics.record("request", nil, since: start)
-            return ServerResponse(message: conn)
-        } catch {
-            let e = asRPC(error)
-            forwarder.metrics.record("request", e.code, since: start)
-            throw e
+        var attrs = connectionAttributes(request.message.connection)
+        let prefs = request.message.mechanismPreferences.map(\.type)
+        if !prefs.isEmpty { attrs.append((NSMSpanKey.preferences, .strings(prefs))) }
+        return try await forwarder.serve("Request", metadata: request.metadata, attributes: attrs) { span in
+            do {
+                let conn = try await forwarder.request(request.message, caller: caller(request.metadata, context))
+                forwarder.metrics.record("request", nil, since: start)
+                if let span {
+                    // Weft's own segment follows the caller's in the answer's path.
+                    let own = Int(conn.path.index) + 1
+                    if own < conn.path.pathSegments.count { span.set(NSMSpanKey.connectionID, conn.path.pathSegments[own].id) }
+                    span.set(NSMSpanKey.serverMechanism, conn.mechanism.type)
+                    span.set(NSMSpanKey.endpoint, conn.networkServiceEndpointName)
+                }
+                return ServerResponse(message: conn)
+            } catch {
+                let e = asRPC(error)
+                forwarder.metrics.record("request", e.code, since: start)
+                throw e
+            }
         }
     }
 
     func close(request: ServerRequest<Connection_Connection>, context: ServerContext) async throws
         -> ServerResponse<Google_Protobuf_Empty> {
         let start = ContinuousClock.now
-        do {
-            try await forwarder.close(request.message, caller: caller(request.metadata, context))
-            forwarder.metrics.record("close", nil, since: start)
-            return ServerResponse(message: Google_Protobuf_Empty())
-        } catch {
-            let e = asRPC(error)
-            forwarder.metrics.record("close", e.code, since: start)
-            throw e
+        return try await forwarder.serve("Close", metadata: request.metadata, attributes: connectionAttributes(request.message)) { _ in
+            do {
+                try await forwarder.close(request.message, caller: caller(request.metadata, context))
+                forwarder.metrics.record("close", nil, since: start)
+                return ServerResponse(message: Google_Protobuf_Empty())
+            } catch {
+                let e = asRPC(error)
+                forwarder.metrics.record("close", e.code, since: start)
+                throw e
+            }
         }
     }
 }
@@ -136,10 +151,14 @@ public struct GRPCPeers: NSMPeers {
     /// grpcfd on unix sockets (nil: no fds pass).
     let fdproxy: FDProxy?
     let logger: Logger?
+    /// Client spans for the calls, when tracing is on. Either way the current trace
+    /// context (Weft's span, else the caller's as it came) goes out as `traceparent`.
+    let tracer: NSMTracer?
 
     public init(registry: NSMURL, dialTimeout: Duration, security: NSMSecurity? = nil, fdproxy: FDProxy? = nil,
-                logger: Logger? = nil) {
+                logger: Logger? = nil, tracer: NSMTracer? = nil) {
         self.logger = logger
+        self.tracer = tracer
         self.registry = registry
         self.dialTimeout = dialTimeout
         self.timeout = .seconds(15)
@@ -201,20 +220,43 @@ public struct GRPCPeers: NSMPeers {
     /// Registry calls carry NSM's registry path (grpcmetadata): Weft starts it empty,
     /// the registry adds its segments.
     static func registryMetadata(_ md: Metadata) -> Metadata {
-        var m = md
+        var m = traced(md)
         m.addString(#"{"Index":0,"PathSegments":[]}"#, forKey: NSMMetadata.path)
         return m
+    }
+
+    /// The call's metadata with the current trace context (W3C traceparent/tracestate).
+    static func traced(_ md: Metadata) -> Metadata {
+        guard let ctx = TraceScope.current else { return md }
+        var m = md
+        ctx.inject(into: &m)
+        return m
+    }
+
+    /// `body` in a client span `<service>/<method>` (when tracing is on): the span is the
+    /// parent the peer sees in `traceparent`.
+    func span<R>(_ service: String, _ method: String, _ url: NSMURL, _ attributes: [(String, SpanValue)] = [],
+                 _ body: (Span?) async throws -> R) async throws -> R {
+        guard let tracer else { return try await body(nil) }
+        let attrs = tracer.rpcAttributes(service, method) + [("server.address", .string(url.description))] + attributes
+        return try await tracer.withSpan("\(service)/\(method)", kind: .client, attributes: attrs) { span in
+            let r = try await body(span)
+            span.set("rpc.grpc.status_code", .int(0))
+            return r
+        }
     }
 
     public func findService(_ name: String) async throws -> Registry_NetworkService? {
         var q = Registry_NetworkServiceQuery()
         q.networkService.name = name
         let opts = options
-        return try await with(registry) { call in
-            try await Registry_NetworkServiceRegistry.Client(wrapping: call.client).find(q, metadata: Self.registryMetadata(call.metadata), options: opts) { resp in
-                var found: Registry_NetworkService? = nil
-                for try await r in resp.messages where !r.deleted && r.networkService.name == name { found = r.networkService }
-                return found
+        return try await span("registry.NetworkServiceRegistry", "Find", registry, [(NSMSpanKey.networkService, .string(name))]) { _ in
+            try await with(registry) { call in
+                try await Registry_NetworkServiceRegistry.Client(wrapping: call.client).find(q, metadata: Self.registryMetadata(call.metadata), options: opts) { resp in
+                    var found: Registry_NetworkService? = nil
+                    for try await r in resp.messages where !r.deleted && r.networkService.name == name { found = r.networkService }
+                    return found
+                }
             }
         }
     }
@@ -226,61 +268,75 @@ public struct GRPCPeers: NSMPeers {
         if let service { q.networkServiceEndpoint.networkServiceNames = [service] }
         if let name { q.networkServiceEndpoint.name = name }
         let opts = options
-        return try await with(registry) { call in
-            var found = try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: call.client).find(
-                q, metadata: Self.registryMetadata(call.metadata), options: opts) { resp in
-                var out: [Registry_NetworkServiceEndpoint] = []
-                for try await r in resp.messages where !r.deleted {
-                    let e = r.networkServiceEndpoint
-                    if let name, e.name != name { continue }
-                    if let service, !e.networkServiceNames.contains(service) { continue }
-                    out.append(e)
+        var attrs: [(String, SpanValue)] = []
+        if let service { attrs.append((NSMSpanKey.networkService, .string(service))) }
+        if let name { attrs.append((NSMSpanKey.endpoint, .string(name))) }
+        return try await span("registry.NetworkServiceEndpointRegistry", "Find", registry, attrs) { span in
+            try await with(registry) { call in
+                var found = try await Registry_NetworkServiceEndpointRegistry.Client(wrapping: call.client).find(
+                    q, metadata: Self.registryMetadata(call.metadata), options: opts) { resp in
+                    var out: [Registry_NetworkServiceEndpoint] = []
+                    for try await r in resp.messages where !r.deleted {
+                        let e = r.networkServiceEndpoint
+                        if let name, e.name != name { continue }
+                        if let service, !e.networkServiceNames.contains(service) { continue }
+                        out.append(e)
+                    }
+                    return out
                 }
-                return out
-            }
-            for i in found.indices {
-                guard let inode = InodeURL(found[i].url) else { continue }
-                if let files = call.files, await files.claim(found[i].url, kind: .socket),
-                   let path = ReceivedFiles.shared.path(inode) {
-                    logger?.debug("grpcfd: endpoint \(found[i].name) at \(found[i].url) came as an fd (\(path))")
-                    found[i].url = "unix://" + path
-                } else if let path = ReceivedFiles.shared.path(inode) {
-                    found[i].url = "unix://" + path
+                for i in found.indices {
+                    guard let inode = InodeURL(found[i].url) else { continue }
+                    if let files = call.files, await files.claim(found[i].url, kind: .socket),
+                       let path = ReceivedFiles.shared.path(inode) {
+                        logger?.debug("grpcfd: endpoint \(found[i].name) at \(found[i].url) came as an fd (\(path))")
+                        found[i].url = "unix://" + path
+                    } else if let path = ReceivedFiles.shared.path(inode) {
+                        found[i].url = "unix://" + path
+                    }
                 }
+                span?.set("nsm.endpoints.found", .int(Int64(found.count)))
+                return found
             }
-            return found
         }
     }
 
     public func request(_ url: NSMURL, _ req: Networkservice_NetworkServiceRequest) async throws -> Connection_Connection {
         let opts = options
-        return try await with(url) { call in
-            let client = Networkservice_NetworkService.Client(wrapping: call.client)
-            let conn = try await client.request(req, metadata: call.metadata, options: opts)
-            // NSM's client authorize (next_token_signed): the next hop's segment is signed
-            // by the key it showed in TLS; else its connection is closed and refused.
-            if let cert = call.certificate {
-                let next = Int(req.connection.path.index) + 1
-                let segs = conn.path.pathSegments
-                let key = P256.Signing.PublicKey(cert.publicKey)
-                if next >= segs.count || key == nil || !NSMToken.verifyES256(segs[next].token, key: key!) {
-                    _ = try? await client.close(conn, metadata: call.metadata, options: opts)
-                    throw NSMError(.permissionDenied, "connect",
-                                   "policy next_token_signed failed: the next hop's path segment \(next) is not signed by its TLS key")
+        var attrs = connectionAttributes(req.connection)
+        if !req.mechanismPreferences.isEmpty { attrs.append((NSMSpanKey.preferences, .strings(req.mechanismPreferences.map(\.type)))) }
+        return try await span("networkservice.NetworkService", "Request", url, attrs) { span in
+            try await with(url) { call in
+                let client = Networkservice_NetworkService.Client(wrapping: call.client)
+                let md = Self.traced(call.metadata)
+                let conn = try await client.request(req, metadata: md, options: opts)
+                span?.set(NSMSpanKey.clientMechanism, conn.mechanism.type)
+                // NSM's client authorize (next_token_signed): the next hop's segment is signed
+                // by the key it showed in TLS; else its connection is closed and refused.
+                if let cert = call.certificate {
+                    let next = Int(req.connection.path.index) + 1
+                    let segs = conn.path.pathSegments
+                    let key = P256.Signing.PublicKey(cert.publicKey)
+                    if next >= segs.count || key == nil || !NSMToken.verifyES256(segs[next].token, key: key!) {
+                        _ = try? await client.close(conn, metadata: md, options: opts)
+                        throw NSMError(.permissionDenied, "connect",
+                                       "policy next_token_signed failed: the next hop's path segment \(next) is not signed by its TLS key")
+                    }
                 }
+                // grpcfd: the endpoint's pod namespace came as an fd with its answer.
+                if let files = call.files, let u = conn.mechanism.parameters[Mech.inodeURL], u.hasPrefix("inode://") {
+                    await files.claim(u, kind: .netns)
+                }
+                return conn
             }
-            // grpcfd: the endpoint's pod namespace came as an fd with its answer.
-            if let files = call.files, let u = conn.mechanism.parameters[Mech.inodeURL], u.hasPrefix("inode://") {
-                await files.claim(u, kind: .netns)
-            }
-            return conn
         }
     }
 
     public func close(_ url: NSMURL, _ conn: Connection_Connection) async throws {
         let opts = options
-        _ = try await with(url) { call in
-            try await Networkservice_NetworkService.Client(wrapping: call.client).close(conn, metadata: call.metadata, options: opts)
+        try await span("networkservice.NetworkService", "Close", url, connectionAttributes(conn)) { _ in
+            _ = try await with(url) { call in
+                try await Networkservice_NetworkService.Client(wrapping: call.client).close(conn, metadata: Self.traced(call.metadata), options: opts)
+            }
         }
     }
 
@@ -322,14 +378,24 @@ public final class NSMService: Sendable {
     /// grpcfd: fds alongside gRPC on the unix sockets (nil if it could not start).
     let fdproxy: FDProxy?
     private let servers = Mutex<[GRPCServer<HTTP2ServerTransport.Posix>]>([])
+    /// OpenTelemetry (NSM_OPEN_TELEMETRY_ENDPOINT): the spans' exporter, and the
+    /// metrics' (NSM_METRICS_EXPORT_INTERVAL); nil: off.
+    public let traceExporter: OTLPTraceExporter?
+    public let metricsExporter: OTLPMetricsExporter?
 
-    /// `security` nil: plaintext and no tokens (NSM_INSECURE).
+    /// `security` nil: plaintext and no tokens (NSM_INSECURE). `version`: weftd's, in
+    /// what OpenTelemetry exports (service.version).
     public init(settings: NSMSettings, control: ControlPlane, logger: Logger, clock: NSMClock = SystemClock(),
-                security: NSMSecurity? = nil) {
+                security: NSMSecurity? = nil, version: String = "") {
         self.settings = settings
         self.logger = logger
         self.clock = clock
         self.security = security
+        let exporter = settings.openTelemetryEndpoint.map {
+            OTLPTraceExporter(endpoint: $0, serviceName: settings.name, version: version, logger: logger)
+        }
+        self.traceExporter = exporter
+        let tracer = exporter.map { NSMTracer(sink: $0) }
         let dir = control.snapshot.admin.runtimeDir + "/grpcfd"
         var proxy: FDProxy? = nil
         do {
@@ -341,9 +407,19 @@ public final class NSMService: Sendable {
         }
         self.fdproxy = proxy
         self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout, security: security, fdproxy: proxy,
-                                logger: logger)
-        self.forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger,
-                                   security: security)
+                                logger: logger, tracer: tracer)
+        let forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger,
+                                  security: security, tracer: tracer)
+        self.forwarder = forwarder
+        if let endpoint = settings.openTelemetryEndpoint, let interval = settings.metricsExportInterval {
+            // The figures /metrics shows of the dataplane and of NSM.
+            metricsExporter = OTLPMetricsExporter(endpoint: endpoint, serviceName: settings.name, version: version,
+                                                  interval: interval, logger: logger) { [exporter] in
+                await control.metricFamilies() + forwarder.metricFamilies() + (exporter?.metricFamilies() ?? [])
+            }
+        } else {
+            metricsExporter = nil
+        }
     }
 
     /// What Weft registers (reference §1.3).
@@ -360,6 +436,16 @@ public final class NSMService: Sendable {
 
     /// Serve until cancelled; register and keep the registration fresh.
     public func run() async throws {
+        if let e = traceExporter {
+            e.start()
+            logger.notice("OpenTelemetry: spans of NSM Requests and Closes to the OTLP/gRPC collector at \(e.endpoint)")
+        } else if settings.metricsExportInterval != nil {
+            logger.notice("OpenTelemetry: metrics_export_interval is set but no open_telemetry_endpoint: nothing is exported")
+        }
+        if let m = metricsExporter {
+            m.start()
+            logger.notice("OpenTelemetry: metrics to \(m.endpoint) every \(m.interval)")
+        }
         let stale = await forwarder.removeStale()
         if stale > 0 { logger.notice("removed \(stale) interfaces a previous weftd left behind") }
         var ns = NetworkServiceImpl(forwarder: forwarder)
@@ -442,10 +528,16 @@ public final class NSMService: Sendable {
         for s in servers.withLock({ $0 }) { s.beginGracefulShutdown() }
     }
 
-    /// Stop serving, then close every connection locally (no next-hop calls).
+    /// Stop serving, then close every connection locally (no next-hop calls); then
+    /// export the spans and metrics left (bounded).
     public func stop() async {
         await stopServing()
         await forwarder.shutdown()
         for case .unix(let p) in settings.listenOn { unlink(p) }
+        await traceExporter?.shutdown()
+        await metricsExporter?.shutdown()
     }
+
+    /// For /metrics: what became of the spans (none when tracing is off).
+    public func tracingMetricFamilies() -> [MetricFamily] { traceExporter?.metricFamilies() ?? [] }
 }

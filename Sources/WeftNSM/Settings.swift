@@ -29,6 +29,12 @@ public struct NSMSettings: Equatable, Sendable {
     public var maxConnections = 8192
     public var maxConnectionsPerClient = 1024
     public var maxMonitorStreams = 256
+    /// OpenTelemetry: the OTLP/gRPC collector spans of every Request and Close go to
+    /// (NSM_OPEN_TELEMETRY_ENDPOINT, host:port, plaintext); nil: no tracing.
+    public var openTelemetryEndpoint: OTLPEndpoint?
+    /// OTLP metrics export of /metrics' figures every interval (NSM_METRICS_EXPORT_INTERVAL),
+    /// to the same collector; nil: none.
+    public var metricsExportInterval: Duration?
 
     public init() {}
 
@@ -51,6 +57,8 @@ public struct NSMSettings: Equatable, Sendable {
             fromFile["NSM_INSECURE"] = f.insecure.map { $0 ? "true" : "false" }
             fromFile["SPIFFE_ENDPOINT_SOCKET"] = f.spiffeSocket
             fromFile["NSM_SVID_TIMEOUT"] = f.svidTimeout
+            fromFile["NSM_OPEN_TELEMETRY_ENDPOINT"] = f.openTelemetryEndpoint
+            fromFile["NSM_METRICS_EXPORT_INTERVAL"] = f.metricsExportInterval
         }
         var base = NSMSettings()
         base.register = file?.register ?? true
@@ -132,6 +140,16 @@ public struct NSMSettings: Equatable, Sendable {
                 if !builtIn {
                     problems.append("NSM_REGISTRY_CLIENT_POLICIES: '\(entry)' is not one of NSM's built-in policy sets (etc/nsm/opa/{\(known.joined(separator: ","))}/...); custom OPA policies are not evaluated by Weft")
                 }
+            }
+        }
+        if let v = str("NSM_OPEN_TELEMETRY_ENDPOINT") {
+            do { s.openTelemetryEndpoint = try OTLPEndpoint.parse(v) } catch {
+                problems.append("NSM_OPEN_TELEMETRY_ENDPOINT (nsm.open_telemetry_endpoint): \(error)")
+            }
+        }
+        if let v = str("NSM_METRICS_EXPORT_INTERVAL") {
+            if let d = parseGoDuration(v), d >= .milliseconds(100) { s.metricsExportInterval = d } else {
+                problems.append("NSM_METRICS_EXPORT_INTERVAL (nsm.metrics_export_interval): '\(v)' is not a duration of at least 100ms such as 10s")
             }
         }
         if let v = str("NSM_MECHANISM_PRIORITY") {

@@ -166,16 +166,17 @@ struct Run: AsyncParsableCommand {
                                        ReloadOnHangup(reload: reload), TraceOnUSR(levels: levels, logger: logger)]
         var nsmAPI: NSMService? = nil
         if let s = nsmSettings {
-            let nsm = NSMService(settings: s, control: control, logger: logger, security: security)
+            let nsm = NSMService(settings: s, control: control, logger: logger, security: security, version: weftVersion)
             nsmAPI = nsm
             services.append(NSMAPI(service: nsm, logger: logger))
             logger.notice("NSM forwarder '\(s.name)': listening on \(s.listenOn.map(\.description).joined(separator: ", ")), registry \(s.connectTo)\(s.register ? "" : " (not registering)")")
         }
         if cfg.metrics.prometheus, let (host, port) = MetricsConfig.parseListen(cfg.metrics.listenOn) {
-            let forwarder = nsmAPI?.forwarder
+            let forwarder = nsmAPI?.forwarder, nsmService = nsmAPI
             let server = MetricsServer(host: host, port: port, logger: logger) {
                 var f = await control.metricFamilies()
                 if let forwarder { f += await forwarder.metricFamilies() }
+                f += nsmService?.tracingMetricFamilies() ?? []
                 f += ProcessMetrics.families()
                 return Exposition.render(f)
             }

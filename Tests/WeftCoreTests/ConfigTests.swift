@@ -96,6 +96,20 @@ final class ConfigTests: XCTestCase {
         assertError("admin:\n  socket: relative.sock\n", line: 2, path: "admin.socket", contains: "absolute")
     }
 
+    /// Yams reads "1:30" as the base-60 integer 90 and traps (integer overflow) on
+    /// one beyond Int: the loader reports it instead of crashing weftd
+    /// (found reading Yams for fuzz/swift; fuzz/swift/regressions/config/base60-int-overflow-*).
+    func testBase60IntegerBeyondIntIsAnErrorNotACrash() throws {
+        assertError("vxlan_port: 1:0:0:0:0:0:0:0:0:0:0\n", line: 1, path: "vxlan_port", contains: "base-60 number beyond the integer range")
+        assertError("dataplane:\n  workers: [1, 9223372036854775807:0]\n", line: 2, path: "dataplane.workers[1]", contains: "base-60")
+        assertError("eal:\n  memory_mb: &n -1:0:0:0:0:0:0:0:0:0:0\ndataplane:\n  mbufs: *n\n", line: 2, path: "eal.memory_mb", contains: "base-60")
+        // In range it is still an integer, and quoted or other text is not one.
+        let c = try ConfigLoader.parse("dataplane:\n  workers: [1:30]\ninterfaces:\n  - {name: t, type: tap, mac: 02:00:00:00:00:01}\n", file: "t.yaml")
+        XCTAssertEqual(c.dataplane.workers, [90])
+        XCTAssertEqual(c.interfaces.first?.mac, "02:00:00:00:00:01")
+        XCTAssertEqual(try ConfigLoader.parse("eal:\n  log_level: '1:0:0:0:0:0:0:0:0:0:0'\n", file: "t.yaml").eal.logLevel, "1:0:0:0:0:0:0:0:0:0:0")
+    }
+
     func testInterfaceRules() {
         func one(_ body: String) -> String { "interfaces:\n  - name: x\n" + body }
         assertError(one("    type: af_packet\n"), line: 2, path: "interfaces[0].iface", contains: "required for af_packet")

@@ -29,8 +29,13 @@ final class NSMSystemTests: SystemTestCase {
         /// Prometheus's /metrics on 127.0.0.1 at this port (nil: off).
         let metricsPort: Int?
         var metricsURL: String { "http://127.0.0.1:\(metricsPort ?? 0)/metrics" }
+        /// More lines of the `nsm:` section ("\n  key: value"), and what serves the endpoint's
+        /// socket instead of `endpoint` (NSMTracingSystemTests).
+        let nsmExtra: String
+        var endpointService: (any RegistrableRPCService)?
 
-        init(registryExpiry: TimeInterval = 60, metrics: Bool = false) {
+        init(registryExpiry: TimeInterval = 60, metrics: Bool = false, nsmExtra: String = "") {
+            self.nsmExtra = nsmExtra
             metricsPort = metrics ? Int.random(in: 30000...39999) : nil
             registry = TestRegistry(expiry: registryExpiry)
             tag = uniqueTag()
@@ -45,7 +50,7 @@ final class NSMSystemTests: SystemTestCase {
 
         func start() async throws {
             servers.append(try await TestGRPCServer(path: registrySocket, services: [registry, registry.nse]))
-            servers.append(try await TestGRPCServer(path: nseSocket, services: [endpoint]))
+            servers.append(try await TestGRPCServer(path: nseSocket, services: [endpointService ?? endpoint]))
             var ns = Registry_NetworkService(); ns.name = "icmp-responder"; ns.payload = "ETHERNET"
             registry.add(service: ns)
             var e = Registry_NetworkServiceEndpoint(); e.name = endpoint.name; e.networkServiceNames = ["icmp-responder"]
@@ -57,7 +62,7 @@ final class NSMSystemTests: SystemTestCase {
               listen_on: [unix://\(nsmSocket)]
               insecure: true
               connect_to: unix://\(registrySocket)
-            """)
+            """ + nsmExtra)
             XCTAssertTrue(weftd.start(), "weftd did not start:\n\(weftd.log)")
             try await waitFor("weftd to register") { self.registry.rec.registrations.contains { $0.name == self.name } }
         }
