@@ -285,6 +285,13 @@ final class Plumbing: Sendable {
             throw NSMError(.internalError, "ip context", "interface \(name) is gone from \(ns)")
         }
         let want = try KernelContext(ctx, side: s.side, key: s.interface.name)
+        // Below 1,280 bytes the kernel takes IPv6 off the link (RFC 8200's minimum), and
+        // an IPv6 address or route then fails with ENODEV (found by fuzz_requests.py, seed
+        // 20261129: INTERNAL).
+        if ctx.mtu > 0, ctx.mtu < 1280,
+           want.addresses.contains(where: { $0.family == AF_INET6 }) || want.routes.contains(where: { $0.dst.family == AF_INET6 }) {
+            throw NSMError(.invalidArgument, "ip context", "IPv6 addresses and routes need an MTU of at least 1280; context.MTU is \(ctx.mtu)")
+        }
         if let previous, let had = try? KernelContext(previous, side: s.side, key: s.interface.name) {
             for a in had.addresses where !want.addresses.contains(a) {
                 try? nl.deleteAddress(idx, a)
