@@ -80,6 +80,29 @@ final class ForwarderTests: XCTestCase {
         XCTAssertEqual(e?.code, .notFound)
     }
 
+    /// Path segment ids end up in kernel aliases: control characters (a NUL cut the alias
+    /// short, found by fuzz_requests.py) and ids past an alias's length are refused
+    /// before anything is built.
+    func testControlCharactersAndOverlongIdsInThePathAreRefused() async throws {
+        for bad in ["a\u{0}b", "line\nbreak", String(repeating: "x", count: 241)] {
+            var req = NSMFixtures.memifRequest()
+            req.connection.path.pathSegments[0].id = bad
+            let e = await expectNSMError { _ = try await self.forwarder.request(req) }
+            XCTAssertEqual(e?.code, .invalidArgument, bad)
+        }
+        var req = NSMFixtures.memifRequest()
+        req.connection.path.pathSegments[1].name = "nsm\u{7f}gr"
+        let e = await expectNSMError { _ = try await self.forwarder.request(req) }
+        XCTAssertEqual(e?.code, .invalidArgument)
+        XCTAssertEqual(peers.requests.count, 0)
+        XCTAssertEqual(node.control.snapshot.interfaces.count, 0)
+        // 240 bytes is fine.
+        req = NSMFixtures.memifRequest()
+        req.connection.path.pathSegments[0].id = String(repeating: "y", count: 240)
+        let ok = try await forwarder.request(req)
+        try await forwarder.close(ok)
+    }
+
     /// A next hop that answers with a path shorter than Weft's own index used to trap
     /// weftd (index out of range in compose/metrics/callerView). Now: a clear error,
     /// everything rolled back, the next hop Closed, and the forwarder still serves.

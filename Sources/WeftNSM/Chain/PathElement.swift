@@ -23,6 +23,18 @@ struct PathElement: NSMElement {
         if conn.hasPath, !conn.path.pathSegments.isEmpty, Int(conn.path.index) >= conn.path.pathSegments.count {
             throw NSMError(.invalidArgument, "path", "connection.path.index \(conn.path.index) is past the last of \(conn.path.pathSegments.count) segments")
         }
+        // Ids and names end up in kernel aliases (server-/client-<segment 0's id>) and
+        // logs: a NUL cut the alias short and another connection's cleanup matched it
+        // (found by fuzz_requests.py, seed 20261129). Control characters are refused; an
+        // alias holds at most 255 bytes.
+        func clean(_ s: String) -> Bool { !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) }
+        guard clean(conn.id) else { throw NSMError(.invalidArgument, "request", "connection.id contains a control character") }
+        for (i, seg) in conn.path.pathSegments.enumerated() where !clean(seg.id) || !clean(seg.name) {
+            throw NSMError(.invalidArgument, "path", "path segment \(i)'s id or name contains a control character")
+        }
+        if let first = conn.path.pathSegments.first?.id ?? (conn.id.isEmpty ? nil : conn.id), first.utf8.count > 240 {
+            throw NSMError(.invalidArgument, "path", "path segment 0's id is \(first.utf8.count) bytes: at most 240 (it names the pods' interfaces in their alias)")
+        }
         var path = conn.path
         let prev: UInt32
         do { prev = try PathOps.update(&path, name: name, connectionID: conn.id, newID: newID) } catch {
