@@ -179,6 +179,23 @@ final class TraceSystemTests: SystemTestCase {
         XCTAssertTrue(all.contains("drop no-peer (xconnect)"), all)
         XCTAssertFalse(all.contains("tx "), all)
 
+        // More drops by reason, each from its stage: a VLAN no connection has (scapy on the
+        // trunk), a VNI no tunnel has (a second kernel vxlan device).
+        f = try trace("trunk", count: 1) {
+            _ = sh("ip netns exec \(k2) /usr/bin/python3 -c \"from scapy.all import *; sendp(Ether(src='02:95:00:00:00:02', dst='ff:ff:ff:ff:ff:ff')/Dot1Q(vlan=8)/IP(dst='10.95.0.1')/ICMP(), iface='eth0', verbose=0)\"")
+        }
+        all = text(f)
+        XCTAssertTrue(all.contains("rx trunk queue 0") && all.contains(" vlan 8"), all)
+        XCTAssertTrue(all.contains("drop unknown-vlan (uplink)"), all)
+        XCTAssertEqual(sh("""
+        ip -n \(k) link add vx5 type vxlan id 555 dstport 4789 local 10.90.0.2 remote 10.90.0.1 dev eth0
+        ip -n \(k) addr add 10.94.0.2/24 dev vx5 && ip -n \(k) link set vx5 up
+        """).status, 0)
+        f = try trace("up", count: 1) { _ = sh("ip netns exec \(k) ping -n -q -c 1 -W 1 10.94.0.1") }
+        all = text(f)
+        XCTAssertTrue(all.contains("VXLAN vni 555"), all)
+        XCTAssertTrue(all.contains("drop vxlan-unknown-vni (vxlan)"), all)
+
         // The uplink's own address: an echo request is punted to the control plane.
         f = try trace("up", count: 1) { _ = sh("ip netns exec \(k) ping -n -q -c 1 -W 2 10.90.0.1") }
         all = text(f)
