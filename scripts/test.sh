@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every Weft test: unit, stage (C core in-process on ring vdevs) and
 # system (weftd as a process with namespaces, veth, a memif peer); then the
-# stage tests again under ASan/UBSan, and the fuzzers for a bounded time. As root.
+# stage tests again under ASan/UBSan, and the fuzzers (C stages, Swift loader and
+# admin decoder) for a bounded time. As root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
@@ -45,6 +46,10 @@ fi
 echo "== fuzzing (fuzz/run.sh ${WEFT_FUZZ_SECONDS:-60})"
 fuzz_rc=0
 ./fuzz/run.sh "${WEFT_FUZZ_SECONDS:-60}" || fuzz_rc=$?
+# The Swift side the same way: the YAML loader and validator, the admin request decoder
+# (Swift's -sanitize=fuzzer,address; fuzz/swift/README.md).
+echo "== fuzzing the Swift side (fuzz/swift/run.sh ${WEFT_FUZZ_SECONDS:-60})"
+./fuzz/swift/run.sh "${WEFT_FUZZ_SECONDS:-60}" || fuzz_rc=$?
 
 echo "$((total - failed)) passed, $failed failed; sanitizer stage tests: $([ $asan_rc = 0 ] && echo ok || echo FAILED); fuzzing: $([ $fuzz_rc = 0 ] && echo ok || echo FAILED)"
 [ "$rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
