@@ -16,8 +16,11 @@
 # (default /tmp/weft-build.lock: one build at a time in this tree).
 # Environment: FUZZ_NO_BUILD=1 skips the build; FUZZ_BUILD=debug builds and
 # runs the debug configuration (default release); FUZZ_WORK=dir keeps the
-# working corpora there instead; FUZZ_ARGS adds libFuzzer flags (e.g.
-# FUZZ_ARGS=-runs=10000000 to stop after that many executions).
+# working corpora there instead; FUZZ_FRESH=1 starts them from the seeds
+# again (a kept corpus is first run through whole, which can take longer
+# than a short SECONDS: libFuzzer does not stop during that pass);
+# FUZZ_ARGS adds libFuzzer flags (e.g. FUZZ_ARGS=-runs=10000000 to stop
+# after that many executions).
 # Exit: 0 clean, 1 a target failed, 2 the build failed.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -83,6 +86,7 @@ for t in $targets; do
 			continue
 		fi
 	fi
+	[ -n "${FUZZ_FRESH:-}" ] && rm -rf "${work:?}/$t"
 	mkdir -p "$work/$t"
 	cp -n "$here/corpus/$t"/* "$work/$t/" 2>/dev/null
 	echo "fuzz_$t: ${secs}s"
