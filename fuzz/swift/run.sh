@@ -13,7 +13,8 @@
 # Logs: fuzz/swift/.build/<target>.log.
 #
 # Build: SwiftPM into fuzz/swift/.build, under flock $WEFT_BUILD_LOCK
-# (default /tmp/weft-build.lock: one build at a time in this tree).
+# (default /tmp/weft-build.lock: one build at a time in this tree), unless
+# the caller holds that lock already (an inherited descriptor on it).
 # Environment: FUZZ_NO_BUILD=1 skips the build; FUZZ_BUILD=debug builds and
 # runs the debug configuration (default release); FUZZ_WORK=dir keeps the
 # working corpora there instead; FUZZ_FRESH=1 starts them from the seeds
@@ -43,7 +44,12 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
 	# it is instrumented for coverage and checked by ASan.
 	# Release (-O, Swift's overflow and bounds checks kept) runs about 3 times
 	# as many inputs a second as debug; FUZZ_BUILD=debug for debugging a report.
-	if ! flock "${WEFT_BUILD_LOCK:-/tmp/weft-build.lock}" nice -n 19 swift build -c "$conf" \
+	# Run under `flock $lock ...` already (`flock /tmp/weft-build.lock scripts/test.sh`), an inherited
+	# descriptor is open on the lock: taking it again by path would wait forever.
+	lock=${WEFT_BUILD_LOCK:-/tmp/weft-build.lock}
+	take="flock $lock"
+	for fd in /proc/$$/fd/*; do [ "$(readlink "$fd" 2>/dev/null)" = "$lock" ] && take=""; done
+	if ! $take nice -n 19 swift build -c "$conf" \
 		--package-path "$here" --build-path "$here/.build" \
 		-Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address \
 		>"$here/.build/build.log" 2>&1; then
