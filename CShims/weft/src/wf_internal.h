@@ -676,6 +676,17 @@ void wf_xconnect_burst(struct wf_worker *w, const struct wf_table *t,
 void wf_uplink_burst(struct wf_worker *w, const struct wf_table *t,
 		     uint16_t in_port, struct rte_mbuf **pkts, uint16_t n);
 
+/* A burst received on a port, to its first stage: the uplink classifier for a
+ * port that carries VLANs or an underlay, else the cross-connect stage. */
+static inline void
+wf_dispatch_rx(struct wf_worker *w, const struct wf_table *t, uint16_t port, struct rte_mbuf **pkts, uint16_t n)
+{
+	if (t->vlan[port] != NULL || t->ul[port] != NULL)
+		wf_uplink_burst(w, t, port, pkts, n);
+	else
+		wf_xconnect_burst(w, t, port, pkts, n);
+}
+
 /* nodes/egress_node.c: the one way out */
 void wf_send(struct wf_worker *w, const struct wf_table *t, const struct wf_fwd *f, struct rte_mbuf **pkts,
 	     uint16_t n);

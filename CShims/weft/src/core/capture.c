@@ -206,10 +206,10 @@ write_epb(struct wf_capture *c, const struct cap_slot *s)
 	put32(c->f, len);
 }
 
-/* Workers copy (or stop copying) frames of the captured port. Atomic: the
- * trace sets its own bits of the same bytes. */
+/* Workers copy (or stop copying) frames of the captured port, at RX and at
+ * TX. Atomic: the trace sets its own bits of the same bytes. */
 static void
-set_tx_hooks(struct wf_dataplane *dp, bool on)
+set_capture_hooks(struct wf_dataplane *dp, bool on)
 {
 	for (uint32_t i = 0; i < WF_MAX_WORKERS; i++) {
 		struct wf_worker *w = &dp->workers[i];
@@ -253,7 +253,7 @@ writer(void *arg)
 		if (stopping && n == 0) {
 			/* Done: the workers stop copying (what they still copy stays in the
 			 * ring until the capture is retired). */
-			set_tx_hooks(c->dp, false);
+			set_capture_hooks(c->dp, false);
 			break;
 		}
 		if (n == 0)
@@ -294,7 +294,7 @@ retire(struct wf_dataplane *dp)
 	struct wf_capture *c = dp->capture;
 	if (c == NULL)
 		return;
-	set_tx_hooks(dp, false);
+	set_capture_hooks(dp, false);
 	__atomic_store_n(&dp->capture, NULL, __ATOMIC_RELEASE);
 	if (dp->started && dp->cfg.n_workers > 0)
 		rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);
@@ -377,7 +377,7 @@ wf_capture_start(wf_dataplane_t *dp, const struct wf_capture_params *p)
 	}
 	c->thread_started = true;
 	__atomic_store_n(&dp->capture, c, __ATOMIC_RELEASE);
-	set_tx_hooks(dp, true);
+	set_capture_hooks(dp, true);
 	return 0;
 }
 
@@ -390,7 +390,7 @@ wf_capture_stop(wf_dataplane_t *dp)
 	if (c == NULL)
 		return 0;
 	/* Workers stop copying first; then the writer drains what they copied. */
-	set_tx_hooks(dp, false);
+	set_capture_hooks(dp, false);
 	if (dp->started && dp->cfg.n_workers > 0)
 		rte_rcu_qsbr_synchronize(dp->qs, RTE_QSBR_THRID_INVALID);
 	__atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);

@@ -229,15 +229,6 @@ frame_line(struct wf_trace_info *in, uint64_t tsc, const char *prefix, const str
 
 /* ---- the worker's side -------------------------------------------------------- */
 
-static inline void
-dispatch(struct wf_worker *w, const struct wf_table *t, uint16_t port, struct rte_mbuf **pkts, uint16_t n)
-{
-	if (t->vlan[port] != NULL || t->ul[port] != NULL)
-		wf_uplink_burst(w, t, port, pkts, n);
-	else
-		wf_xconnect_burst(w, t, port, pkts, n);
-}
-
 static const char *
 action_name(uint8_t a)
 {
@@ -300,7 +291,7 @@ trace_one(struct wf_worker *w, const struct wf_table *t, uint16_t port, uint16_t
 	const uint32_t before_lines = in->n_lines;
 	w->trace_cur = fr;
 	__atomic_fetch_or(&w->tx_hooks, WF_TXHOOK_TRACE, __ATOMIC_RELAXED);
-	dispatch(w, t, port, &m, 1);
+	wf_dispatch_rx(w, t, port, &m, 1);
 	__atomic_fetch_and(&w->tx_hooks, (uint8_t)~WF_TXHOOK_TRACE, __ATOMIC_RELAXED);
 	w->trace_cur = NULL;
 	const uint32_t sent_lines = in->n_lines - before_lines;
@@ -372,13 +363,13 @@ wf_trace_burst(struct wf_worker *w, const struct wf_table *t, uint16_t port, uin
 			if (fr == NULL)
 				break;
 			if (i > start)
-				dispatch(w, t, port, pkts + start, i - start);
+				wf_dispatch_rx(w, t, port, pkts + start, i - start);
 			trace_one(w, t, port, queue, pkts[i], fr);
 			start = i + 1;
 		}
 	}
 	if (start < n)
-		dispatch(w, t, port, pkts + start, n - start);
+		wf_dispatch_rx(w, t, port, pkts + start, n - start);
 }
 
 /* Called by wf_port_tx while a traced frame is being forwarded: before the

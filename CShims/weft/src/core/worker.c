@@ -315,10 +315,7 @@ wf_worker_poll(struct wf_worker *w)
 			wf_trace_burst(w, t, pl[i].port, pl[i].queue, pkts, n);
 			continue;
 		}
-		if (t->vlan[pl[i].port] != NULL || t->ul[pl[i].port] != NULL)
-			wf_uplink_burst(w, t, pl[i].port, pkts, n);
-		else
-			wf_xconnect_burst(w, t, pl[i].port, pkts, n);
+		wf_dispatch_rx(w, t, pl[i].port, pkts, n);
 	}
 	/* Worker 0 also sends what the control plane built (ARP/ND/echo replies). */
 	if (w->idx == 0 && unlikely(!rte_ring_empty(w->dp->inject)))
