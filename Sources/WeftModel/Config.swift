@@ -644,7 +644,8 @@ public enum ConfigLoader {
     public static func parse(_ text: String, file: String) throws -> WeftConfig {
         let node: Node?
         do {
-            node = try Yams.compose(yaml: text)
+            // UTF-8 always: Yams' default would follow YAMS_DEFAULT_ENCODING from the environment.
+            node = try Yams.compose(yaml: text, .default, .default, .utf8)
         } catch let e as YamlError {
             throw ConfigErrors(errors: [yamlError(e, file: file)])
         }
@@ -658,11 +659,13 @@ public enum ConfigLoader {
                                                     message: "'\(bad.string ?? "")' is a base-60 number beyond the integer range (quote it if it is a string)")])
         }
         let decoded: WeftConfig
+        // One decoder per file: creating one reads the whole process environment (Yams' default encoding).
+        let decoder = YAMLDecoder(encoding: .utf8)
         do {
-            decoded = try YAMLDecoder().decode(WeftConfig.self, from: node)
+            decoded = try decoder.decode(WeftConfig.self, from: node)
         } catch {
             // Decoding stops at its first error: find every one, part by part.
-            throw ConfigErrors(errors: decodingErrors(node, file: file))
+            throw ConfigErrors(errors: decodingErrors(node, file: file, decoder: decoder))
         }
         var config = decoded
         applyEnvironment(&config, ProcessInfo.processInfo.environment)
@@ -761,10 +764,10 @@ public enum ConfigLoader {
 
     /// Every decoding error of a file: each section, and each element of each
     /// list, decoded on its own, so that one mistake does not hide the next.
-    static func decodingErrors(_ root: Node, file: String) -> [ConfigError] {
+    static func decodingErrors(_ root: Node, file: String, decoder: YAMLDecoder) -> [ConfigError] {
         var out: [ConfigError] = []
         func one<T: Decodable>(_ type: T.Type, _ n: Node, _ prefix: [PathElement]) {
-            do { _ = try YAMLDecoder().decode(T.self, from: n) } catch {
+            do { _ = try decoder.decode(T.self, from: n) } catch {
                 out.append(configError(error, file: file, root: root, prefix: prefix))
             }
         }
@@ -796,7 +799,7 @@ public enum ConfigLoader {
         }
         if out.isEmpty {
             // Should not happen: the whole failed but no part did. Say what the whole said.
-            do { _ = try YAMLDecoder().decode(WeftConfig.self, from: root) } catch {
+            do { _ = try decoder.decode(WeftConfig.self, from: root) } catch {
                 out.append(configError(error, file: file, root: root, prefix: []))
             }
         }

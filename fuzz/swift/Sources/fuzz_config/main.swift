@@ -121,17 +121,25 @@ func checkHelpers(_ c: WeftConfig) {
 
 /// Every run of digits, signs, '_' and ':' in the input (comments too) with a
 /// ':' in it, read as the integer vxlan_port: what the loader lets through to
-/// Yams's base-60 integer reading must not trap there.
+/// Yams's base-60 integer reading must not trap there. Runs of fewer than 7
+/// digits are skipped: 6 digits make at most 6 groups, worth less than
+/// 10^6 * 60^5 < 10^15, far from Int.max; and each parse here costs about as
+/// much as the input's own.
 func checkIntegers(_ text: String) {
     let chars = Set("0123456789+-_:".unicodeScalars)
-    var tokens: [String] = [], cur = ""
-    for u in text.unicodeScalars {
-        if chars.contains(u) { cur.unicodeScalars.append(u); continue }
-        if cur.contains(":") && cur.count <= 80 { tokens.append(cur) }
+    var tokens = Set<String>(), cur = ""
+    func keep() {
+        if cur.contains(":"), cur.count <= 80, cur.unicodeScalars.filter({ $0.value >= 48 && $0.value <= 57 }).count >= 7 {
+            tokens.insert(cur)
+        }
         cur = ""
     }
-    if cur.contains(":") && cur.count <= 80 { tokens.append(cur) }
-    for t in tokens.prefix(8) { _ = try? ConfigLoader.parse("vxlan_port: \(t)\n", file: fileName) }
+    for u in text.unicodeScalars {
+        if chars.contains(u) { cur.unicodeScalars.append(u); continue }
+        keep()
+    }
+    keep()
+    for t in tokens.sorted().prefix(8) { _ = try? ConfigLoader.parse("vxlan_port: \(t)\n", file: fileName) }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -167,8 +175,8 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // The same document decoded without validation.
     var decoded: WeftConfig?
-    if let node = try? Yams.compose(yaml: text), case .mapping = node {
-        decoded = try? YAMLDecoder().decode(WeftConfig.self, from: node)
+    if let node = try? Yams.compose(yaml: text, .default, .default, .utf8), case .mapping = node {
+        decoded = try? YAMLDecoder(encoding: .utf8).decode(WeftConfig.self, from: node)
     }
     guard let d = decoded else {
         if case .success = result { violated("parse returned a configuration that does not decode") }
