@@ -36,7 +36,7 @@ printf '%s\n' $srcs | xargs -P "$JOBS" -I{} sh -c '
 rm -f "$out/libweftcore.a"
 ar rcs "$out/libweftcore.a" "$out"/obj/*.o
 
-targets=${*:-"uplink bridge replicate p2p"}
+targets=${*:-"uplink bridge replicate p2p memif"}
 for t in $targets; do
 	echo "build fuzz_$t"
 	$CC $CFLAGS $SAN -c "$here/fuzz_$t.c" -o "$out/fuzz_$t.o"

@@ -256,8 +256,73 @@ def p2p():
     return s
 
 
+def memif():
+    """fuzz_memif's operations (fuzz/fuzz_memif.c): a peer's writes and Weft's bursts."""
+    u16 = lambda v: struct.pack("<H", v & 0xFFFF)
+    u32 = lambda v: struct.pack("<I", v & 0xFFFFFFFF)
+
+    def desc(rx, slot, flags, region, off, length):
+        # op 0; bits 16/32/64: 16-bit region, 32-bit offset, 32-bit length
+        return bytes([0 | (0 if rx else 8) | 16 | 32 | 64, slot & 0xFF, flags]) + u16(region) + u32(off) + u32(length)
+
+    def produce(n):  # op 1: the RX producer moves by n
+        return bytes([1, n])
+
+    def produce_at(v):
+        return bytes([1 | 8]) + u16(v)
+
+    def rx(n):
+        return bytes([2, n - 1])
+
+    def tx(frames):  # op 3: (length, first-segment length, seed) per frame
+        return bytes([3, len(frames) - 1]) + b"".join(u16(l - 1) + u16(f) + bytes([sd]) for l, f, sd in frames)
+
+    def post(n):  # op 4: the TX consumer index moves by n
+        return bytes([4, n])
+
+    def server(log2=4, first=0, bufs=2048, regions=(2000,)):
+        hdr = bytes([0, log2 - 1]) + u16(first) + bytes([len(regions) - 1]) + u16(bufs // 4)
+        return hdr + b"".join(u16(r // 2) for r in regions)
+
+    def client(log2=4, first=0, bufshift=5, ip=False):
+        return bytes([1 | (2 if ip else 0), log2 - 1]) + u16(first) + bytes([bufshift])
+
+    rings = lambda log2: 2 * (128 + 16 * (1 << log2))
+    base = rings(4)  # the peer's buffers in region 0 start after the rings
+    s = {}
+    s["server-one-frame"] = server() + desc(True, 0, 0, 0, base, 60) + produce(1) + rx(32)
+    s["server-chain"] = (server() + desc(True, 0, 1, 0, base, 100) + desc(True, 1, 1, 0, base + 100, 100) +
+                         desc(True, 2, 0, 1, 0, 1000) + produce(3) + rx(8))
+    s["server-chain-unfinished"] = (server() + desc(True, 0, 1, 0, base, 100) + produce(1) + rx(8) +
+                                    desc(True, 1, 0, 0, base + 100, 50) + produce(1) + rx(8))
+    s["server-runt-then-frame"] = (server() + desc(True, 0, 0, 0, base, 10) + desc(True, 1, 0, 0, base, 64) +
+                                   produce(2) + rx(4))
+    s["server-bad-region"] = server() + desc(True, 0, 0, 5, 0, 64) + produce(1) + rx(4) + rx(4)
+    s["server-outside"] = server() + desc(True, 0, 0, 0, base + 2040, 64) + produce(1) + rx(4)
+    s["server-index-jump"] = server() + produce_at(40000) + rx(4)
+    s["server-wrap"] = server(first=0xFFFE) + desc(True, 0xFE, 0, 0, base, 64) + desc(True, 0xFF, 0, 0, base, 64) + \
+        desc(True, 0, 0, 0, base, 64) + produce(3) + rx(32)
+    s["server-desc-into-ring"] = server() + desc(True, 0, 0, 0, 128, 64) + produce(1) + rx(4)
+    s["server-tx"] = (server() + desc(False, 0, 0, 0, base, 2048) + desc(False, 1, 0, 1, 0, 2000) + post(2) +
+                      tx([(60, 0, 1), (1500, 0, 2)]))
+    s["server-tx-chain"] = (server(regions=(2000, 4000)) + desc(False, 0, 0, 0, base, 1000) +
+                            desc(False, 1, 0, 1, 0, 1000) + desc(False, 2, 0, 1, 1000, 3000) + post(3) +
+                            tx([(4000, 700, 3)]))
+    s["server-tx-full"] = server() + desc(False, 0, 0, 0, base, 2048) + post(1) + tx([(60, 0, 1), (60, 0, 2)])
+    s["server-tx-bad"] = server() + desc(False, 0, 0, 3, 0, 100) + post(1) + tx([(60, 0, 1)]) + tx([(60, 0, 1)])
+    s["server-tx-into-ring"] = server() + desc(False, 0, 0, 0, 0, 600) + post(1) + tx([(500, 0, 9)])
+    s["client-rx"] = client() + bytes([1, 2]) + rx(4)  # op 1 on a client moves the server's tail
+    s["client-rx-long"] = client() + desc(True, 0, 0, 0, 0, 4000) + produce(1) + rx(4)
+    s["client-tx"] = client() + post(0) + tx([(1400, 0, 4), (3000, 1000, 5)]) + post(16) + tx([(60, 0, 6)])
+    s["client-ip"] = client(ip=True) + desc(True, 0, 0, 0, 0, 20) + produce(1) + rx(4)
+    s["arm"] = server() + bytes([6]) + desc(True, 0, 0, 0, base, 60) + produce(1) + bytes([6]) + rx(4) + bytes([6])
+    s["no-mbufs"] = (server() + bytes([7, 1]) + desc(True, 0, 1, 0, base, 2000) + desc(True, 1, 0, 1, 0, 1900) +
+                     produce(2) + rx(4) + bytes([7, 0]) + desc(True, 2, 0, 0, base, 60) + produce(1) + rx(4))
+    return s
+
+
 def main():
-    gens = {"uplink": uplink, "bridge": bridge, "replicate": replicate, "p2p": p2p}
+    gens = {"uplink": uplink, "bridge": bridge, "replicate": replicate, "p2p": p2p, "memif": memif}
     for target, gen in gens.items():
         d = os.path.join(HERE, "corpus", target)
         shutil.rmtree(d, ignore_errors=True)
@@ -265,7 +330,7 @@ def main():
         seeds = gen()
         for name, frames in seeds.items():
             with open(os.path.join(d, name), "wb") as f:
-                f.write(b"".join(frames))
+                f.write(frames if isinstance(frames, bytes) else b"".join(frames))
         print(f"{target}: {len(seeds)} seeds", file=sys.stderr)
 
 

@@ -16,7 +16,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"uplink bridge replicate p2p"}
+targets=${*:-"uplink bridge replicate p2p memif"}
 out=${FUZZ_OUT:-$here/out}
 mkdir -p "$here/crashes" "$out/work"
 
