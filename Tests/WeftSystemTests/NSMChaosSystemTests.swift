@@ -228,8 +228,10 @@ final class ChaosRun {
     static let kernelSlots = 12 // 3 per pod
     static let memifSlots = 4
     /// An expiring connection is surely there until this long before its deadline, and
-    /// surely gone this long after it.
-    static let expiryMarginBefore: TimeInterval = 0.5
+    /// surely gone this long after it. The margin covers a check's own duration: a
+    /// check that began 0.5 s before the deadline read the endpoint pod after Weft had
+    /// expired the connection (seed 4242, step 148, on a machine busy with two fuzzers).
+    static let expiryMarginBefore: TimeInterval = 1.5
     static let expiryGraceAfter: TimeInterval = 3
     /// weftd's fds: at most base + per live connection (two AF_PACKET sockets per
     /// kernel interface, so four for a KERNEL connection) + slack (gRPC streams in flight).
@@ -257,23 +259,25 @@ final class ChaosRun {
     // MARK: set-up and tear-down
 
     func setUp() async throws {
-        for p in pods {
-            _ = sh("ip netns del \(p) 2>/dev/null; ip netns add \(p) && ip -n \(p) link set lo up")
-            // A pod has a process: weftd closes the connections of a pod whose
-            // namespace it saw with one and then without (NetnsMonitor).
-            let proc = Process()
-            proc.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            proc.arguments = ["netns", "exec", p, "sleep", "infinity"]
-            proc.standardInput = FileHandle.nullDevice
-            proc.standardOutput = FileHandle.nullDevice
-            proc.standardError = FileHandle.nullDevice
-            try proc.run()
-            podProcesses.append(proc)
-        }
+        for p in pods { podProcesses.append(try startPod(p)) }
         yamlPods = [PodNamespace(tag: n.tag, index: 1), PodNamespace(tag: n.tag, index: 2)]
         try await n.start()
         writeConfig()
         try await watch()
+    }
+
+    /// A pod: a namespace of that name with a process in it (weftd closes the
+    /// connections of a pod whose namespace it saw with one and then without: NetnsMonitor).
+    func startPod(_ p: String) throws -> Process {
+        _ = sh("ip netns del \(p) 2>/dev/null; ip netns add \(p) && ip -n \(p) link set lo up")
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        proc.arguments = ["netns", "exec", p, "sleep", "infinity"]
+        proc.standardInput = FileHandle.nullDevice
+        proc.standardOutput = FileHandle.nullDevice
+        proc.standardError = FileHandle.nullDevice
+        try proc.run()
+        return proc
     }
 
     /// Subscribe to MonitorConnections (again, after a restart) and wait for its initial state.
@@ -373,7 +377,8 @@ final class ChaosRun {
 
     func step() async throws {
         let op = pick([("kernel", 22), ("memif", 6), ("refresh", 18), ("close", 14), ("expire", 6), ("ping", 12),
-                       ("transfer", 2), ("kill9", 2), ("reload", 4), ("nsmgr", 2), ("burst", 6)])
+                       ("transfer", 2), ("kill9", 2), ("reload", 4), ("nsmgr", 2), ("burst", 6),
+                       ("memifpeer", 5), ("poddeath", 2)])
         counts[op, default: 0] += 1
         lastOp = op
         switch op {
@@ -387,13 +392,15 @@ final class ChaosRun {
             try await close(c)
         case "expire":
             try await requestNew(kernel: Int.random(in: 0..<4, using: &rng) > 0,
-                                 expires: Date().addingTimeInterval(Double.random(in: 1...2, using: &rng)))
+                                 expires: Date().addingTimeInterval(Double.random(in: 2...4, using: &rng)))
         case "ping": try await traffic(transfer: false)
         case "transfer": try await traffic(transfer: true)
         case "kill9": try await killAndHeal()
         case "reload": try await reload()
         case "nsmgr": try await restartNSMgr()
         case "burst": try await burst()
+        case "memifpeer": try await memifPeer()
+        case "poddeath": try await podDeath()
         default: break
         }
     }
@@ -583,6 +590,98 @@ final class ChaosRun {
         }
         n.servers[0] = try await TestGRPCServer(path: n.registrySocket, services: [n.registry, n.registry.nse])
         try await waitFor("registration after the NSMgr restart") { self.n.registry.rec.registrations.count > regs }
+    }
+
+    /// A peer on a live connection's memif socket (Tests/peers/memif_peer.py), from the
+    /// pod's namespace for NSM v1.2's abstract socket: a good client that sends frames
+    /// and goes away (every frame counted in on the memif and out or dropped with a
+    /// reason on the endpoint's side, and the interface back to waiting), rapid
+    /// connect-and-close at a random stage of the handshake, or the hostile control
+    /// cases (garbage). Weft must stay up, keep the connection, and serve the next peer.
+    func memifPeer() async throws {
+        guard let c = steady.filter({ !$0.isKernel && $0.conn.path.pathSegments.count == 4 }).randomElement(using: &rng),
+              let sf = c.socketfile else {
+            return try await requestNew(kernel: false, expires: nil)
+        }
+        let netns = c.pod.map { ["--netns", "/var/run/netns/\(pods[$0])"] } ?? []
+        let peer = MemifSystemTests.peer
+        func counters() throws -> (memif: InterfaceStatus, other: InterfaceStatus) {
+            let all = try n.weftd.interfaces().filter { c.interfaces.contains($0.name) }
+            guard let m = all.first(where: { $0.type == "memif" }), let o = all.first(where: { $0.type != "memif" }) else {
+                throw fail("memif peer on \(c.description): Weft's interfaces are \(all.map { "\($0.name) \($0.type)" })")
+            }
+            return (m, o)
+        }
+        switch Int.random(in: 0..<4, using: &rng) {
+        case 0, 1:
+            let count = Int.random(in: 1...64, using: &rng)
+            note("memif peer on \(c.description): a good client sends \(count) frames and leaves")
+            let before = try counters()
+            let r = sh(["python3", peer, "good", "--socket", sf, "--count", String(count), "--stamp", "--listen", "0.3"] + netns, timeout: 30)
+            guard r.status == 0, let j = try? JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any],
+                  (j["sent"] as? Int) == count else {
+                throw fail("memif peer on \(c.description): \(r.out) \(r.err)")
+            }
+            // In on the memif, then out of the endpoint's side or dropped there with a reason.
+            try await waitFor("\(count) frames counted across \(c.description)", timeout: 10) {
+                let after = try counters()
+                let inn = after.memif.counters.rxPackets - before.memif.counters.rxPackets
+                let out = (after.other.counters.txPackets + after.other.counters.totalDrops + after.memif.counters.totalDrops)
+                    - (before.other.counters.txPackets + before.other.counters.totalDrops + before.memif.counters.totalDrops)
+                // (>=: the endpoint's side may drop frames of its own meanwhile)
+                return inn == UInt64(count) && out >= UInt64(count)
+            }
+            try await waitFor("the memif of \(c.description) back to waiting", timeout: 10) {
+                (try counters()).memif.memif?.connected == false
+            }
+        case 2:
+            let stage = ["connect", "unread", "hello", "init"].randomElement(using: &rng)!
+            note("memif peer on \(c.description): 20 connect-and-close at stage \(stage)")
+            let r = sh(["python3", peer, "connect-close", "--socket", sf, "--times", "20", "--stage", stage] + netns, timeout: 60)
+            if r.status != 0 { throw fail("connect-close on \(c.description): \(r.out) \(r.err)") }
+        default:
+            let seed = Int.random(in: 1...1_000_000, using: &rng)
+            note("memif peer on \(c.description): hostile control cases (seed \(seed))")
+            let r = sh(["python3", peer, "garbage", "--socket", sf, "--skip-slow", "--seed", String(seed)] + netns, timeout: 120)
+            if r.status != 0 { throw fail("garbage on \(c.description): \(r.out.suffix(3000)) \(r.err.suffix(2000))") }
+        }
+        // The next peer is served: a handshake and a frame.
+        let r = sh(["python3", peer, "good", "--socket", sf, "--count", "1", "--listen", "0.1"] + netns, timeout: 30)
+        if r.status != 0 { throw fail("after the memif peers, a good client on \(c.description): \(r.out) \(r.err)") }
+    }
+
+    /// A client pod dies: its process killed and its namespace's name removed, as a
+    /// deleted pod's. Weft closes the pod's KERNEL connections by itself, toward the
+    /// endpoint too (NetnsMonitor: the path names no namespace any more). A v1.2 memif
+    /// socket in the pod is closed by its caller (the NSMgr, whose client stopped
+    /// refreshing) or left to expire. A new pod then takes the name.
+    func podDeath() async throws {
+        let i = Int.random(in: 0..<pods.count, using: &rng)
+        let p = pods[i]
+        let kernel = live.filter { $0.isKernel && $0.pod == i }
+        let memifs = live.filter { !$0.isKernel && $0.pod == i }
+        note("pod \(p) dies with \(kernel.map(\.description)), memif \(memifs.map(\.description))")
+        let closes = kernel.map { endpointCloses($0) }
+        let proc = podProcesses[i]
+        kill(proc.processIdentifier, SIGKILL)
+        proc.waitUntilExit()
+        _ = sh("ip netns del \(p)")
+        for c in memifs where c.expiresAt == nil { try await close(c) }
+        let names = Set(kernel.flatMap(\.interfaces))
+        try await waitFor("Weft closes the connections of dead pod \(p)", timeout: 30) {
+            Set(try self.n.weftd.interfaces().map(\.name)).isDisjoint(with: names)
+        }
+        for (c, before) in zip(kernel, closes) where c.expiresAt == nil {
+            try await waitFor("the endpoint hears that \(c.description) closed", timeout: 10) { self.endpointCloses(c) > before }
+        }
+        live.removeAll { c in kernel.contains { $0 === c } }
+        // Expiring memifs of the dead pod: let them go (their socket was in its namespace).
+        if let last = memifs.compactMap(\.expiresAt).max() {
+            let wait = last.addingTimeInterval(Self.expiryGraceAfter).timeIntervalSinceNow
+            if wait > 0 { try await Task.sleep(nanoseconds: UInt64(wait * 1e9)) }
+            live.removeAll { c in memifs.contains { $0 === c } }
+        }
+        podProcesses[i] = try startPod(p)
     }
 
     /// Several callers at once: new requests, refreshes and closes of different connections.
