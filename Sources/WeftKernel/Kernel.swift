@@ -109,6 +109,54 @@ public final class Netlink {
         try check(wf_nl_link_del(nl, index), "delete link \(index)")
     }
 
+    /// A PF's settings for its VF `vf` (nil: left as they are): MAC (all zeros
+    /// clears it), VLAN (0: none), spoof check, trust.
+    public struct VFSettings: Equatable, Sendable {
+        public var vf: UInt32
+        public var mac: [UInt8]?
+        public var vlan: Int?
+        public var spoofCheck: Bool?
+        public var trust: Bool?
+        public init(vf: UInt32, mac: [UInt8]? = nil, vlan: Int? = nil, spoofCheck: Bool? = nil, trust: Bool? = nil) {
+            self.vf = vf; self.mac = mac; self.vlan = vlan; self.spoofCheck = spoofCheck; self.trust = trust
+        }
+
+        var c: wf_vf_settings {
+            var s = wf_vf_settings()
+            s.vf = vf
+            if let mac, mac.count == 6 {
+                s.set_mac = 1
+                withUnsafeMutableBytes(of: &s.mac) { $0.copyBytes(from: mac) }
+            }
+            s.vlan = Int32(clamping: vlan ?? -1)
+            s.spoofchk = spoofCheck.map { $0 ? 1 : 0 } ?? -1
+            s.trust = trust.map { $0 ? 1 : 0 } ?? -1
+            return s
+        }
+
+        func validate() throws {
+            if let mac, mac.count != 6 { throw KernelError(operation: "VF \(vf) settings", errno: EINVAL, detail: "a MAC address is 6 bytes, not \(mac.count)") }
+        }
+    }
+
+    /// The RTM_SETLINK message `setVF` sends (for tests: the bytes on the wire).
+    public static func vfMessage(pfIndex: Int32, _ s: VFSettings, seq: UInt32 = 1) throws -> [UInt8] {
+        try s.validate()
+        var buf = [UInt8](repeating: 0, count: 8192)
+        var c = s.c
+        wf_clear_last_error()
+        let n = buf.withUnsafeMutableBytes { wf_vf_msg($0.baseAddress, $0.count, seq, pfIndex, &c) }
+        if n < 0 { throw Netlink.error(n, "build VF \(s.vf) settings") }
+        return Array(buf[0..<Int(n)])
+    }
+
+    public func setVF(pfIndex: Int32, _ s: VFSettings) throws {
+        try s.validate()
+        var c = s.c
+        wf_clear_last_error()
+        try check(wf_nl_vf_set(nl, pfIndex, &c), "set VF \(s.vf) of interface \(pfIndex)")
+    }
+
     public func addAddress(_ index: Int32, _ cidr: CIDR) throws {
         try check(cidr.address.withUnsafeBufferPointer { wf_nl_addr_add(nl, index, cidr.family, $0.baseAddress, $0.count, cidr.prefix) },
                   "add address \(cidr)")

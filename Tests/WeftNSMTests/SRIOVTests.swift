@@ -332,3 +332,58 @@ final class SRIOVTests: XCTestCase {
         XCTAssertThrowsError(try pool(statePath: state)) { XCTAssertTrue("\($0)".contains("not the SR-IOV pool's state")) }
     }
 }
+
+/// The PF's VF settings on the wire, byte for byte (as `ip link set PF vf N ...`
+/// sends them), and the kernel's own parser taking them: a veth is no PF, so
+/// the answer must be EOPNOTSUPP (the attributes passed the kernel's policy
+/// first: attributes shorter than the kernel's structs are refused before that).
+final class VFNetlinkTests: XCTestCase {
+    func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    func attr(_ type: UInt16, _ payload: [UInt8]) -> [UInt8] {
+        let len = 4 + payload.count
+        return le16(UInt16(len)) + le16(type) + payload + [UInt8](repeating: 0, count: (4 - len % 4) % 4)
+    }
+
+    func testTheMessageByteForByte() throws {
+        let mac: [UInt8] = [0x02, 0xfe, 0, 0, 0, 0x07]
+        let got = try Netlink.vfMessage(pfIndex: 9, .init(vf: 3, mac: mac, vlan: 100, spoofCheck: true, trust: false), seq: 77)
+        // IFLA_VF_MAC = 1 {u32 vf; u8 mac[32]}, IFLA_VF_VLAN = 2 {vf, vlan, qos}, IFLA_VF_SPOOFCHK = 4 {vf, setting},
+        // IFLA_VF_TRUST = 9 {vf, setting}; nested in IFLA_VF_INFO = 1 in IFLA_VFINFO_LIST = 22 (NLA_F_NESTED = 0x8000).
+        let inner = attr(1, le32(3) + mac + [UInt8](repeating: 0, count: 26))
+            + attr(2, le32(3) + le32(100) + le32(0))
+            + attr(4, le32(3) + le32(1))
+            + attr(9, le32(3) + le32(0))
+        let list = attr(0x8000 | 22, attr(0x8000 | 1, inner))
+        // ifinfomsg: family AF_UNSPEC, pad, type 0, index 9, flags 0, change 0.
+        let ifinfo: [UInt8] = [0, 0] + le16(0) + le32(9) + le32(0) + le32(0)
+        let body = ifinfo + list
+        // nlmsghdr: length, RTM_SETLINK = 19, NLM_F_REQUEST|NLM_F_ACK = 5, seq, pid 0.
+        let want = le32(UInt32(16 + body.count)) + le16(19) + le16(5) + le32(77) + le32(0) + body
+        XCTAssertEqual(got, want)
+        XCTAssertEqual(got.count, 120)
+    }
+
+    func testOnlyWhatIsAskedForIsSent() throws {
+        let got = try Netlink.vfMessage(pfIndex: 2, .init(vf: 0, vlan: 0), seq: 1)
+        let inner = attr(2, le32(0) + le32(0) + le32(0))
+        XCTAssertEqual(Array(got[32...]), attr(0x8000 | 22, attr(0x8000 | 1, inner)))
+        XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 2, .init(vf: 0, vlan: 4095))) { XCTAssertTrue("\($0)".contains("out of range"), "\($0)") }
+        XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 2, .init(vf: 0, mac: [1, 2, 3]))) { XCTAssertTrue("\($0)".contains("6 bytes")) }
+        XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 0, .init(vf: 0, vlan: 1)))
+    }
+
+    func testTheKernelParsesItAndAVethIsNoPF() throws {
+        let name = "wt\(String(UInt32.random(in: 0..<0xffff), radix: 16))vf"
+        _ = Process.launchedProcess(launchPath: "/usr/sbin/ip", arguments: ["link", "add", name, "type", "veth", "peer", "name", name + "p"])
+        usleep(200_000)
+        defer { _ = Process.launchedProcess(launchPath: "/usr/sbin/ip", arguments: ["link", "del", name]) }
+        let nl = try Netlink(netns: nil)
+        let index = try XCTUnwrap(try nl.index(of: name))
+        XCTAssertThrowsError(try nl.setVF(pfIndex: index, .init(vf: 0, mac: [2, 0, 0, 0, 0, 1], vlan: 10, spoofCheck: true, trust: true))) { e in
+            let k = e as? KernelError
+            XCTAssertEqual(k?.errno, EOPNOTSUPP, "\(e)")
+            XCTAssertTrue("\(e)".contains("takes no SR-IOV VF settings"), "\(e)")
+        }
+    }
+}

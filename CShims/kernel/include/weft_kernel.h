@@ -120,6 +120,26 @@ int wf_nl_rule(wf_nl_t *nl, int add, const struct wf_nl_rule *r);
  * netns) and its name; -ENOENT when ifindex is not a veth. */
 int wf_nl_veth_peer(const char *netns, int32_t ifindex, char *peer_ns, size_t peer_ns_len, char peer[16]);
 
+/*
+ * A PF's settings for one of its SR-IOV VFs, as `ip link set PF vf N mac M
+ * vlan V spoofchk on|off trust on|off` sets them: RTM_SETLINK on the PF with
+ * IFLA_VFINFO_LIST > IFLA_VF_INFO > IFLA_VF_MAC, IFLA_VF_VLAN,
+ * IFLA_VF_SPOOFCHK, IFLA_VF_TRUST (each only when asked for).
+ * wf_vf_msg builds the message (the bytes are tested) into buf; wf_nl_vf_set
+ * sends it for the PF `pf_index` and waits for the kernel's answer (a PF
+ * without SR-IOV: -EOPNOTSUPP, with wf_last_error saying so).
+ */
+struct wf_vf_settings {
+	uint32_t vf;       /* the VF number (the PF's virtfnN) */
+	uint8_t set_mac;   /* 1: mac below; all zeros clears it */
+	uint8_t mac[6];
+	int32_t vlan;      /* -1: unchanged; 0: none; 1..4094 */
+	int8_t spoofchk;   /* -1: unchanged; 0 off; 1 on */
+	int8_t trust;      /* -1: unchanged; 0 off; 1 on */
+};
+int wf_vf_msg(void *buf, size_t len, uint32_t seq, int32_t pf_index, const struct wf_vf_settings *s);
+int wf_nl_vf_set(wf_nl_t *nl, int32_t pf_index, const struct wf_vf_settings *s);
+
 /* ---- ethtool ---------------------------------------------------------------------- */
 
 /* TX checksum offload of a kernel interface in a namespace (NULL: weftd's):

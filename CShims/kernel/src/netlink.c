@@ -738,3 +738,59 @@ wf_nl_veth_peer(const char *netns, int32_t ifindex, char *peer_ns, size_t peer_n
 		snprintf(peer, 16, "%s", l.name);
 	return rc;
 }
+
+/* ---- SR-IOV: a VF's settings through its PF -------------------------------- */
+
+int
+wf_vf_msg(void *buf, size_t len, uint32_t seq, int32_t pf_index, const struct wf_vf_settings *s)
+{
+	if (s == NULL || len < MNL_SOCKET_BUFFER_SIZE || pf_index <= 0) {
+		wf_set_error("VF settings: bad arguments");
+		return -EINVAL;
+	}
+	if (s->vlan < -1 || s->vlan > 4094 || s->spoofchk < -1 || s->spoofchk > 1 || s->trust < -1 || s->trust > 1) {
+		wf_set_error("VF %u: VLAN %d, spoofchk %d, trust %d out of range", s->vf, s->vlan, s->spoofchk, s->trust);
+		return -EINVAL;
+	}
+	struct nlmsghdr *nlh = link_msg(buf, RTM_SETLINK, 0, pf_index);
+	nlh->nlmsg_seq = seq;
+	struct nlattr *list = mnl_attr_nest_start(nlh, IFLA_VFINFO_LIST);
+	struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_VF_INFO);
+	if (s->set_mac) {
+		struct ifla_vf_mac m;
+		memset(&m, 0, sizeof(m));
+		m.vf = s->vf;
+		memcpy(m.mac, s->mac, 6);
+		mnl_attr_put(nlh, IFLA_VF_MAC, sizeof(m), &m);
+	}
+	if (s->vlan >= 0) {
+		struct ifla_vf_vlan v = { .vf = s->vf, .vlan = (uint32_t)s->vlan, .qos = 0 };
+		mnl_attr_put(nlh, IFLA_VF_VLAN, sizeof(v), &v);
+	}
+	if (s->spoofchk >= 0) {
+		struct ifla_vf_spoofchk c = { .vf = s->vf, .setting = (uint32_t)s->spoofchk };
+		mnl_attr_put(nlh, IFLA_VF_SPOOFCHK, sizeof(c), &c);
+	}
+	if (s->trust >= 0) {
+		struct ifla_vf_trust t = { .vf = s->vf, .setting = (uint32_t)s->trust };
+		mnl_attr_put(nlh, IFLA_VF_TRUST, sizeof(t), &t);
+	}
+	mnl_attr_nest_end(nlh, info);
+	mnl_attr_nest_end(nlh, list);
+	return (int)nlh->nlmsg_len;
+}
+
+int
+wf_nl_vf_set(wf_nl_t *nl, int32_t pf_index, const struct wf_vf_settings *s)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	int rc = wf_vf_msg(buf, sizeof(buf), 0, pf_index, s);
+	if (rc < 0)
+		return rc;
+	rc = transact(nl, (struct nlmsghdr *)buf, NULL, NULL, "VF settings");
+	if (rc == -EOPNOTSUPP)
+		wf_set_error("interface %d takes no SR-IOV VF settings (not a PF: EOPNOTSUPP)", pf_index);
+	else if (rc < 0)
+		wf_set_error("VF %u settings on interface %d: %s", s->vf, pf_index, strerror(-rc));
+	return rc;
+}
