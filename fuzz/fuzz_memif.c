@@ -103,8 +103,15 @@ static struct {
 	unsigned n_held;
 } mz;
 
-/* The model's copy of the shared memory. */
-static uint8_t *mz_copy[MZ_MAX_REGIONS];
+/* The regions' memory: arenas of the largest size an input can ask for,
+ * allocated once (a fresh heap block per input costs page faults and zeroing
+ * of up to a megabyte); each input's region is the start of its arena, the
+ * rest poisoned for ASan. The model's copies likewise. */
+static uint8_t *mz_arena[MZ_MAX_REGIONS], *mz_copy[MZ_MAX_REGIONS];
+static uint64_t mz_arena_size[MZ_MAX_REGIONS];
+/* TX frames' bytes: a pattern, each frame from its own offset in it. */
+#define MZ_TX_MAX 9100
+static uint8_t mz_pattern[MZ_TX_MAX + 256];
 
 /* What the model expects of an RX burst. */
 #define MZ_FRAME_BYTES (WF_MEMIF_MAX_FRAME + 2048)
@@ -305,13 +312,12 @@ mz_tx(struct mz_rd *in)
 {
 	const unsigned n = 1 + mz_u8(in) % 6;
 	struct rte_mbuf *pkts[8];
-	static uint8_t data[6][9100];
+	const uint8_t *data[6];
 	uint32_t len[6];
 	for (unsigned i = 0; i < n; i++) {
-		len[i] = 1 + mz_u16(in) % 9100;
-		const uint32_t first = mz_u16(in) % 2049, seed = mz_u8(in);
-		for (uint32_t j = 0; j < len[i]; j++)
-			data[i][j] = (uint8_t)(seed + j * 31 + (j >> 8));
+		len[i] = 1 + mz_u16(in) % MZ_TX_MAX;
+		const uint32_t first = mz_u16(in) % 2049;
+		data[i] = mz_pattern + mz_u8(in);
 		pkts[i] = fz_frame(data[i], len[i], first);
 	}
 	/* The slots Weft may fill, as the peer left them. */
@@ -394,6 +400,17 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		mz_model.data[i] = malloc(MZ_FRAME_BYTES);
 		FZ_CHECK(mz_model.data[i] != NULL, "model buffers");
 	}
+	/* Region 0: both rings and, for a client, its buffers (or the peer's 4 x 65535 bytes). */
+	const uint64_t own = 2 * (uint64_t)(1u << MZ_MAX_LOG2) * 2048, peer = 4 * 65535u;
+	mz_arena_size[0] = 2 * memif_ring_bytes(MZ_MAX_LOG2) + (own > peer ? own : peer);
+	mz_arena_size[1] = mz_arena_size[2] = 1 + 65535u * 2;
+	for (unsigned i = 0; i < MZ_MAX_REGIONS; i++) {
+		mz_arena[i] = malloc(mz_arena_size[i]);
+		mz_copy[i] = malloc(mz_arena_size[i]);
+		FZ_CHECK(mz_arena[i] != NULL && mz_copy[i] != NULL, "regions");
+	}
+	for (unsigned j = 0; j < sizeof(mz_pattern); j++)
+		mz_pattern[j] = (uint8_t)(j * 31 + (j >> 8));
 	fz_pools_baseline();
 	return 0;
 }
@@ -421,10 +438,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (uint16_t i = 0; i < mz.n_regions; i++) {
 		const uint64_t sz = i == 0 ? r0 : 1 + mz_u16(&in) * 2u;
+		FZ_CHECK(sz <= mz_arena_size[i], "region %u: %" PRIu64 " bytes", i, sz);
 		mz.regions[i].size = sz;
-		mz.regions[i].base = malloc(sz);
-		mz_copy[i] = malloc(sz);
-		FZ_CHECK(mz.regions[i].base != NULL && mz_copy[i] != NULL, "regions");
+		mz.regions[i].base = mz_arena[i];
+		/* Only the region's own bytes are addressable: the rest of the arena is ASan's. */
+		ASAN_UNPOISON_MEMORY_REGION(mz_arena[i], sz);
+		ASAN_POISON_MEMORY_REGION(mz_arena[i] + sz, mz_arena_size[i] - sz);
 		memset(mz.regions[i].base, 0x5a + i, sz);
 	}
 	/* The rings as a connection starts them (memif_ctl.c): indices at `first`. */
@@ -530,9 +549,5 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FZ_CHECK(rte_mempool_in_use_count(mz_pool) == 0, "RX pool: %u mbufs in use after the input",
 		 rte_mempool_in_use_count(mz_pool));
 	fz_pools_check();
-	for (uint16_t i = 0; i < mz.n_regions; i++) {
-		free(mz.regions[i].base);
-		free(mz_copy[i]);
-	}
 	return 0;
 }
