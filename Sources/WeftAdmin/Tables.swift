@@ -39,11 +39,12 @@ public enum Render {
     }
 
     public static func crossConnects(_ list: [CrossConnectStatus]) -> String {
-        var t = TextTable(["NAME", "A", "B", "A->B PKTS", "A->B BYTES", "A->B DROPS", "B->A PKTS", "B->A BYTES", "B->A DROPS"])
+        var t = TextTable(["NAME", "A", "B", "A->B PKTS", "A->B BYTES", "A->B DROPS", "B->A PKTS", "B->A BYTES", "B->A DROPS",
+                           "SWITCHED BY"])
         for x in list {
             let c = x.counters
             t.add([x.name, x.a, x.b, String(c.aToB.packets), String(c.aToB.bytes), String(c.aToB.drops),
-                   String(c.bToA.packets), String(c.bToA.bytes), String(c.bToA.drops)])
+                   String(c.bToA.packets), String(c.bToA.bytes), String(c.bToA.drops), x.offload ?? "-"])
         }
         return t.render()
     }

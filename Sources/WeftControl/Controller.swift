@@ -452,6 +452,14 @@ public final class Controller {
                 throw ApplyError(message: "cross-connect '\(x.name)' names an interface that does not exist")
             }
             let slot = try dataplane.addCrossConnect(a.side, b.side)
+            // The NIC's rules when the sides allow; the software path is there meanwhile
+            // and stays when they do not (`required`: the cross-connect is refused).
+            do {
+                try dataplane.offload(slot, Dataplane.OffloadMode(rawValue: running.dataplane.offload.rawValue) ?? .auto)
+            } catch {
+                try? dataplane.deleteCrossConnect(slot)
+                throw error
+            }
             crossConnects[x.name] = RunningCrossConnect(config: x, slot: slot)
             stepLog("cross-connect \(x.name): \(x.a) <-> \(x.b)")
             return .removeCrossConnect(x.name)
@@ -622,7 +630,15 @@ public final class Controller {
     public func crossConnectStatus() -> [CrossConnectStatus] {
         return running.crossConnects.compactMap { x in
             guard let r = crossConnects[x.name] else { return nil }
-            return CrossConnectStatus(name: x.name, a: x.a, b: x.b, counters: dataplane.counters(r.slot))
+            var counters = dataplane.counters(r.slot)
+            let off = try? dataplane.offloadStatus(r.slot)
+            if let off, off.offloaded {
+                // What the NIC switched never reached a worker: its rules' counts add up with the software's.
+                counters.aToB.packets += off.packets[0]; counters.aToB.bytes += off.bytes[0]
+                counters.bToA.packets += off.packets[1]; counters.bToA.bytes += off.bytes[1]
+            }
+            return CrossConnectStatus(name: x.name, a: x.a, b: x.b, counters: counters,
+                                      offload: off.map { $0.offloaded ? "nic" : "software: " + $0.why })
         }
     }
 

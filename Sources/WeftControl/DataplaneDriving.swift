@@ -38,6 +38,8 @@ public protocol DataplaneDriving: AnyObject {
 
     // Connections
     func addCrossConnect(_ a: SideID, _ b: SideID) throws -> XCSlot
+    func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws
+    func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus
     func deleteCrossConnect(_ slot: XCSlot) throws
     func addReplication(ingress: SideID, members: [SideID], cloneMinBytes: UInt32) throws -> (Dataplane.P2MPID, [XCSlot])
     func addBridge(members: [(side: SideID, shg: UInt16)], settings: Dataplane.BridgeSettings) throws -> (Dataplane.P2MPID, [XCSlot])
@@ -83,4 +85,12 @@ extension DataplaneDriving {
 extension Dataplane: DataplaneDriving {
     public func publishStats() -> Dataplane.TableStats? { tableStats() }
     public var dropReasons: [(name: String, description: String, stage: String)] { DropReason.all }
+}
+
+/// Drivers without a NIC (the tests' fakes): nothing is ever offloaded.
+public extension DataplaneDriving {
+    func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws {}
+    func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus {
+        Dataplane.OffloadStatus(offloaded: false, why: "offload off", packets: [0, 0], bytes: [0, 0])
+    }
 }

@@ -515,6 +515,55 @@ public final class Dataplane {
         try check(wf_tunnel_del(dp, side.raw), "remove tunnel", "side \(side.raw)")
     }
 
+    /// NIC offload of a P2P cross-connect (rte_flow transfer rules; control/flow.c).
+    public enum OffloadMode: String, Codable, Sendable, CaseIterable {
+        case off, auto, required
+        var c: Int32 {
+            switch self {
+            case .off: return Int32(WF_OFFLOAD_OFF.rawValue)
+            case .auto: return Int32(WF_OFFLOAD_AUTO.rawValue)
+            case .required: return Int32(WF_OFFLOAD_REQUIRED.rawValue)
+            }
+        }
+    }
+
+    public struct OffloadStatus: Equatable, Sendable {
+        public var offloaded: Bool
+        /// Why not ("" when offloaded).
+        public var why: String
+        /// The rules' COUNT, A->B then B->A.
+        public var packets: [UInt64], bytes: [UInt64]
+        public init(offloaded: Bool, why: String, packets: [UInt64], bytes: [UInt64]) {
+            self.offloaded = offloaded; self.why = why; self.packets = packets; self.bytes = bytes
+        }
+    }
+
+    /// Offloads when the sides allow (`auto`: the software path otherwise, the reason
+    /// kept; `required`: an error with the reason); `off` removes any rules.
+    public func offload(_ slot: XCSlot, _ mode: OffloadMode) throws {
+        try check(wf_xc_offload(dp, slot.raw, mode.c), "offload cross-connect", "slot \(slot.raw)")
+    }
+
+    public func offloadStatus(_ slot: XCSlot) throws -> OffloadStatus {
+        var st = wf_offload_status()
+        try check(wf_xc_offload_status(dp, slot.raw, &st), "offload status", "slot \(slot.raw)")
+        let why = withUnsafeBytes(of: &st.why) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        return OffloadStatus(offloaded: st.offloaded != 0, why: why, packets: [st.packets.0, st.packets.1], bytes: [st.bytes.0, st.bytes.1])
+    }
+
+    /// The DPDK ethdev behind a port; nil for Weft's own drivers.
+    public func ethdev(_ port: PortID) -> UInt16? {
+        let rc = wf_port_ethdev(dp, port.raw)
+        return rc < 0 ? nil : UInt16(rc)
+    }
+
+    /// The rules the NIC would be given, one line per direction.
+    public func describeOffload(_ slot: XCSlot) throws -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        try check(wf_xc_offload_describe(dp, slot.raw, &buf, buf.count), "describe offload", "slot \(slot.raw)")
+        return String(cString: buf)
+    }
+
     public func deleteCrossConnect(_ slot: XCSlot) throws {
         try check(wf_xc_del(dp, slot.raw), "remove cross-connect", "slot \(slot.raw)")
     }

@@ -214,12 +214,16 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
     /// ARP/ND/ICMP frames per second each worker hands the control plane; more are
     /// dropped (`punt-rate`), so a flood at an uplink cannot starve forwarding. 0: no limit.
     public var puntRate: Int = 10000
+    /// P2P cross-connects switched by the NIC (rte_flow transfer rules on an eswitch):
+    /// auto (when both sides allow; software otherwise, the reason shown), off, or
+    /// required (a cross-connect that cannot be offloaded is refused).
+    public var offload: OffloadSetting = .auto
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case workers, burstSize = "burst_size", rxDescriptors = "rx_descriptors"
         case txDescriptors = "tx_descriptors", mbufs, mbufCache = "mbuf_cache"
         case maxCrossConnects = "max_cross_connects", idleSleepUs = "idle_sleep_us"
-        case queuesSleep = "queues_sleep", puntRate = "punt_rate"
+        case queuesSleep = "queues_sleep", puntRate = "punt_rate", offload
     }
     public init() {}
     /// The defaults, for whoever builds dataplane settings without a file.
@@ -236,7 +240,12 @@ public struct DataplaneConfig: Codable, Equatable, Sendable {
         idleSleepUs = try c.decodeIfPresent(Int.self, forKey: .idleSleepUs) ?? idleSleepUs
         queuesSleep = try c.decodeIfPresent(Bool.self, forKey: .queuesSleep) ?? queuesSleep
         puntRate = try c.decodeIfPresent(Int.self, forKey: .puntRate) ?? puntRate
+        offload = try c.decodeIfPresent(OffloadSetting.self, forKey: .offload) ?? offload
     }
+}
+
+public enum OffloadSetting: String, Codable, Sendable, CaseIterable {
+    case off, auto, required
 }
 
 public struct AdminConfig: Codable, Equatable, Sendable {

@@ -38,8 +38,10 @@ public struct CrossConnectStatus: Codable, Equatable, Sendable {
     public var a: String
     public var b: String
     public var counters: CrossConnectCounters
-    public init(name: String, a: String, b: String, counters: CrossConnectCounters) {
-        self.name = name; self.a = a; self.b = b; self.counters = counters
+    /// "nic" (rte_flow rules in) or "software: <why not>".
+    public var offload: String?
+    public init(name: String, a: String, b: String, counters: CrossConnectCounters, offload: String? = nil) {
+        self.name = name; self.a = a; self.b = b; self.counters = counters; self.offload = offload
     }
 }
 

@@ -109,7 +109,24 @@ final class FakeDataplane: DataplaneDriving {
     func deleteCrossConnect(_ slot: XCSlot) throws {
         try record(.delXC(slot.raw))
         liveXCs.remove(slot.raw)
+        offloaded[slot.raw] = nil
         publish()
+    }
+    /// Offload: what each cross-connect was asked; `nicCanOffload` false: the sides refuse.
+    var offloadModes: [UInt32: Dataplane.OffloadMode] = [:]
+    var offloaded: [UInt32: Bool] = [:]
+    var nicCanOffload = false
+    func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws {
+        offloadModes[slot.raw] = mode
+        offloaded[slot.raw] = mode != .off && nicCanOffload
+        if mode == .required && !nicCanOffload {
+            throw Refused(call: "offload required but not possible: no eswitch here")
+        }
+    }
+    func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus {
+        let on = offloaded[slot.raw] ?? false
+        return Dataplane.OffloadStatus(offloaded: on, why: on ? "" : (offloadModes[slot.raw] == .off ? "offload off" : "no eswitch here"),
+                                       packets: on ? [5, 7] : [0, 0], bytes: on ? [500, 700] : [0, 0])
     }
     func addReplication(ingress: SideID, members: [SideID], cloneMinBytes: UInt32) throws -> (Dataplane.P2MPID, [XCSlot]) {
         try record(.addP2MP); return (Dataplane.P2MPID(raw: 1), members.indices.map { XCSlot(UInt32(1000 + $0)) })

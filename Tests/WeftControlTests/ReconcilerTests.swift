@@ -22,6 +22,31 @@ final class ReconcilerTests: XCTestCase {
         return c
     }
 
+    /// dataplane.offload: each new cross-connect is offered to the NIC in the mode
+    /// the file says; `required` refused rolls the whole change back; the status
+    /// says where a connection is switched and adds the rules' counts.
+    func testOffloadModesAndStatus() throws {
+        _ = try ctl.apply(config(["a", "b"], [("ab", "a", "b")]))
+        XCTAssertEqual(fake.offloadModes, [0: .auto], "auto is the default")
+        XCTAssertEqual(ctl.crossConnectStatus().first?.offload, "software: no eswitch here")
+
+        var c = config(["a", "b", "c", "d"], [("ab", "a", "b"), ("cd", "c", "d")])
+        c.dataplane.offload = .required
+        let ctl2 = Controller(base: c, dataplane: fake, logger: Logger(label: "test"), state: nil)
+        fake.calls = []
+        XCTAssertThrowsError(try ctl2.apply(c)) { XCTAssertTrue("\($0)".contains("offload required but not possible"), "\($0)") }
+        XCTAssertTrue(ctl2.crossConnectStatus().isEmpty)
+        XCTAssertFalse(fake.calls.contains(.release) && fake.publishedXCs.contains(where: { $0 > 0 }), "\(fake.calls)")
+
+        fake.nicCanOffload = true
+        let ctl3 = Controller(base: c, dataplane: fake, logger: Logger(label: "test"), state: nil)
+        _ = try ctl3.apply(c)
+        let st = ctl3.crossConnectStatus()
+        XCTAssertEqual(st.map(\.offload), ["nic", "nic"])
+        XCTAssertEqual(st.first?.counters.aToB.packets, 5, "the rules' counts are added")
+        XCTAssertEqual(st.first?.counters.bToA.bytes, 700)
+    }
+
     /// One change is one held transaction: everything added, then one publish.
     func testAChangeIsOneHeldTransaction() throws {
         _ = try ctl.apply(config(["a", "b"], [("ab", "a", "b")]))

@@ -106,6 +106,12 @@ final class TrafficSystemTests: SystemTestCase {
         }
         let r = sh("ip netns exec \(ns1) ping -n -q -c 3 -i 0.2 -W 3 -s 3000 10.62.0.2")
         XCTAssertEqual(pingCounts(r.out)?.received, 3, r.out + r.err)
+        // Two DPDK ethdevs: offload (auto) was tried; the tap PMD has no eswitch, so the
+        // connection is switched in software, which is what carried the traffic above.
+        let x = try XCTUnwrap(try w.crossConnects().first)
+        XCTAssertTrue(x.offload?.hasPrefix("software: ") == true, "\(x.offload ?? "nil")")
+        XCTAssertFalse(x.offload?.contains("Weft's own driver") ?? true, "tap ports are ethdevs: \(x.offload ?? "nil")")
+        print("tap cross-connect offload: \(x.offload ?? "nil")")
     }
 
     /// Only what arrives from the pod is forwarded: a frame the host itself sends

@@ -446,6 +446,32 @@ int wf_xc_add(wf_dataplane_t *dp, uint32_t a, uint32_t b, uint32_t *slot);
 /* [C] */
 int wf_xc_del(wf_dataplane_t *dp, uint32_t slot);
 
+/* ---- NIC offload of a P2P cross-connect (control/flow.c) ----
+ * rte_flow transfer rules on an eswitch (representors, VLAN push/pop, VXLAN
+ * encap/decap, COUNT), one per direction. The software path stays: with
+ * `auto` a connection whose sides cannot be offloaded (not DPDK ethdevs, no
+ * common transfer proxy, an unresolved next hop, the PMD refuses) forwards
+ * in software and the reason is kept; `required` then fails (-EOPNOTSUPP)
+ * with the reason; `off` removes any rules. Removing the cross-connect
+ * removes its rules. Untested on an eswitch (none here). */
+enum wf_offload_mode { WF_OFFLOAD_OFF = 0, WF_OFFLOAD_AUTO = 1, WF_OFFLOAD_REQUIRED = 2 };
+#define WF_OFFLOAD_WHY 160
+struct wf_offload_status {
+	uint8_t offloaded;
+	char why[WF_OFFLOAD_WHY];  /* why not ("" when offloaded) */
+	uint64_t packets[2], bytes[2]; /* the rules' COUNT: A->B, B->A */
+};
+/* [C] */
+int wf_xc_offload(wf_dataplane_t *dp, uint32_t slot, int mode);
+/* [C] */
+int wf_xc_offload_status(wf_dataplane_t *dp, uint32_t slot, struct wf_offload_status *st);
+/* The rules as text, one line per direction (what the NIC would be given). [C] */
+int wf_xc_offload_describe(wf_dataplane_t *dp, uint32_t slot, char *buf, size_t len);
+/* [C] */
+void wf_xc_offload_remove(wf_dataplane_t *dp, uint32_t slot);
+/* The DPDK ethdev behind a port: its id, or -ENODEV (Weft's own drivers). [C] */
+int wf_port_ethdev(wf_dataplane_t *dp, uint16_t port);
+
 /* ---- Point-to-multipoint ---------------------------------------------------- */
 
 struct wf_p2mp_member {

@@ -442,6 +442,7 @@ struct wf_dataplane {
 	struct wf_port_ctl ports[WF_MAX_PORTS];
 	struct wf_xc_ctl *xcs; /* [max_xconnects] */
 	struct wf_tunnel_ctl *tunnels; /* [max_xconnects] */
+	struct wf_offload *offload;    /* [max_xconnects], control/flow.c; NULL until first used */
 	struct wf_p2mp_ctl p2mp[WF_MAX_P2MP];
 	uint32_t n_tunnels_on[WF_MAX_PORTS]; /* tunnels carried per uplink port */
 	uint32_t n_vlans_on[WF_MAX_PORTS];   /* of those, VLANs (the uplink classifies by VLAN id) */

@@ -85,6 +85,8 @@ wf_xc_del(wf_dataplane_t *dp, uint32_t slot)
 	struct wf_xc_ctl *x = &dp->xcs[slot];
 	if (!x->used || x->p2mp)
 		return -ENOENT;
+	/* The NIC's rules first: the software path takes the frames until it goes too. */
+	wf_xc_offload_remove(dp, slot);
 	x->used = false;
 	wf_dirty_side(dp, x->a);
 	wf_dirty_side(dp, x->b);

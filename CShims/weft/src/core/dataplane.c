@@ -235,6 +235,7 @@ wf_dp_destroy(wf_dataplane_t *dp)
 	wf_table_fini(dp);
 	free(dp->xcs);
 	free(dp->tunnels);
+	free(dp->offload);
 	free(dp->vxk);
 	rte_free(dp->qs);
 	rte_mempool_free(dp->pool);
