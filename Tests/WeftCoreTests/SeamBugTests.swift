@@ -150,4 +150,62 @@ final class SeamBugTests: XCTestCase {
         m.secret = "hunter2"
         XCTAssertThrowsError(try dp.attachMemif(m)) { e in XCTAssertFalse("\(e)".contains("hunter2"), "\(e)") }
     }
+    /// A kernel interface whose link comes up between the attach's reading of it and
+    /// its registration for link events (the event is handled then and finds no
+    /// interface) is up once attached. Before the fix it stayed down for good, and
+    /// everything towards it was dropped as link-down: an NSM connection's pod side
+    /// (NSMChaosSystemTests, seed 1 step 3: 6 echoes in, 6 replies dropped).
+    func testALinkThatComesUpDuringAttachIsSeenUp() throws {
+        let dp = try StageEAL.dataplane()
+        defer { wf_test_kif_before_watch = nil; dp.destroy() }
+        let tag = String(UInt32.random(in: 0..<0xffffff), radix: 16)
+        let a = "wt\(tag)a", b = "wt\(tag)b", c = "wt\(tag)c", d = "wt\(tag)d"
+        func ip(_ args: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            p.arguments = args.split(separator: " ").map(String.init)
+            try? p.run()
+            p.waitUntilExit()
+        }
+        // a's peer b stays down (no carrier on a); c/d: an interface already watched in
+        // this namespace, so that the link monitor exists, as in a running weftd.
+        ip("link add \(a) type veth peer name \(b)")
+        ip("link add \(c) type veth peer name \(d)")
+        defer { ip("link del \(a)"); ip("link del \(c)") }
+        ip("link set \(a) up")
+        ip("link set \(c) up")
+        ip("link set \(d) up")
+        _ = try dp.attachKernel(ifname: c, backend: .afPacket)
+
+        LinkRace.dp = dp
+        LinkRace.peer = b
+        LinkRace.watched = a
+        wf_test_kif_before_watch = { _ in
+            // The peer comes up; the events thread (this call, in a stage test) handles
+            // the event before `a` is registered.
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            p.arguments = ["link", "set", LinkRace.peer, "up"]
+            try? p.run()
+            p.waitUntilExit()
+            for _ in 0..<200 {
+                let s = (try? String(contentsOfFile: "/sys/class/net/\(LinkRace.watched)/operstate", encoding: .utf8)) ?? ""
+                if s.hasPrefix("up") { break }
+                usleep(10_000)
+            }
+            for _ in 0..<5 { _ = LinkRace.dp?.serviceEvents(timeoutMs: 20) }
+        }
+        let port = try dp.attachKernel(ifname: a, backend: .afPacket)
+        wf_test_kif_before_watch = nil
+        LinkRace.dp = nil
+        for _ in 0..<10 { _ = dp.serviceEvents(timeoutMs: 10); dp.pollLinks() }
+        XCTAssertTrue(try dp.info(port).linkUp, "\(a): its link came up during the attach and is still seen down")
+    }
+}
+
+/// The hook's context (a C function pointer captures nothing).
+enum LinkRace {
+    static var dp: Dataplane?
+    static var peer = ""
+    static var watched = ""
 }

@@ -38,6 +38,12 @@ int wf_underlay_service(wf_dataplane_t *dp);
  * publish that needs it must fail whole); -1 turns it off. */
 void wf_test_fail_table_alloc(int n);
 
+/* Called when a kernel interface (af_packet, af_xdp) is attached, after its
+ * link state was read and before it is registered for link events: a stage
+ * test changes the link there. NULL: nothing. */
+extern void (*wf_test_kif_before_watch)(void *arg);
+extern void *wf_test_kif_before_watch_arg;
+
 /* ---- Test ports ---------------------------------------------------------------- */
 
 /* Inject one frame into the port's RX ring. */

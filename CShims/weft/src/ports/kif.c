@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "wf_internal.h"
+#include "weft_test.h"
 
 /* Link monitor of one network namespace. */
 struct wf_nlmon {
@@ -156,9 +157,14 @@ wf_nlmon_open_cb(void *arg)
 	return 0;
 }
 
+void (*wf_test_kif_before_watch)(void *arg);
+void *wf_test_kif_before_watch_arg;
+
 int
 wf_kif_watch(struct wf_dataplane *dp, struct wf_kif *k)
 {
+	if (wf_test_kif_before_watch != NULL)
+		wf_test_kif_before_watch(wf_test_kif_before_watch_arg);
 	wf_ev_lock(dp);
 	struct wf_nlmon *mon = dp->nlmon;
 	while (mon != NULL && !(mon->ns_dev == k->ns_dev && mon->ns_ino == k->ns_ino))
@@ -200,6 +206,19 @@ wf_kif_watch(struct wf_dataplane *dp, struct wf_kif *k)
 		mon->cap = cap;
 	}
 	mon->kifs[mon->n++] = k;
+	/*
+	 * The link state read at lookup can be older than this registration: an
+	 * event handled since (or sent before this namespace had a monitor) found
+	 * no interface to apply to, and a veth's carrier comes up on its own time
+	 * after both ends are set up. Lost, it left an NSM connection's pod side
+	 * "down" for good: everything towards the pod dropped as link-down
+	 * (NSMChaosSystemTests, seed 1 step 3). Read it again now that every later
+	 * event finds the interface (the events lock is held: none is handled
+	 * between this read and the registration).
+	 */
+	struct wf_kif now = *k;
+	if (wf_kif_lookup(&now, k->ifname, k->netns[0] ? k->netns : NULL) == 0)
+		__atomic_store_n(&k->link, now.link, __ATOMIC_RELAXED);
 out:
 	wf_ev_unlock(dp);
 	return rc;
