@@ -68,6 +68,7 @@ fz_fail(const char *fmt, ...)
  * freed) is then reported where it happens.
  */
 static struct rte_mempool_ops fz_ops;
+static uint64_t fz_dequeue_failures;
 static const struct rte_mempool_ops *fz_ring_ops;
 static bool fz_poison_free = true;
 
@@ -94,6 +95,8 @@ static int
 fz_ops_dequeue(struct rte_mempool *mp, void **objs, unsigned n)
 {
 	int rc = fz_ring_ops->dequeue(mp, objs, n);
+	if (rc != 0)
+		fz_dequeue_failures++; /* a pool ran dry (fuzz_memif's model does not follow the pool) */
 	for (unsigned i = 0; rc == 0 && i < n; i++) {
 		void *b;
 		size_t l;

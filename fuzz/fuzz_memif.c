@@ -10,8 +10,8 @@
  * Weft's own buffers (RX ring's, then TX ring's). When Weft is the server the
  * peer's regions (0, and 1 and 2 when the input asks) hold whatever its
  * descriptors point at: anywhere, the rings themselves included. Every
- * region is a heap block of exactly its size: a read or write outside it is
- * ASan's to report.
+ * region is the start of an arena allocated once, the rest of it poisoned: a
+ * read or write outside the region is ASan's to report.
  *
  * Input: a mode byte (bit 0: Weft is the client; bit 1: IP mode), the ring
  * size (log2, 1..8), the first index (u16: rings start anywhere, to wrap),
@@ -35,7 +35,9 @@
  *    the fault the model expects and counts one peer-bad-desc drop; after a
  *    fault nothing more is read. A burst that ran out of mbufs is checked
  *    for its frames' integrity only (the model does not follow the pool).
- *  - TX: a refused frame publishes nothing; the producer index moves by the
+ *  - TX: as many frames taken as the ring's free slots and their rooms allow,
+ *    the fault a broken rule must set (index jump, a descriptor outside its
+ *    region); a refused frame publishes nothing; the producer index moves by the
  *    descriptors used; each accepted frame is in the ring whole (lengths,
  *    NEXT flags, bytes) when the buffers it went into do not overlap each
  *    other or the rings (a peer may make them overlap: then only the index
@@ -241,10 +243,13 @@ mz_rx(uint16_t asked)
 	mz_model_rx(asked);
 	struct wf_if_counters before = mz.ic;
 	const uint16_t last_before = mz.rx.last;
+	const uint64_t failures_before = fz_dequeue_failures;
 	struct rte_mbuf *pkts[WF_MAX_BURST];
 	const uint16_t k = wf_memif_rx(&mz.rxq, pkts, asked);
 	FZ_CHECK(k <= asked, "RX returned %u frames for %u asked", k, asked);
 	const uint64_t no_mbuf = mz.ic.drops[WF_DROP_NO_MBUF] - before.drops[WF_DROP_NO_MBUF];
+	/* The pool ran dry (a frame dropped, or a chain left for later): the model does not follow the pool. */
+	const bool dry = no_mbuf > 0 || fz_dequeue_failures != failures_before;
 	for (uint16_t i = 0; i < k; i++) {
 		const char *why = NULL;
 		FZ_CHECK(rte_mbuf_check(pkts[i], 1, &why) == 0, "RX frame %u: %s", i, why);
@@ -252,7 +257,12 @@ mz_rx(uint16_t asked)
 		FZ_CHECK(mz.ip || pkts[i]->pkt_len >= RTE_ETHER_HDR_LEN, "a runt of %u bytes returned", pkts[i]->pkt_len);
 		FZ_CHECK(pkts[i]->port == mz.rxq.b.port, "RX frame on port %u", pkts[i]->port);
 	}
-	if (no_mbuf == 0) {
+	/* Dry or not, the consumer never passes where the model stops (a chain not yet
+	 * whole, a broken rule): half a chain consumed makes its rest a frame of its own. */
+	FZ_CHECK((uint16_t)(mz.rx.last - last_before) <= (uint16_t)(mz_model.last - last_before),
+		 "consumer moved %u slots, past the model's %u", (uint16_t)(mz.rx.last - last_before),
+		 (uint16_t)(mz_model.last - last_before));
+	if (!dry) {
 		FZ_CHECK(mz.rxq.fault == mz_model.fault, "fault %u, the model's %u", mz.rxq.fault, mz_model.fault);
 		FZ_CHECK(mz.rx.last == mz_model.last, "consumer at %u, the model's at %u", mz.rx.last, mz_model.last);
 		FZ_CHECK(k == mz_model.n, "RX returned %u frames, the model %u", k, mz_model.n);
@@ -327,7 +337,8 @@ mz_tx(struct mz_rd *in)
 				  : (uint16_t)(mz.tx_ring->head - start);
 	bool distinct = true;
 	const uint32_t rings = (uint32_t)(2 * memif_ring_bytes(mz.log2));
-	if (room > mz.size)
+	const bool jump = room > mz.size;
+	if (jump)
 		room = 0;
 	struct { uint8_t *p; uint32_t cap; } buf[1 << MZ_MAX_LOG2];
 	for (uint16_t i = 0; i < room; i++) {
@@ -340,8 +351,37 @@ mz_tx(struct mz_rd *in)
 			if (buf[j].p != NULL && mz_overlap(buf[i].p, buf[i].cap, buf[j].p, buf[j].cap))
 				distinct = false;
 	}
+	/* What the ring lets through: frames whole and in order, each into as many
+	 * slots as its bytes need (each slot's room as the peer left it), up to the
+	 * first slot the peer made invalid (a fault) or the last free one (full). */
+	uint32_t want_fault = jump ? WF_MEMIF_BAD_INDEX : WF_MEMIF_OK;
+	unsigned want_k = 0;
+	for (uint16_t sl = 0; !jump && want_k < n;) {
+		uint32_t left = len[want_k];
+		bool ok = true;
+		while (left > 0) {
+			if (sl == room) {
+				ok = false;
+				break;
+			}
+			if (buf[sl].p == NULL) {
+				want_fault = WF_MEMIF_BAD_DESC;
+				ok = false;
+				break;
+			}
+			left -= left < buf[sl].cap ? left : buf[sl].cap;
+			sl++;
+		}
+		if (!ok)
+			break;
+		want_k++;
+	}
 	const uint32_t fault_before = mz.txq.fault;
 	const uint16_t k = wf_memif_tx(&mz.txq, pkts, (uint16_t)n);
+	if (fault_before == WF_MEMIF_OK && distinct) {
+		FZ_CHECK(k == want_k, "TX took %u frames, the ring had room for %u", k, want_k);
+		FZ_CHECK(mz.txq.fault == want_fault, "TX fault %u, expected %u", mz.txq.fault, want_fault);
+	}
 	FZ_CHECK(k <= n, "TX took %u of %u", k, n);
 	for (unsigned i = k; i < n; i++)
 		rte_pktmbuf_free(pkts[i]);

@@ -114,14 +114,26 @@ wf_memif_rx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 				break;
 			}
 			if (len > 0 && unlikely(wf_memif_copy_in(m, q->pool, src, len) != 0)) {
-				/* Pool exhausted mid-frame: drop this frame, keep the ring moving. */
-				wf_rxq_drop(&q->b, WF_DROP_NO_MBUF, total);
+				/* Pool exhausted mid-frame: the frame is dropped whole once all of
+				 * it is in the ring. A chain whose end is not published yet stays
+				 * for a later poll: consuming half of it made its rest look like a
+				 * frame of its own (found by review of fuzz_memif's model). */
 				rte_pktmbuf_free(m);
 				m = NULL;
-				while (used < avail && (ring->desc[(uint16_t)(cur + used - 1) & r->mask].flags &
-							MEMIF_DESC_FLAG_NEXT))
-					used++;
-				complete = true;
+				uint16_t u = used, fl = flags;
+				while ((fl & MEMIF_DESC_FLAG_NEXT) && u < avail) {
+					if (u >= WF_MEMIF_MAX_CHAIN) {
+						bad = true;
+						break;
+					}
+					fl = ring->desc[(uint16_t)(cur + u) & r->mask].flags;
+					u++;
+				}
+				used = bad ? (uint16_t)(WF_MEMIF_MAX_CHAIN + 1) : u;
+				if (!bad && !(fl & MEMIF_DESC_FLAG_NEXT)) {
+					wf_rxq_drop(&q->b, WF_DROP_NO_MBUF, total);
+					complete = true;
+				}
 				break;
 			}
 			if (!(flags & MEMIF_DESC_FLAG_NEXT)) {
