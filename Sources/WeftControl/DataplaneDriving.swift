@@ -89,8 +89,14 @@ extension Dataplane: DataplaneDriving {
 
 /// Drivers without a NIC (the tests' fakes): nothing is ever offloaded.
 public extension DataplaneDriving {
-    func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws {}
+    func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws {
+        if mode == .required { throw OffloadRefused(description: "offload required but not possible: this dataplane has no NIC") }
+    }
     func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus {
         Dataplane.OffloadStatus(offloaded: false, why: "offload off", packets: [0, 0], bytes: [0, 0])
     }
+}
+
+struct OffloadRefused: Error, CustomStringConvertible {
+    var description: String
 }

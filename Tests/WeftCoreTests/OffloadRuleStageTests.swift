@@ -72,11 +72,16 @@ final class OffloadRuleStageTests: XCTestCase {
         try dp.addStaticNeighbour(up, ip: IPAddress.parse("10.0.0.2")!, mac: peerMAC)
         try dp.addStaticNeighbour(up, ip: IPAddress.parse("fd00::2")!, mac: peerMAC)
         XCTAssertEqual(try dp.describeOffload(x4), """
-            A->B: transfer=1 pattern: represented_port(\(ep)) eth actions: vxlan_encap(eth(\(upMAC)>02:00:00:00:00:02,type=0x0800) ipv4(10.0.0.1>10.0.0.2,ttl=64,proto=17) udp(dst=4789) vxlan(flags=0x08,vni=100)) represented_port(\(eu)) count
+            A->B: transfer=1 pattern: represented_port(\(ep)) eth actions: vxlan_encap(eth(\(upMAC)>02:00:00:00:00:02,type=0x0800) ipv4(10.0.0.1>10.0.0.2,ver=4,ttl=64,proto=17) udp(dst=4789) vxlan(flags=0x08,vni=100)) represented_port(\(eu)) count
             B->A: transfer=1 pattern: represented_port(\(eu)) eth ipv4(src=10.0.0.2,dst=10.0.0.1) udp(dst=4789) vxlan(vni=100) actions: vxlan_decap represented_port(\(ep)) count
             """)
+        // Encap rules are built but not offered yet: a change of the next hop's MAC would not follow.
+        try dp.offload(x4, .auto)
+        let why4 = try dp.offloadStatus(x4).why
+        XCTAssertTrue(why4.contains("VXLAN encap is not offloaded yet"), why4)
+        XCTAssertThrowsError(try dp.offload(x4, .required))
         XCTAssertEqual(try dp.describeOffload(x6), """
-            A->B: transfer=1 pattern: represented_port(\(ep6)) eth actions: vxlan_encap(eth(\(upMAC)>02:00:00:00:00:02,type=0x86dd) ipv6(fd00:0:0:0:0:0:0:1>fd00:0:0:0:0:0:0:2,hlim=64,proto=17) udp(dst=8472) vxlan(flags=0x08,vni=703710)) represented_port(\(eu)) count
+            A->B: transfer=1 pattern: represented_port(\(ep6)) eth actions: vxlan_encap(eth(\(upMAC)>02:00:00:00:00:02,type=0x86dd) ipv6(fd00:0:0:0:0:0:0:1>fd00:0:0:0:0:0:0:2,ver=6,hlim=64,proto=17) udp(dst=8472) vxlan(flags=0x08,vni=703710)) represented_port(\(eu)) count
             B->A: transfer=1 pattern: represented_port(\(eu)) eth ipv6(src=fd00:0:0:0:0:0:0:2,dst=fd00:0:0:0:0:0:0:1) udp(dst=8472) vxlan(vni=703710) actions: vxlan_decap represented_port(\(ep6)) count
             """)
     }
