@@ -107,8 +107,12 @@ public struct PCISysfs: Sendable {
         let bindError: Error?
         do { try writer.write(drivers + "/" + driver + "/bind", addr); bindError = nil } catch { bindError = error }
         guard self.driver(addr) == driver else {
-            throw Failure(description: "could not bind \(addr) to \(driver) (bound to \(self.driver(addr) ?? "no driver"))"
+            let failure = Failure(description: "could not bind \(addr) to \(driver) (bound to \(self.driver(addr) ?? "no driver"))"
                 + (bindError.map { ": \($0)" } ?? ""))
+            // Back as it was: no override, the driver it had (best effort).
+            try? writer.write(device(addr) + "/driver_override", "\n")
+            if let now, self.driver(addr) == nil { try? writer.write(drivers + "/" + now + "/bind", addr) }
+            throw failure
         }
     }
 

@@ -68,7 +68,10 @@ public final class SRIOVPool {
                 found = found.filter { listed.contains($0.address) }
             }
             pfs[pf.address] = PF(config: pf, free: found.count)
-            for v in found { vfs[v.address] = VF(vf: v, token: nil) }
+            for var v in found {
+                v.pf = pf.address // the configuration's spelling: the key every lookup uses
+                vfs[v.address] = VF(vf: v, token: nil)
+            }
         }
         try restore()
     }
@@ -100,7 +103,15 @@ public final class SRIOVPool {
         if let a = held[token], let v = vfs[a] {
             if let g = v.vf.iommuGroup, groups[g] == driver { return v.vf }
             if v.vf.iommuGroup == nil, driver == .kernel { return v.vf }
+            // Another driver: the VF goes back and a new one is picked, or, when none
+            // can be, the token keeps the one it had.
+            let saved = (vfs, pfs, groups, held)
             free(a)
+            do { return try select(token: token, driver: driver) } catch {
+                (vfs, pfs, groups, held) = saved
+                save()
+                throw error
+            }
         }
         guard let name = tokens[token] else { throw Failure(description: "unknown SR-IOV token \(token)") }
         let candidates = vfs.values.filter { v in

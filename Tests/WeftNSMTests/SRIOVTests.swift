@@ -211,6 +211,10 @@ final class SRIOVTests: XCTestCase {
         XCTAssertThrowsError(try s.bind("0000:01:02.0", to: "vfio-pci")) { e in
             XCTAssertTrue("\(e)".contains("could not bind 0000:01:02.0 to vfio-pci (bound to no driver)"), "\(e)")
         }
+        // ...and the device is given back as it was: the override cleared, its driver again.
+        XCTAssertEqual(s.driver("0000:01:02.0"), "iavf")
+        XCTAssertEqual(fake.writes.suffix(2), ["/bus/pci/devices/0000:01:02.0/driver_override <- \n",
+                                                "/bus/pci/drivers/iavf/bind <- 0000:01:02.0"])
         // A driver that is not loaded, a device that does not exist: nothing written.
         fake.writes = []
         XCTAssertThrowsError(try s.bind("0000:01:02.0", to: "igb_uio")) { XCTAssertTrue("\($0)".contains("driver igb_uio is not loaded")) }
@@ -278,6 +282,20 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(p.freeCount(pf: "0000:01:00.0"), 2)
         p.free(vf.address) // twice: nothing more
         XCTAssertEqual(p.freeCount(pf: "0000:01:00.0"), 2)
+    }
+
+    /// Another driver for a token whose VF cannot be replaced: it keeps the VF it had.
+    func testAFailedReselectKeepsTheVF() throws {
+        let p = try pool()
+        let t = try p.newToken(name: "d/intel"), u = try p.newToken(name: "d/intel")
+        let a0 = try p.select(token: t, driver: .kernel), a1 = try p.select(token: u, driver: .kernel)
+        XCTAssertEqual([a0.address, a1.address], ["0000:01:02.0", "0000:01:02.1"])
+        // vfio for t: group 10 is the kernel's while u holds a1, and A has nothing else.
+        XCTAssertThrowsError(try p.select(token: t, driver: .vfio)) { XCTAssertTrue("\($0)".contains("no free VF"), "\($0)") }
+        XCTAssertEqual(p.holder(of: a0.address), t)
+        XCTAssertEqual(p.groupState(10), .kernel)
+        XCTAssertEqual(p.freeCount(pf: "0000:01:00.0"), 0)
+        XCTAssertEqual(try p.select(token: t, driver: .kernel), a0)
     }
 
     func testRefusals() throws {
@@ -371,6 +389,7 @@ final class VFNetlinkTests: XCTestCase {
         XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 2, .init(vf: 0, vlan: 4095))) { XCTAssertTrue("\($0)".contains("out of range"), "\($0)") }
         XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 2, .init(vf: 0, mac: [1, 2, 3]))) { XCTAssertTrue("\($0)".contains("6 bytes")) }
         XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 0, .init(vf: 0, vlan: 1)))
+        XCTAssertThrowsError(try Netlink.vfMessage(pfIndex: 2, .init(vf: 0))) { XCTAssertTrue("\($0)".contains("no setting asked for"), "\($0)") }
     }
 
     func testTheKernelParsesItAndAVethIsNoPF() throws {

@@ -748,6 +748,10 @@ wf_vf_msg(void *buf, size_t len, uint32_t seq, int32_t pf_index, const struct wf
 		wf_set_error("VF settings: bad arguments");
 		return -EINVAL;
 	}
+	if (!s->set_mac && s->vlan < 0 && s->spoofchk < 0 && s->trust < 0) {
+		wf_set_error("VF %u: no setting asked for", s->vf);
+		return -EINVAL;
+	}
 	if (s->vlan < -1 || s->vlan > 4094 || s->spoofchk < -1 || s->spoofchk > 1 || s->trust < -1 || s->trust > 1) {
 		wf_set_error("VF %u: VLAN %d, spoofchk %d, trust %d out of range", s->vf, s->vlan, s->spoofchk, s->trust);
 		return -EINVAL;
