@@ -120,6 +120,7 @@ static uint8_t mz_pattern[MZ_TX_MAX + 256];
 static struct {
 	uint16_t n, last;
 	uint32_t fault, runts, bad;
+	bool unfinished; /* the model stopped at a chain whose end is not published yet */
 	uint32_t len[WF_MAX_BURST];
 	uint8_t *data[WF_MAX_BURST];
 } mz_model;
@@ -153,7 +154,7 @@ mz_model_rx(uint16_t asked)
 		memcpy(mz_copy[i], mz.regions[i].base, mz.regions[i].size);
 	struct wf_memif_ring *r = &mz.rx;
 	struct memif_ring *ring = (struct memif_ring *)mz_translate((const uint8_t *)r->ring);
-	mz_model.n = 0, mz_model.fault = WF_MEMIF_OK, mz_model.runts = 0, mz_model.bad = 0;
+	mz_model.n = 0, mz_model.fault = WF_MEMIF_OK, mz_model.runts = 0, mz_model.bad = 0, mz_model.unfinished = false;
 	uint16_t cur = r->last;
 	mz_model.last = cur;
 	if (mz.rxq.fault != WF_MEMIF_OK) {
@@ -218,6 +219,8 @@ mz_model_rx(uint16_t asked)
 			if (used == mz.size) {
 				mz_model.fault = WF_MEMIF_BAD_CHAIN;
 				mz_model.bad = 1;
+			} else {
+				mz_model.unfinished = true;
 			}
 			break;
 		}
@@ -257,9 +260,12 @@ mz_rx(uint16_t asked)
 		FZ_CHECK(mz.ip || pkts[i]->pkt_len >= RTE_ETHER_HDR_LEN, "a runt of %u bytes returned", pkts[i]->pkt_len);
 		FZ_CHECK(pkts[i]->port == mz.rxq.b.port, "RX frame on port %u", pkts[i]->port);
 	}
-	/* Dry or not, the consumer never passes where the model stops (a chain not yet
-	 * whole, a broken rule): half a chain consumed makes its rest a frame of its own. */
-	FZ_CHECK((uint16_t)(mz.rx.last - last_before) <= (uint16_t)(mz_model.last - last_before),
+	/* Dry or not, the consumer never passes a chain that is not whole yet: half a
+	 * chain consumed makes its rest a frame of its own. (A frame dropped for want of
+	 * mbufs is skipped without reading its descriptors' regions, so a dry burst may
+	 * pass a descriptor the model stopped at as broken.) */
+	if (mz_model.unfinished || !dry)
+		FZ_CHECK((uint16_t)(mz.rx.last - last_before) <= (uint16_t)(mz_model.last - last_before),
 		 "consumer moved %u slots, past the model's %u", (uint16_t)(mz.rx.last - last_before),
 		 (uint16_t)(mz_model.last - last_before));
 	if (!dry) {

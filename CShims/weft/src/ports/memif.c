@@ -269,8 +269,11 @@ wf_memif_tx(void *arg, struct rte_mbuf **pkts, uint16_t n)
 				break;
 			}
 			uint32_t put = 0;
-			if (likely(seg == m && m->nb_segs == 1 && m->data_len <= cap)) {
-				/* The usual frame: one mbuf into one buffer. */
+			if (likely(seg == m && seg_off == 0 && m->nb_segs == 1 && m->data_len <= cap)) {
+				/* The usual frame: one mbuf into one buffer. Only as the frame's
+				 * first buffer: after a smaller one took its start, the rest is
+				 * copied from where that left off (fuzz_memif: a 1,400-byte frame
+				 * sent as 4 + 1,400 bytes, its start twice). */
 				rte_memcpy(dst, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len);
 				put = m->data_len;
 				seg = NULL;
