@@ -844,14 +844,27 @@ final class ChaosRun {
     }
 
     func check(_ when: String) async throws {
-        // The expiring: surely there, in doubt, or (past the grace) gone from the model.
-        let now = Date()
+        // The expiring: gone from the model past the grace (as of now, before anything is
+        // read); surely there only when they cannot have expired before the last reading
+        // (a check took 9 s once under load: seed 20261130 step 497).
+        let t0 = Date()
         live.removeAll { c in
-            guard let e = c.expiresAt, now > e.addingTimeInterval(Self.expiryGraceAfter) else { return false }
+            guard let e = c.expiresAt, t0 > e.addingTimeInterval(Self.expiryGraceAfter) else { return false }
             note("  expired \(c.description)")
             return true
         }
-        let doubt = live.filter { $0.expiresAt.map { now > $0.addingTimeInterval(-Self.expiryMarginBefore) } ?? false }
+
+        // Weft: interfaces and cross-connects; the kernel: root, the client pods, the
+        // endpoint pod, in one go. Read first, judged below.
+        let itfs = Set(try n.weftd.interfaces().map(\.name).filter { $0.hasPrefix("nsm-") })
+        let xcs = try n.weftd.crossConnects()
+        var script = "echo '@@root'; ip -o link show\n"
+        for p in pods + [n.nse] {
+            script += "echo '@@link \(p)'; ip -n \(p) -o link show; echo '@@addr \(p)'; ip -n \(p) -o -4 addr show\n"
+        }
+        let out = sh(script).out
+        let t1 = Date()
+        let doubt = live.filter { $0.expiresAt.map { t1 > $0.addingTimeInterval(-Self.expiryMarginBefore) } ?? false }
         let sure = live.filter { c in !doubt.contains { $0 === c } }
         let all = live
 
@@ -859,9 +872,6 @@ final class ChaosRun {
             if !ok { throw fail("\(when): \(what())\nmodel: sure \(sure.map(\.description)), in doubt \(doubt.map(\.description))") }
         }
 
-        // Weft: interfaces and cross-connects.
-        let itfs = Set(try n.weftd.interfaces().map(\.name).filter { $0.hasPrefix("nsm-") })
-        let xcs = try n.weftd.crossConnects()
         let nsmXCs = Set(xcs.map(\.name).filter { $0.hasPrefix("nsm-") })
         let mustItf = Set(sure.flatMap(\.interfaces)), mayItf = Set(all.flatMap(\.interfaces))
         try expect(mustItf.isSubset(of: itfs), "Weft interfaces missing: \(mustItf.subtracting(itfs).sorted())")
@@ -872,12 +882,6 @@ final class ChaosRun {
         try expect(xcs.contains { $0.name == "chaos-x" } == yamlOn, "the YAML cross-connect is \(yamlOn ? "missing" : "still there")")
         try expect(xcs.count - nsmXCs.count == (yamlOn ? 1 : 0), "other cross-connects: \(xcs.map(\.name))")
 
-        // The kernel: root, the client pods, the endpoint pod, in one go.
-        var script = "echo '@@root'; ip -o link show\n"
-        for p in pods + [n.nse] {
-            script += "echo '@@link \(p)'; ip -n \(p) -o link show; echo '@@addr \(p)'; ip -n \(p) -o -4 addr show\n"
-        }
-        let out = sh(script).out
         var sections: [String: Substring] = [:]
         for part in out.components(separatedBy: "@@").dropFirst() {
             let nl = part.firstIndex(of: "\n") ?? part.endIndex
@@ -938,10 +942,12 @@ final class ChaosRun {
         // MonitorConnections: the ids its events leave are the live ones (events arrive
         // on their own stream: a moment's lag is allowed).
         guard let m = monitor else { throw fail("no monitor") }
-        let mustIDs = Set(sure.map(\.weftID)), mayIDs = Set(all.map(\.weftID))
+        let mayIDs = Set(all.map(\.weftID))
         let deadline = Date().addingTimeInterval(3)
         while true {
             if let e = m.ended { throw fail("\(when): the monitor stream ended: \(e)") }
+            // Surely there as of this look (the wait can outlast an expiring one's margin).
+            let mustIDs = Set(sure.filter { $0.expiresAt.map { Date() < $0.addingTimeInterval(-Self.expiryMarginBefore) } ?? true }.map(\.weftID))
             let ids = m.ids ?? []
             if mustIDs.isSubset(of: ids) && ids.isSubset(of: mayIDs) { break }
             if Date() > deadline {
