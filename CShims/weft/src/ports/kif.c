@@ -98,6 +98,16 @@ wf_kif_lookup(struct wf_kif *k, const char *ifname, const char *netns)
 
 /* ---- link events ------------------------------------------------------------ */
 
+/* The link state asked of the kernel again (events lost, or possibly missed):
+ * down when the interface is gone. Events lock held. */
+static void
+wf_kif_reread_link(struct wf_kif *k)
+{
+	struct wf_kif now = *k;
+	const int rc = wf_kif_lookup(&now, k->ifname, k->netns[0] ? k->netns : NULL);
+	__atomic_store_n(&k->link, rc == 0 ? now.link : 0, __ATOMIC_RELAXED);
+}
+
 static void
 wf_nlmon_read(struct wf_dataplane *dp, void *arg, uint32_t events)
 {
@@ -110,14 +120,8 @@ wf_nlmon_read(struct wf_dataplane *dp, void *arg, uint32_t events)
 		if (len < 0) {
 			if (errno == ENOBUFS) {
 				/* Events were lost: ask each interface again. */
-				for (uint32_t i = 0; i < mon->n; i++) {
-					struct wf_kif tmp = *mon->kifs[i];
-					if (wf_kif_lookup(&tmp, mon->kifs[i]->ifname,
-							  mon->netns[0] ? mon->netns : NULL) == 0)
-						__atomic_store_n(&mon->kifs[i]->link, tmp.link, __ATOMIC_RELAXED);
-					else
-						__atomic_store_n(&mon->kifs[i]->link, 0, __ATOMIC_RELAXED);
-				}
+				for (uint32_t i = 0; i < mon->n; i++)
+					wf_kif_reread_link(mon->kifs[i]);
 				continue;
 			}
 			return;
@@ -216,9 +220,7 @@ wf_kif_watch(struct wf_dataplane *dp, struct wf_kif *k)
 	 * event finds the interface (the events lock is held: none is handled
 	 * between this read and the registration).
 	 */
-	struct wf_kif now = *k;
-	if (wf_kif_lookup(&now, k->ifname, k->netns[0] ? k->netns : NULL) == 0)
-		__atomic_store_n(&k->link, now.link, __ATOMIC_RELAXED);
+	wf_kif_reread_link(k);
 out:
 	wf_ev_unlock(dp);
 	return rc;
