@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what Weft needs on Debian 12, only where something is missing:
 # DPDK 22.11 and its tools, the libraries the C core links, the test peers
-# (iproute2, ping, tcpdump), 2 MiB hugepages and a hugetlbfs mount.
+# (iproute2, ping, tcpdump), 2 MiB hugepages and a hugetlbfs mount; QEMU, Debian's
+# kernel, busybox and virtme-ng for the vfio-pci guest (scripts/vfio-guest-test.sh).
 # Idempotent; run as root. Used by the README commands and .ci/run.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ fi
 
 pkgs=(libdpdk-dev dpdk dpdk-dev libibverbs-dev libmnl-dev libbpf-dev libxdp-dev pkg-config
       iproute2 iputils-ping tcpdump libpcap-dev procps psmisc python3 python3-scapy iperf3 ethtool
-      prometheus)
+      prometheus qemu-system-x86 linux-image-amd64 busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,6 +49,13 @@ v = lambda s: tuple(int(x) for x in s.split(".")[:2])
 sys.exit(0 if v(grpc.__version__) >= (1, 85) and v(pb.__version__) >= (7, 35) else 1)' 2>/dev/null; then
   echo "install.sh: installing grpcio, protobuf, cryptography, PyJWT, prometheus_client, opentelemetry-proto for $(command -v python3)"
   python3 -m pip install -q "grpcio>=1.85.1" "protobuf>=7.35.1" "cryptography>=42" "PyJWT>=2.8" "prometheus_client>=0.20" "opentelemetry-proto>=1.45"
+fi
+
+# virtme-ng boots Debian's kernel (linux-image-amd64) in QEMU on the host's own
+# filesystem: the vfio-pci guest test runs the weftd this tree built.
+if ! command -v vng >/dev/null 2>&1 && [ ! -x "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/vng" ]; then
+  echo "install.sh: installing virtme-ng for $(command -v python3)"
+  python3 -m pip install -q "virtme-ng>=1.30"
 fi
 
 # Hugepages: reserve, then mount hugetlbfs where DPDK looks by default.

@@ -25,6 +25,11 @@ if [ -z "$summary" ]; then
   exit 1
 fi
 
+# The pci path on real (emulated) NICs: weftd in a QEMU guest binds them to vfio-pci.
+echo "== vfio-pci in a QEMU guest (scripts/vfio-guest-test.sh)"
+vfio_rc=0
+./scripts/vfio-guest-test.sh || vfio_rc=$?
+
 # The C core's stage tests again, built with AddressSanitizer (Swift and C) and
 # UndefinedBehaviorSanitizer (C), in a build folder of their own.
 echo "== stage tests under ASan/UBSan (.build-asan)"
@@ -51,5 +56,5 @@ fuzz_rc=0
 echo "== fuzzing the Swift side (fuzz/swift/run.sh ${WEFT_FUZZ_SECONDS:-60})"
 ./fuzz/swift/run.sh "${WEFT_FUZZ_SECONDS:-60}" || fuzz_rc=$?
 
-echo "$((total - failed)) passed, $failed failed; sanitizer stage tests: $([ $asan_rc = 0 ] && echo ok || echo FAILED); fuzzing: $([ $fuzz_rc = 0 ] && echo ok || echo FAILED)"
-[ "$rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
+echo "$((total - failed)) passed, $failed failed; vfio guest: $([ $vfio_rc = 0 ] && echo ok || echo FAILED); sanitizer stage tests: $([ $asan_rc = 0 ] && echo ok || echo FAILED); fuzzing: $([ $fuzz_rc = 0 ] && echo ok || echo FAILED)"
+[ "$rc" = 0 ] && [ "$vfio_rc" = 0 ] && [ "$asan_rc" = 0 ] && [ "$fuzz_rc" = 0 ]

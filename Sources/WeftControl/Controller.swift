@@ -56,6 +56,8 @@ public final class Controller {
     var crossConnects: [String: RunningCrossConnect] = [:]
     var deviceSeq = 0
     let state: RuntimeState?
+    /// How `pci` interfaces' devices are bound to (and given back from) their driver.
+    public var pciBinding = PCIBinding()
 
     public init(base: WeftConfig, dataplane: any DataplaneDriving, logger: Logger, state: RuntimeState?) {
         precondition(base.vxlanPort > 0, "validated configuration")
@@ -66,6 +68,7 @@ public final class Controller {
         self.dataplane = dataplane
         self.logger = logger
         self.state = state
+        if dataplane is Dataplane { pciBinding.vfioReady = { EAL.vfioEnabled } }
     }
 
     // MARK: operations (each is validate -> diff -> apply)
@@ -152,7 +155,7 @@ public final class Controller {
         }
         var problems: [String] = []
         for itf in addIf {
-            for i in Realizer.precheck(itf, runtimeDir: running.admin.runtimeDir, releasing: releasing) {
+            for i in Realizer.precheck(itf, runtimeDir: running.admin.runtimeDir, releasing: releasing, pci: pciBinding.sysfs) {
                 problems.append("interface '\(itf.name)': \(i)")
             }
         }
@@ -299,7 +302,7 @@ public final class Controller {
         }
         var problems: [String] = []
         for itf in addIf {
-            for i in Realizer.precheck(itf, runtimeDir: running.admin.runtimeDir, releasing: releasing) {
+            for i in Realizer.precheck(itf, runtimeDir: running.admin.runtimeDir, releasing: releasing, pci: pciBinding.sysfs) {
                 problems.append("interface '\(itf.name)': \(i)")
             }
         }
@@ -441,6 +444,12 @@ public final class Controller {
                 if r.config.underlay != nil { try dataplane.clearUnderlay(port) }
                 try dataplane.detach(port)
                 r.heldSockets.forEach { close($0) }
+                if r.config.type == .pci {
+                    if let why = pciBinding.restore(r.config) { logger.warning("\(name): \(why)") }
+                    else if r.config.bind == true, r.config.restore != false {
+                        stepLog("\(name): \(r.config.pci ?? "") given back to its kernel driver (\(pciBinding.sysfs.driver(normalizedPCI(r.config.pci ?? "") ?? "") ?? "none"))")
+                    }
+                }
             } else {
                 try dataplane.deleteTunnel(r.side)
             }
@@ -546,6 +555,17 @@ public final class Controller {
             return (try dataplane.attachKernel(ifname: itf.iface ?? "", netns: itf.netns, backend: backend, rxQueues: rxq,
                                                promiscuous: true, fixPeerChecksum: true),
                     backend.rawValue)
+        case .pci:
+            // Bound to its driver before DPDK probes it; given back if the attach fails.
+            let bound = try pciBinding.prepare(itf)
+            if bound { stepLog("\(itf.name): PCI device \(itf.pci ?? "") bound to \(PCIBinding.driver(itf))") }
+            let args = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers)
+            do {
+                return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu, promiscuous: true, netns: nil), "pci")
+            } catch {
+                if bound, let why = pciBinding.restore(itf) { logger.warning("\(itf.name): \(why)") }
+                throw error
+            }
         default:
             let args = Realizer.devargs(itf, device: device, runtimeDir: running.admin.runtimeDir, workers: workers)
             return (try dataplane.attach(devargs: args, rxQueues: rxq, mtu: mtu, promiscuous: true, netns: itf.netns),

@@ -19,7 +19,8 @@ public enum Realizer {
     }
 
     /// Checks needing the machine. Returns problems, each naming the key.
-    public static func precheck(_ itf: InterfaceConfig, runtimeDir: String, releasing: Set<String> = []) -> [ValidationIssue] {
+    public static func precheck(_ itf: InterfaceConfig, runtimeDir: String, releasing: Set<String> = [],
+                                pci sysfs: PCISysfs = PCISysfs()) -> [ValidationIssue] {
         var out: [ValidationIssue] = []
         func issue(_ k: String, _ m: String) { out.append(ValidationIssue(path: [.key(k)], message: m)) }
         if let ns = itf.netns {
@@ -56,9 +57,13 @@ public enum Realizer {
                 }
             }
         case .pci:
-            if let a = itf.pci.flatMap(normalizedPCI),
-               !FileManager.default.fileExists(atPath: "/sys/bus/pci/devices/\(a)") {
+            if let a = itf.pci.flatMap(normalizedPCI), !sysfs.exists(a) {
                 issue("pci", "no PCI device \(a) on this machine")
+            } else if let a = itf.pci.flatMap(normalizedPCI), itf.bind != true {
+                let now = sysfs.driver(a), want = PCIBinding.driver(itf)
+                if now != want {
+                    issue("driver", "PCI device \(a) is bound to \(now ?? "no driver"), not \(want): bind it to \(want) first, or set bind: true")
+                }
             }
         case .null, .ring, .vdev, .vlan, .vxlan:
             break

@@ -71,6 +71,8 @@ public enum EAL {
     }
     public static func cleanup() { _ = wf_eal_cleanup() }
     public static var tscHz: UInt64 { wf_tsc_hz() }
+    /// EAL enabled VFIO at init (the vfio module was loaded then): vfio-pci devices can be probed.
+    public static var vfioEnabled: Bool { wf_eal_vfio_enabled() == 1 }
     /// Keep every thread of the process but the workers on the main lcore's CPUs;
     /// returns how many threads were moved.
     @discardableResult

@@ -87,7 +87,17 @@ public struct PCISysfs: Sendable {
 
     /// The function's network devices (a VF bound to its kernel driver has one).
     public func netdevs(_ addr: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: device(addr) + "/net")) ?? []).sorted()
+        netdevPaths(addr).map { ($0 as NSString).lastPathComponent }
+    }
+
+    /// The netdevs' sysfs directories: `<device>/net/<name>`, or for virtio-net
+    /// `<device>/virtioN/net/<name>` (the netdev hangs off the virtio device).
+    func netdevPaths(_ addr: String) -> [String] {
+        let fm = FileManager.default
+        var dirs = [device(addr) + "/net"]
+        dirs += ((try? fm.contentsOfDirectory(atPath: device(addr))) ?? []).filter { $0.hasPrefix("virtio") }.map { device(addr) + "/" + $0 + "/net" }
+        return dirs.flatMap { d in ((try? fm.contentsOfDirectory(atPath: d)) ?? []).map { d + "/" + $0 } }
+            .sorted { ($0 as NSString).lastPathComponent < ($1 as NSString).lastPathComponent }
     }
 
     /// Binds `addr` to `driver`: driver_override first (so that only that driver
@@ -114,6 +124,29 @@ public struct PCISysfs: Sendable {
             if let now, self.driver(addr) == nil { try? writer.write(drivers + "/" + now + "/bind", addr) }
             throw failure
         }
+    }
+
+    /// The device's class code (`class`, e.g. 0x020000 for an Ethernet controller).
+    public func classCode(_ addr: String) -> UInt32? {
+        read(device(addr) + "/class").flatMap { UInt32($0.hasPrefix("0x") ? String($0.dropFirst(2)) : $0, radix: 16) }
+    }
+
+    /// Whether a PCI driver is registered (its module loaded).
+    public func driverLoaded(_ driver: String) -> Bool { FileManager.default.fileExists(atPath: drivers + "/" + driver) }
+
+    /// The device's network interfaces that are administratively up (IFF_UP in `flags`).
+    public func netdevsUp(_ addr: String) -> [String] {
+        netdevPaths(addr).filter { p in
+            guard let f = read(p + "/flags"), let v = UInt32(f.dropFirst(2), radix: 16) else { return false }
+            return v & 1 != 0
+        }.map { ($0 as NSString).lastPathComponent }
+    }
+
+    /// Asks the kernel to bind `addr` to whichever driver matches it (`drivers_probe`),
+    /// after `release`: how a device goes back to its own kernel driver.
+    public func reprobe(_ addr: String) throws {
+        guard exists(addr) else { return }
+        try writer.write(root + "/bus/pci/drivers_probe", addr)
     }
 
     /// Gives `addr` back to no driver in particular: the override cleared, unbound.

@@ -313,6 +313,13 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var pci: String?
     /// vdev: raw devargs; pci: extra devargs appended after the address.
     public var devargs: String?
+    /// pci: the kernel driver the device must be bound to for its DPDK driver
+    /// (default vfio-pci; mlx5 NICs keep mlx5_core), whether weftd binds it
+    /// (default false: it must be bound already), and whether a device weftd bound
+    /// goes back to a kernel driver when it is removed (default true).
+    public var driver: String?
+    public var bind: Bool?
+    public var restore: Bool?
     public var mac: String?
     public var rxQueues: Int?
     public var mtu: Int?
@@ -333,7 +340,7 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
     public var netns: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, type, iface, role, socket, abstract, id, secret, mode, pci, devargs, mac
+        case name, type, iface, role, socket, abstract, id, secret, mode, pci, devargs, driver, bind, restore, mac
         case rxQueues = "rx_queues", mtu, uplink, via, vlanID = "vlan_id"
         case vni, remote, port, localPort = "local_port", underlay, netns
     }
@@ -343,7 +350,8 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
                 pci: String? = nil, devargs: String? = nil, mac: String? = nil, rxQueues: Int? = nil, mtu: Int? = nil,
                 uplink: String? = nil, via: String? = nil, vlanID: Int? = nil,
                 vni: Int? = nil, remote: String? = nil, port: Int? = nil, localPort: Int? = nil, underlay: UnderlayConfig? = nil,
-                netns: String? = nil) {
+                netns: String? = nil, driver: String? = nil, bind: Bool? = nil, restore: Bool? = nil) {
+        self.driver = driver; self.bind = bind; self.restore = restore
         self.name = name; self.type = type; self.iface = iface; self.role = role; self.socket = socket
         self.abstract = abstract; self.id = id; self.secret = secret; self.pci = pci; self.devargs = devargs
         self.mac = mac; self.rxQueues = rxQueues; self.mtu = mtu
@@ -364,6 +372,9 @@ public struct InterfaceConfig: Codable, Equatable, Sendable {
         mode = try c.decodeIfPresent(MemifMode.self, forKey: .mode)
         pci = try c.decodeIfPresent(String.self, forKey: .pci)
         devargs = try c.decodeIfPresent(String.self, forKey: .devargs)
+        driver = try c.decodeIfPresent(String.self, forKey: .driver)
+        bind = try c.decodeIfPresent(Bool.self, forKey: .bind)
+        restore = try c.decodeIfPresent(Bool.self, forKey: .restore)
         mac = try c.decodeIfPresent(String.self, forKey: .mac)
         rxQueues = try c.decodeIfPresent(Int.self, forKey: .rxQueues)
         mtu = try c.decodeIfPresent(Int.self, forKey: .mtu)

@@ -10,12 +10,19 @@ public enum EALArguments {
             // No hugepages: anonymous memory. memif copy mode keeps its regions in memfd, so it still works.
             a += ["--no-huge", "-m", String(c.eal.memoryMB)]
         }
-        // PCI: only the devices the configuration names. Without an allow
-        // list EAL would probe every PCI NIC a DPDK driver can take.
-        let pci = c.interfaces.compactMap { $0.type == .pci ? $0.pci.flatMap(normalizedPCI) : nil }
-        a += pci.isEmpty ? ["--no-pci"] : pci.flatMap { ["-a", $0] }
+        // PCI: EAL probes no device at init. Without an allow list it would probe
+        // every PCI NIC a DPDK driver can take; with --no-pci it would never scan
+        // the bus, and no device could be added later. So the allow list names one
+        // address no machine has (domain ffff), and each pci interface's device is
+        // probed by its attach, with its devargs, after weftd bound it to its driver:
+        // one path at start, at reload and at runtime, and a failure leaves no
+        // device held by DPDK.
+        a += ["-a", EALArguments.noPCIDevice]
         return a + c.eal.extraArgs
     }
+
+    /// The allow list's one entry: an address in a PCI domain no machine has.
+    public static let noPCIDevice = "ffff:ff:1f.7"
 
     public static func dataplaneSettings(_ c: WeftConfig) -> DataplaneSettings {
         var s = DataplaneSettings(workerLcores: c.dataplane.workers.map { UInt32($0) })

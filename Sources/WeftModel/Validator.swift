@@ -227,6 +227,7 @@ public enum Validator {
             ("iface", itf.iface != nil), ("role", itf.role != nil), ("socket", itf.socket != nil),
             ("abstract", itf.abstract != nil), ("id", itf.id != nil), ("secret", itf.secret != nil), ("mode", itf.mode != nil),
             ("pci", itf.pci != nil), ("devargs", itf.devargs != nil), ("mac", itf.mac != nil),
+            ("driver", itf.driver != nil), ("bind", itf.bind != nil), ("restore", itf.restore != nil),
             ("uplink", itf.uplink != nil), ("via", itf.via != nil), ("vlan_id", itf.vlanID != nil),
             ("rx_queues", itf.rxQueues != nil), ("mtu", itf.mtu != nil),
             ("vni", itf.vni != nil), ("remote", itf.remote != nil), ("port", itf.port != nil),
@@ -235,7 +236,8 @@ public enum Validator {
         let ports = InterfaceType.allCases.filter(\.isPort)
         let applies: [String: [InterfaceType]] = [
             "iface": kernelTypes, "role": [.memif], "socket": [.memif], "abstract": [.memif], "id": [.memif],
-            "secret": [.memif], "mode": [.memif], "pci": [.pci], "devargs": [.pci, .vdev], "mac": [.memif, .tap],
+            "secret": [.memif], "mode": [.memif], "pci": [.pci], "devargs": [.pci, .vdev],
+            "driver": [.pci], "bind": [.pci], "restore": [.pci], "mac": [.memif, .tap],
             "uplink": [.vlan, .vxlan], "via": [.vlan], "vlan_id": [.vlan], "rx_queues": ports, "mtu": ports,
             "vni": [.vxlan], "remote": [.vxlan], "port": [.vxlan], "local_port": [.vxlan],
             "underlay": ports, "netns": [.memif, .afPacket, .afXDP, .kernel, .tap],
@@ -268,6 +270,11 @@ public enum Validator {
         if itf.type == .pci {
             if let a = itf.pci { if normalizedPCI(a) == nil { issue("pci", "'\(a)' is not a PCI address (DDDD:BB:DD.F)") } }
             else { issue("pci", "required for pci interfaces") }
+            if let d = itf.driver, d.isEmpty || d.utf8.count > 64
+                || !d.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }) {
+                issue("driver", "'\(d)' is not a kernel driver name (letters, digits, '_' and '-', e.g. vfio-pci)")
+            }
+            if itf.restore != nil, itf.bind != true { issue("restore", "applies only with bind: true (weftd gives back only what it bound)") }
         }
         if itf.type == .vdev {
             if let a = itf.devargs {

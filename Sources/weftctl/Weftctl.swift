@@ -117,6 +117,9 @@ struct InterfaceCommand: ParsableCommand {
         @Option(help: "memif secret.") var secret: String?
         @Option(help: "PCI address.") var pci: String?
         @Option(help: "Raw devargs (vdev) or extra devargs (pci).") var devargs: String?
+        @Option(help: "pci: the kernel driver the device needs (default vfio-pci).") var driver: String?
+        @Flag(help: "pci: weftd binds the device to its driver (and gives it back when it is deleted).") var bind = false
+        @Flag(help: "pci: with --bind, leave the device on that driver when it is deleted.") var noRestore = false
         @Option(help: "MAC address (memif, tap).") var mac: String?
         @Option(help: "RX queues (1-8).") var rxQueues: Int?
         @Option(help: "MTU.") var mtu: Int?
@@ -140,7 +143,8 @@ struct InterfaceCommand: ParsableCommand {
             let itf = InterfaceConfig(name: name, type: t, iface: iface, role: r, socket: socketPath,
                                       abstract: abstract ? true : nil, id: id, secret: secret, pci: pci,
                                       devargs: devargs, mac: mac, rxQueues: rxQueues, mtu: mtu,
-                                      uplink: uplink, vlanID: vlanId, vni: vni, remote: remote, port: port, localPort: localPort)
+                                      uplink: uplink, vlanID: vlanId, vni: vni, remote: remote, port: port, localPort: localPort,
+                                      driver: driver, bind: bind ? true : nil, restore: noRestore ? false : nil)
             let resp = try conn.send(.init(command: .addInterface, interface: itf))
             print(resp.summary.map(\.description) ?? "ok")
         }

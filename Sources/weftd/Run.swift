@@ -101,6 +101,10 @@ struct Run: AsyncParsableCommand {
             logger.warning("open files limited to \(lim.rlim_cur): each pod interface needs a few (raise LimitNOFILE / ulimit -n)")
         }
 
+        // The drivers pci interfaces will be bound to, loaded before EAL: EAL enables
+        // VFIO only if the module is there when it starts. Binding is the attach's.
+        for why in PCIBinding().loadDrivers(for: cfg.interfaces) { logger.warning("\(why)") }
+
         let args = EALArguments.build(cfg)
         logger.info("EAL: \(args.dropFirst().joined(separator: " "))")
         do { try EAL.initialize(arguments: args) } catch {

@@ -120,6 +120,14 @@ final class ConfigTests: XCTestCase {
         assertError(one("    type: memif\n    socket: /a,b.sock\n"), line: 4, path: "interfaces[0].socket", contains: "','")
         assertError(one("    type: pci\n    pci: 0000:zz:00.0\n"), line: 4, path: "interfaces[0].pci", contains: "not a PCI address")
         assertError(one("    type: pci\n"), line: 2, path: "interfaces[0].pci", contains: "required for pci")
+        assertError(one("    type: pci\n    pci: 05:00.0\n    driver: \"vfio-pci; reboot\"\n"), line: 5, path: "interfaces[0].driver",
+                    contains: "not a kernel driver name")
+        assertError(one("    type: pci\n    pci: 05:00.0\n    restore: false\n"), line: 5, path: "interfaces[0].restore",
+                    contains: "only with bind: true")
+        assertError(one("    type: tap\n    bind: true\n"), line: 4, path: "interfaces[0].bind", contains: "does not apply to tap")
+        assertError(one("    type: pci\n    pci: 05:00.0\n    bind: yes please\n"), line: 5, path: "interfaces[0].bind", contains: "expected true or false")
+        let ok = try? ConfigLoader.parse(one("    type: pci\n    pci: 05:00.0\n    driver: mlx5_core\n    bind: true\n    restore: false\n"), file: "t.yaml")
+        XCTAssertEqual(ok?.interfaces.first.map { [$0.driver ?? "", "\($0.bind ?? false)", "\($0.restore ?? true)"] }, ["mlx5_core", "true", "false"])
         assertError(one("    type: tap\n    mac: 02:00:00:00:00\n"), line: 4, path: "interfaces[0].mac", contains: "not a MAC address")
         assertError(one("    type: null\n    rx_queues: 9\n"), line: 4, path: "interfaces[0].rx_queues", contains: "1..8")
         assertError(one("    type: null\n    mtu: 20\n"), line: 4, path: "interfaces[0].mtu", contains: "68..9702")
@@ -245,10 +253,11 @@ final class ConfigTests: XCTestCase {
         var c = try ConfigLoader.parse(Self.twoKernel, file: "t.yaml")
         c.dataplane.workers = [1, 3]
         XCTAssertEqual(EALArguments.build(c), ["weftd", "-l", "0,1,3", "--main-lcore", "0", "--file-prefix", "weft",
-                                               "--log-level", "notice", "--no-huge", "-m", "512", "--no-pci"])
+                                               "--log-level", "notice", "--no-huge", "-m", "512", "-a", "ffff:ff:1f.7"])
         c.eal.hugepages = true
+        // PCI devices are probed by their attach, never by EAL at init: the allow list stays the same.
         c.interfaces.append(InterfaceConfig(name: "nic", type: .pci, pci: "05:00.1"))
-        XCTAssertEqual(Array(EALArguments.build(c).suffix(4)), ["-m", "512", "-a", "0000:05:00.1"])
+        XCTAssertEqual(Array(EALArguments.build(c).suffix(4)), ["-m", "512", "-a", "ffff:ff:1f.7"])
     }
 
     func testDevargs() {

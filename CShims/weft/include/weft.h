@@ -120,6 +120,10 @@ int wf_eal_init(int argc, const char *const *argv);
 /* Release EAL resources. Call after wf_dp_destroy. */
 /* [S] */
 int wf_eal_cleanup(void);
+/* 1 when EAL enabled VFIO at init (the vfio module was loaded then) and it is
+ * still loaded: a device on vfio-pci can be probed. 0 otherwise. */
+/* [any] */
+int wf_eal_vfio_enabled(void);
 /*
  * Keep every thread of the process except the EAL worker lcores off the
  * workers' CPUs: pin them to the main lcore's CPU set. Threads created before

@@ -13,6 +13,7 @@
 
 #include <rte_cycles.h>
 #include <rte_eal.h>
+#include <rte_vfio.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
@@ -57,6 +58,12 @@ wf_eal_cleanup(void)
 	wf_eal_state = 0;
 	int rc = rte_eal_cleanup();
 	return rc < 0 ? -rte_errno : 0;
+}
+
+int
+wf_eal_vfio_enabled(void)
+{
+	return wf_eal_state == 1 && rte_vfio_is_enabled("vfio") ? 1 : 0;
 }
 
 int

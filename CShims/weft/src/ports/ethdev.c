@@ -313,13 +313,20 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 	rte_devargs_reset(&da);
 
 	uint16_t eth, port;
+	bool probed = false;
 	if (rte_eth_dev_get_port_by_name(devname, &eth) == 0) {
-		wf_set_error("device %s already exists", devname);
-		return -EEXIST;
+		/* A PCI device on EAL's allow list was probed by rte_eal_init: it is
+		 * ours to set up unless a port of Weft's already drives it. */
+		for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
+			if (dp->ports[p].attached && dp->ports[p].eth == eth) {
+				wf_set_error("device %s already exists", devname);
+				return -EEXIST;
+			}
+		probed = true;
 	}
 	if ((rc = wf_port_alloc(dp, &port)) != 0)
 		return rc;
-	rc = wf_in_netns(req->netns, probe_cb, (void *)(uintptr_t)req->devargs);
+	rc = probed ? 0 : wf_in_netns(req->netns, probe_cb, (void *)(uintptr_t)req->devargs);
 	if (rc != 0) {
 		char why[256];
 		wf_last_error(why, sizeof(why));
