@@ -105,6 +105,16 @@ public final class Netlink {
         return rc == 1
     }
 
+    /// Moves a link of this namespace into the namespace at `netns` (a path), keeping its name.
+    public func move(_ index: Int32, toNetns netns: String) throws {
+        try check(wf_nl_link_move(nl, index, netns, nil), "move link \(index) to \(netns)")
+    }
+
+    /// Renames a link of this namespace (it must be down).
+    public func rename(_ index: Int32, to name: String) throws {
+        try check(wf_nl_link_move(nl, index, nil, name), "rename link \(index) to \(name)")
+    }
+
     public func delete(_ index: Int32) throws {
         try check(wf_nl_link_del(nl, index), "delete link \(index)")
     }

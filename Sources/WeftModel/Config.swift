@@ -134,8 +134,13 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
     /// (NSM_OPEN_TELEMETRY_ENDPOINT and NSM_METRICS_EXPORT_INTERVAL override them).
     public var openTelemetryEndpoint: String?
     public var metricsExportInterval: String?
+    /// SR-IOV: NSM's config file of physical functions (NSM_SRIOV_CONFIG_FILE) and where
+    /// sysfs lists PCI devices (NSM_PCI_DEVICES_PATH, default /sys/bus/pci/devices).
+    public var sriovConfigFile: String?
+    public var pciDevicesPath: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case sriovConfigFile = "sriov_config_file", pciDevicesPath = "pci_devices_path"
         case name, nsname, listenOn = "listen_on", connectTo = "connect_to", dialTimeout = "dial_timeout"
         case maxTokenLifetime = "max_token_lifetime", logLevel = "log_level", mechanismPriority = "mechanism_priority", register
         case insecure, spiffeSocket = "spiffe_socket", svidTimeout = "svid_timeout"
@@ -163,6 +168,8 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
         maxMonitorStreams = try c.decodeIfPresent(Int.self, forKey: .maxMonitorStreams)
         openTelemetryEndpoint = try c.decodeIfPresent(String.self, forKey: .openTelemetryEndpoint)
         metricsExportInterval = try c.decodeIfPresent(String.self, forKey: .metricsExportInterval)
+        sriovConfigFile = try c.decodeIfPresent(String.self, forKey: .sriovConfigFile)
+        pciDevicesPath = try c.decodeIfPresent(String.self, forKey: .pciDevicesPath)
     }
 }
 

@@ -53,14 +53,14 @@ public final class Forwarder: Sendable {
 
     public init(settings: NSMSettings, control: ControlPlane, peers: NSMPeers, clock: NSMClock = SystemClock(), logger: Logger,
                 security: NSMSecurity? = nil, newID: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
-                tracer: NSMTracer? = nil) {
+                tracer: NSMTracer? = nil, sriov: SRIOVService? = nil) {
         self.settings = settings
         self.tracer = tracer
         self.monitor = MonitorHub(maxSubscribers: settings.maxMonitorStreams)
         self.control = control
         self.logger = logger
         let plumbing = Plumbing(logger: logger, runtimeDir: control.snapshot.admin.runtimeDir, forwarderName: settings.name,
-                                node: { [control] in control.snapshot })
+                                node: { [control] in control.snapshot }, sriov: sriov)
         // The timers fire into the chain that holds them: through a route set below.
         let route = ExpiryRoute()
         timers = ExpiryTimers(clock: clock) { id in await route.fire(id) }

@@ -20,6 +20,10 @@ struct RealizedSide: Equatable, Sendable {
     var socketfile: String?
     /// VXLAN: the inner MTU the tunnel carries.
     var tunnelMTU: Int?
+    /// KERNEL with a tokenID: the SR-IOV VF (PCI address) in the pod, its netdev's name
+    /// in weftd's namespace (it goes back under it), and its representor (the Weft side).
+    var vf: String?
+    var vfNetdev: String?
 }
 
 /// Builds and removes the kernel side of mechanisms. Every step registers its undo.
@@ -30,8 +34,12 @@ final class Plumbing: Sendable {
     let forwarderName: String
     /// The node's running configuration (uplinks, tunnel addresses, VXLAN port, selector).
     let node: @Sendable () -> WeftConfig
+    /// SR-IOV VFs for KERNEL requests with a tokenID (nil: none configured).
+    let sriov: SRIOVService?
 
-    init(logger: Logger, runtimeDir: String, forwarderName: String, node: @escaping @Sendable () -> WeftConfig) {
+    init(logger: Logger, runtimeDir: String, forwarderName: String, node: @escaping @Sendable () -> WeftConfig,
+         sriov: SRIOVService? = nil) {
+        self.sriov = sriov
         self.forwarderName = forwarderName
         self.logger = logger
         self.runtimeDir = runtimeDir
@@ -102,8 +110,12 @@ final class Plumbing: Sendable {
             let ns = try NetnsResolver.resolve(mech.parameters[Mech.inodeURL])
             let podName = mech.parameters[Mech.name] ?? MechanismPolicy.defaultIfName(service: "nsm", id: connectionID)
             try MechanismPolicy.checkIfName(podName, "mechanism.parameters.name")
-            if mech.parameters["tokenID"].map({ !$0.isEmpty }) == true {
-                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID is set: SR-IOV kernel VFs are not served by this forwarder yet")
+            if let token = mech.parameters["tokenID"], !token.isEmpty {
+                guard let sriov else {
+                    throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID is set but this forwarder has no SR-IOV configuration (NSM_SRIOV_CONFIG_FILE)")
+                }
+                return try prepareVF(m, sriov: sriov, token: token, ns: ns, podName: podName, side: side, connectionID: connectionID,
+                                     firstSegmentID: firstSegmentID, mtu: mtu, undo: &undo)
             }
             let host = Names.hostVeth(connectionID, side)
             let pod = try step("netlink in pod namespace \(ns)") { try Netlink(netns: ns) }
@@ -247,6 +259,67 @@ final class Plumbing: Sendable {
         }
     }
 
+    /// KERNEL with a tokenID: the token's VF goes into the pod (moved, renamed, up, as
+    /// NSM's inject does) and its representor is Weft's side of the connection. A VF
+    /// without a representor (its PF not in switchdev mode) would be switched by the NIC
+    /// alone, past Weft: refused. A refresh or heal finds the VF in the pod already.
+    func prepareVF(_ mech: Connection_Mechanism, sriov: SRIOVService, token: String, ns: String, podName: String, side: Side,
+                   connectionID: String, firstSegmentID: String, mtu: UInt32,
+                   undo: inout [() -> Void]) throws -> (RealizedSide, Connection_Mechanism) {
+        var m = mech
+        let a = try sriov.acquireKernelOrHeld(token: token, podNetns: ns, podName: podName)
+        undo.append { sriov.release(a.vf.address) }
+        guard let rep = a.representor else {
+            throw NSMError(.failedPrecondition, "sr-iov", "VF \(a.vf.address) (VF \(a.vf.number) of \(a.vf.pf)) has no representor: its PF is not in switchdev mode, and Weft cross-connects a VF through its representor")
+        }
+        let pod = try step("netlink in pod namespace \(ns)") { try Netlink(netns: ns) }
+        let root = try step("netlink") { try Netlink(netns: nil) }
+        let podAlias = Names.podAlias(firstSegmentID, side)
+        if !a.inPod {
+            if let clash = try? pod.index(of: podName) {
+                let l = try? pod.link(clash)
+                throw NSMError(.alreadyExists, "kernel interface", "an interface named '\(podName)' already exists in \(ns) (alias '\(l?.alias ?? "")')")
+            }
+            guard let vi = try root.index(of: a.netdev) else {
+                throw NSMError(.failedPrecondition, "sr-iov", "VF \(a.vf.address)'s interface \(a.netdev) is not in weftd's namespace")
+            }
+            try step("set \(a.netdev) down") { try root.set(vi, up: false) }
+            try step("move VF \(a.vf.address) (\(a.netdev)) into \(ns)") { try root.move(vi, toNetns: ns) }
+            undo.append { [logger] in Plumbing.returnVF(podNetns: ns, names: [podName, a.netdev], to: a.netdev, logger: logger) }
+            guard let pi = try pod.index(of: a.netdev) else {
+                throw NSMError(.internalError, "sr-iov", "\(a.netdev) vanished while moving into \(ns)")
+            }
+            try step("rename \(a.netdev) to \(podName) in \(ns)") { try pod.rename(pi, to: podName) }
+        }
+        guard let pi = try pod.index(of: podName) else {
+            throw NSMError(.internalError, "sr-iov", "VF interface \(podName) is not in \(ns)")
+        }
+        try step("configure \(podName) in \(ns)") { try pod.set(pi, alias: podAlias, mtu: mtu, up: true) }
+        guard let ri = try root.index(of: rep) else {
+            throw NSMError(.failedPrecondition, "sr-iov", "representor \(rep) of VF \(a.vf.address) is not in weftd's namespace")
+        }
+        try step("set representor \(rep) up") { try root.set(ri, mtu: mtu, up: true) }
+        let mac = (try? pod.link(pi).mac) ?? []
+        var itf = InterfaceConfig(name: Names.interface(connectionID, side), type: .kernel, iface: rep)
+        if mtu > 0 { itf.mtu = Int(mtu) }
+        m.parameters[Mech.name] = podName
+        m.parameters["pciAddress"] = a.vf.address
+        return (RealizedSide(side: side, type: Mech.kernel, interface: itf, netns: ns, podIfName: podName, podMAC: mac,
+                             vf: a.vf.address, vfNetdev: a.netdev), m)
+    }
+
+    /// The VF back in weftd's namespace under its own name (down first, as NSM does).
+    /// A pod namespace that is gone gave the VF back to the host's namespace by itself.
+    static func returnVF(podNetns ns: String, names: [String], to name: String, logger: Logger) {
+        guard let pod = try? Netlink(netns: ns) else { return }
+        guard let i = names.lazy.compactMap({ try? pod.index(of: $0) }).first else { return }
+        do {
+            try pod.set(i, alias: "", up: false)
+            if (try? pod.link(i).name) != name { try pod.rename(i, to: name) }
+            try pod.move(i, toNetns: "/proc/\(getpid())/ns/net")
+        } catch { logger.warning("cannot give VF interface \(names[0]) in \(ns) back to weftd's namespace: \(error)") }
+    }
+
     /// A v1.1 memif's refresh or heal: `socketfile` is Weft's path for this connection and
     /// inodeURL is not a namespace that resolves (it is the socket file, maybe gone).
     func dirOwnSocket(_ mech: Connection_Mechanism, connectionID: String) -> Bool {
@@ -259,6 +332,12 @@ final class Plumbing: Sendable {
 
     /// Remove what `prepare` built (veth pair: deleting the host end removes both).
     func remove(_ s: RealizedSide) {
+        if let vf = s.vf {
+            if let ns = s.netns, let pod = s.podIfName, let own = s.vfNetdev {
+                Plumbing.returnVF(podNetns: ns, names: [pod, own], to: own, logger: logger)
+            }
+            sriov?.release(vf)
+        }
         if let host = s.hostVeth, let root = try? Netlink(netns: nil), let i = try? root.index(of: host) {
             do { try root.delete(i) } catch { logger.warning("cannot delete \(host): \(error)") }
         }

@@ -83,7 +83,10 @@ public final class SRIOVPool {
             throw Failure(description: "no physical function offers \(name)")
         }
         if let n = tokens[id], n != name { throw Failure(description: "token \(id) is \(n)'s, not \(name)'s") }
-        tokens[id] = name
+        if tokens[id] == nil {
+            tokens[id] = name
+            save()
+        }
     }
 
     /// A new token for `name`.
@@ -148,6 +151,14 @@ public final class SRIOVPool {
     }
 
     public func freeCount(pf: String) -> Int { pfs[pf]?.free ?? 0 }
+    /// The tokens of a resource name, in order.
+    public func tokens(named name: String) -> [String] { tokens.filter { $0.value == name }.map(\.key).sorted() }
+    /// The VF a token holds.
+    public func held(by token: String) -> String? { held[token] }
+    /// How many VFs offer a resource name.
+    public func vfCount(offering name: String) -> Int {
+        vfs.values.filter { pfs[$0.vf.pf]?.config.resourceNames.contains(name) == true }.count
+    }
     public func groupState(_ g: Int) -> Driver? { groups[g] }
     public func holder(of address: String) -> String? { vfs[address]?.token }
     public func physicalFunction(_ address: String) -> SRIOVConfig.PhysicalFunction? { pfs[address]?.config }

@@ -386,7 +386,7 @@ public final class NSMService: Sendable {
     /// `security` nil: plaintext and no tokens (NSM_INSECURE). `version`: weftd's, in
     /// what OpenTelemetry exports (service.version).
     public init(settings: NSMSettings, control: ControlPlane, logger: Logger, clock: NSMClock = SystemClock(),
-                security: NSMSecurity? = nil, version: String = "") {
+                security: NSMSecurity? = nil, version: String = "", sriov: SRIOVService? = nil) {
         self.settings = settings
         self.logger = logger
         self.clock = clock
@@ -409,7 +409,7 @@ public final class NSMService: Sendable {
         self.peers = GRPCPeers(registry: settings.connectTo, dialTimeout: settings.dialTimeout, security: security, fdproxy: proxy,
                                 logger: logger, tracer: tracer)
         let forwarder = Forwarder(settings: settings, control: control, peers: peers, clock: clock, logger: logger,
-                                  security: security, tracer: tracer)
+                                  security: security, tracer: tracer, sriov: sriov)
         self.forwarder = forwarder
         if let endpoint = settings.openTelemetryEndpoint, let interval = settings.metricsExportInterval {
             // The figures /metrics shows of the dataplane and of NSM.

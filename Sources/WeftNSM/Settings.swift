@@ -35,6 +35,9 @@ public struct NSMSettings: Equatable, Sendable {
     /// OTLP metrics export of /metrics' figures every interval (NSM_METRICS_EXPORT_INTERVAL),
     /// to the same collector; nil: none.
     public var metricsExportInterval: Duration?
+    /// SR-IOV (NSM_SRIOV_CONFIG_FILE, NSM_PCI_DEVICES_PATH): nil serves no tokenID.
+    public var sriovConfigFile: String?
+    public var pciDevicesPath = "/sys/bus/pci/devices"
 
     public init() {}
 
@@ -59,6 +62,8 @@ public struct NSMSettings: Equatable, Sendable {
             fromFile["NSM_SVID_TIMEOUT"] = f.svidTimeout
             fromFile["NSM_OPEN_TELEMETRY_ENDPOINT"] = f.openTelemetryEndpoint
             fromFile["NSM_METRICS_EXPORT_INTERVAL"] = f.metricsExportInterval
+            fromFile["NSM_SRIOV_CONFIG_FILE"] = f.sriovConfigFile
+            fromFile["NSM_PCI_DEVICES_PATH"] = f.pciDevicesPath
         }
         var base = NSMSettings()
         base.register = file?.register ?? true
@@ -94,6 +99,13 @@ public struct NSMSettings: Equatable, Sendable {
                 let p = kv.split(separator: sep, maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 if p.count == 2, !p[0].isEmpty { s.labels[p[0]] = p[1] } else { problems.append("NSM_LABELS: '\(kv)' is not key:value") }
             }
+        }
+        if let v = str("NSM_SRIOV_CONFIG_FILE") {
+            if v.hasPrefix("/") { s.sriovConfigFile = v } else { problems.append("NSM_SRIOV_CONFIG_FILE: '\(v)' is not an absolute path") }
+        }
+        if let v = str("NSM_PCI_DEVICES_PATH") {
+            if v.hasPrefix("/") && (v.hasSuffix("/bus/pci/devices") || v.hasSuffix("/bus/pci/devices/")) { s.pciDevicesPath = v }
+            else { problems.append("NSM_PCI_DEVICES_PATH: '\(v)' is not an absolute path ending in /bus/pci/devices") }
         }
         if let v = str("NSM_CONNECT_TO") {
             do { s.connectTo = try NSMURL.parse(v) } catch { problems.append("NSM_CONNECT_TO: \(error)") }

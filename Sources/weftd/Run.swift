@@ -170,7 +170,13 @@ struct Run: AsyncParsableCommand {
                                        ReloadOnHangup(reload: reload), TraceOnUSR(levels: levels, logger: logger)]
         var nsmAPI: NSMService? = nil
         if let s = nsmSettings {
-            let nsm = NSMService(settings: s, control: control, logger: logger, security: security, version: weftVersion)
+            let sriov: SRIOVService?
+            do { sriov = try SRIOVService.load(s, runtimeDir: cfg.admin.runtimeDir, logger: logger) } catch {
+                logger.error("\(error)")
+                await teardown.finish()
+                throw ExitCode(1)
+            }
+            let nsm = NSMService(settings: s, control: control, logger: logger, security: security, version: weftVersion, sriov: sriov)
             nsmAPI = nsm
             services.append(NSMAPI(service: nsm, logger: logger))
             logger.notice("NSM forwarder '\(s.name)': listening on \(s.listenOn.map(\.description).joined(separator: ", ")), registry \(s.connectTo)\(s.register ? "" : " (not registering)")")

@@ -120,6 +120,19 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(t.labels, ["p2p": "false", "my_forwarder_capability": "true"])
     }
 
+    func testSRIOVSettingsFromFileAndEnvironment() throws {
+        XCTAssertNil(try load().sriovConfigFile)
+        XCTAssertEqual(try load().pciDevicesPath, "/sys/bus/pci/devices")
+        var f = NSMFileConfig()
+        f.sriovConfigFile = "/etc/weft/pci.config"
+        XCTAssertEqual(try load(file: f).sriovConfigFile, "/etc/weft/pci.config")
+        let e = try load(file: f, env: ["NSM_SRIOV_CONFIG_FILE": "/other.config", "NSM_PCI_DEVICES_PATH": "/host/sys/bus/pci/devices"])
+        XCTAssertEqual(e.sriovConfigFile, "/other.config")
+        XCTAssertEqual(e.pciDevicesPath, "/host/sys/bus/pci/devices")
+        XCTAssertTrue(loadError(env: ["NSM_SRIOV_CONFIG_FILE": "pci.config"]).contains("NSM_SRIOV_CONFIG_FILE: 'pci.config' is not an absolute path"))
+        XCTAssertTrue(loadError(env: ["NSM_PCI_DEVICES_PATH": "/sys/class/net"]).contains("NSM_PCI_DEVICES_PATH"))
+    }
+
     func testMalformedLabelsNamesTheVariable() {
         XCTAssertTrue(loadError(env: ["NSM_LABELS": "novalue"]).contains("NSM_LABELS"))
     }

@@ -31,7 +31,7 @@ final class NSMSystemTests: SystemTestCase {
         var metricsURL: String { "http://127.0.0.1:\(metricsPort ?? 0)/metrics" }
         /// More lines of the `nsm:` section ("\n  key: value"), and what serves the endpoint's
         /// socket instead of `endpoint` (NSMTracingSystemTests).
-        let nsmExtra: String
+        var nsmExtra: String
         var endpointService: (any RegistrableRPCService)?
 
         init(registryExpiry: TimeInterval = 60, metrics: Bool = false, nsmExtra: String = "") {

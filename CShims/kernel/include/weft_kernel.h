@@ -85,6 +85,10 @@ int wf_nl_link_list(wf_nl_t *nl, struct wf_nl_link *out, int max);
 /* Change a link: alias (NULL keep), mtu (0 keep), up (-1 keep, 0 down, 1 up). */
 int wf_nl_link_set(wf_nl_t *nl, int32_t index, const char *alias, uint32_t mtu, int up);
 int wf_nl_link_del(wf_nl_t *nl, int32_t index);
+/* Move a link of this socket's namespace into the namespace at netns_path
+ * (keeping its name), or, with netns_path NULL, rename it to name (the link must
+ * be down). -EEXIST: the name is taken there. */
+int wf_nl_link_move(wf_nl_t *nl, int32_t index, const char *netns_path, const char *name);
 /* Addresses, routes and neighbours; family AF_INET or AF_INET6, addresses in
  * network byte order; every address's length is given and checked (4 or 16
  * for its family, 6 for a MAC): -EINVAL otherwise, nothing read past it.

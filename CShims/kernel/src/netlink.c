@@ -365,6 +365,34 @@ wf_nl_link_set(wf_nl_t *nl, int32_t index, const char *alias, uint32_t mtu, int 
 }
 
 int
+wf_nl_link_move(wf_nl_t *nl, int32_t index, const char *netns_path, const char *name)
+{
+	if ((netns_path == NULL) == (name == NULL))
+		return -EINVAL;
+	if (name != NULL && (name[0] == '\0' || strlen(name) >= IFNAMSIZ))
+		return -EINVAL;
+	int nsfd = -1;
+	if (netns_path != NULL) {
+		nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0) {
+			int rc = -errno;
+			wf_set_error("cannot open network namespace %s: %s", netns_path, strerror(-rc));
+			return rc;
+		}
+	}
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, index);
+	if (nsfd >= 0)
+		mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
+	else
+		mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+	int rc = transact(nl, nlh, NULL, NULL, nsfd >= 0 ? "link move" : "link rename");
+	if (nsfd >= 0)
+		close(nsfd);
+	return rc;
+}
+
+int
 wf_nl_link_del(wf_nl_t *nl, int32_t index)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
