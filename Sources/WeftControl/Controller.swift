@@ -587,6 +587,14 @@ public final class Controller {
     // MARK: inspection
 
     public func pollLinks() {
+        // The NIC's rules as well: one that failed puts its connection back in software.
+        if dataplane.offloadCheck() > 0 {
+            for (name, r) in crossConnects.sorted(by: { $0.key < $1.key }) {
+                if let st = try? dataplane.offloadStatus(r.slot), !st.offloaded, st.why.contains("failed later") {
+                    logger.warning("cross-connect \(name): \(st.why)")
+                }
+            }
+        }
         if dataplane.pollLinks() > 0 {
             for (name, r) in interfaces.sorted(by: { $0.key < $1.key }) {
                 if let p = r.port, let i = try? dataplane.info(p) { logger.debug("link \(name): \(i.linkUp ? "up" : "down")") }
@@ -652,8 +660,9 @@ public final class Controller {
             guard let r = crossConnects[x.name] else { return nil }
             var counters = dataplane.counters(r.slot)
             let off = try? dataplane.offloadStatus(r.slot)
-            if let off, off.offloaded {
-                // What the NIC switched never reached a worker: its rules' counts add up with the software's.
+            if let off {
+                // What the NIC switched never reached a worker: its rules' counts add up with the
+                // software's (those of rules that failed later too).
                 counters.aToB.packets += off.packets[0]; counters.aToB.bytes += off.bytes[0]
                 counters.bToA.packets += off.packets[1]; counters.bToA.bytes += off.bytes[1]
             }

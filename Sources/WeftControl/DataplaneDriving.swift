@@ -40,6 +40,8 @@ public protocol DataplaneDriving: AnyObject {
     func addCrossConnect(_ a: SideID, _ b: SideID) throws -> XCSlot
     func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws
     func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus
+    /// Offloaded connections whose rules failed go back to software; how many did.
+    func offloadCheck() -> Int
     func deleteCrossConnect(_ slot: XCSlot) throws
     func addReplication(ingress: SideID, members: [SideID], cloneMinBytes: UInt32) throws -> (Dataplane.P2MPID, [XCSlot])
     func addBridge(members: [(side: SideID, shg: UInt16)], settings: Dataplane.BridgeSettings) throws -> (Dataplane.P2MPID, [XCSlot])
@@ -92,6 +94,7 @@ public extension DataplaneDriving {
     func offload(_ slot: XCSlot, _ mode: Dataplane.OffloadMode) throws {
         if mode == .required { throw OffloadRefused(description: "offload required but not possible: this dataplane has no NIC") }
     }
+    func offloadCheck() -> Int { 0 }
     func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus {
         Dataplane.OffloadStatus(offloaded: false, why: "offload off", packets: [0, 0], bytes: [0, 0])
     }

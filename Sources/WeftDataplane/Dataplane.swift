@@ -553,6 +553,16 @@ public final class Dataplane {
         return OffloadStatus(offloaded: st.offloaded != 0, why: why, packets: [st.packets.0, st.packets.1], bytes: [st.bytes.0, st.bytes.1])
     }
 
+    /// Reads the offloaded connections' rule counts; a rule that fails is taken as gone and
+    /// its connection goes back to software. Returns how many did.
+    public func offloadCheck() -> Int { Int(wf_xc_offload_check(dp)) }
+
+    /// Tests: the cross-connect marked offloaded with rules that are not there.
+    func testPretendOffloaded(_ slot: XCSlot, packets: [UInt64], bytes: [UInt64]) throws {
+        try check(packets.withUnsafeBufferPointer { p in bytes.withUnsafeBufferPointer { b in
+            wf_test_offload_pretend(dp, slot.raw, p.baseAddress, b.baseAddress) } }, "pretend offload", "slot \(slot.raw)")
+    }
+
     /// The DPDK ethdev behind a port; nil for Weft's own drivers.
     public func ethdev(_ port: PortID) -> UInt16? {
         let rc = wf_port_ethdev(dp, port.raw)

@@ -138,9 +138,14 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
     /// sysfs lists PCI devices (NSM_PCI_DEVICES_PATH, default /sys/bus/pci/devices).
     public var sriovConfigFile: String?
     public var pciDevicesPath: String?
+    /// VFIO: where the VFIO group devices are (NSM_VFIO_PATH, default /dev/vfio) and the
+    /// cgroup v1 devices hierarchy pods' `cgroupDir` is under (NSM_CGROUP_PATH, default
+    /// /sys/fs/cgroup/devices).
+    public var vfioPath: String?
+    public var cgroupPath: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case sriovConfigFile = "sriov_config_file", pciDevicesPath = "pci_devices_path"
+        case sriovConfigFile = "sriov_config_file", pciDevicesPath = "pci_devices_path", vfioPath = "vfio_path", cgroupPath = "cgroup_path"
         case name, nsname, listenOn = "listen_on", connectTo = "connect_to", dialTimeout = "dial_timeout"
         case maxTokenLifetime = "max_token_lifetime", logLevel = "log_level", mechanismPriority = "mechanism_priority", register
         case insecure, spiffeSocket = "spiffe_socket", svidTimeout = "svid_timeout"
@@ -170,6 +175,8 @@ public struct NSMFileConfig: Codable, Equatable, Sendable {
         metricsExportInterval = try c.decodeIfPresent(String.self, forKey: .metricsExportInterval)
         sriovConfigFile = try c.decodeIfPresent(String.self, forKey: .sriovConfigFile)
         pciDevicesPath = try c.decodeIfPresent(String.self, forKey: .pciDevicesPath)
+        vfioPath = try c.decodeIfPresent(String.self, forKey: .vfioPath)
+        cgroupPath = try c.decodeIfPresent(String.self, forKey: .cgroupPath)
     }
 }
 

@@ -66,7 +66,7 @@ public final class Forwarder: Sendable {
         timers = ExpiryTimers(clock: clock) { id in await route.fire(id) }
         let inner = Self.traced([
             (NSMStep.begin, BeginElement(table: table, logger: logger, maxConnections: settings.maxConnections,
-                                         maxPerClient: settings.maxConnectionsPerClient)),
+                                         maxPerClient: settings.maxConnectionsPerClient, servesVFIO: sriov != nil)),
             (NSMStep.timeout, TimeoutElement(timers: timers)),
             (NSMStep.monitor, MonitorElement(hub: monitor)),
             (NSMStep.metrics, MetricsElement(control: control)),

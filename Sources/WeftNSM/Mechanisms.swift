@@ -12,6 +12,10 @@ public enum Mech {
     public static let srcIP = "src_ip", dstIP = "dst_ip", srcPort = "src_port", dstPort = "dst_port", vni = "vni"
     public static let origSrcIP = "orig_src_ip", origDstIP = "orig_dst_ip", vlanID = "vlan-id", via = "via"
     public static let linuxIfMaxLength = 15
+    /// VFIO (NSM's api vfio/constants.go): the pod's device cgroup, and what Weft answers.
+    public static let vfio = "VFIO", tokenID = "tokenID", pciAddress = "pciAddress", cgroupDir = "cgroupDir"
+    public static let iommuGroup = "iommuGroup", vfioMajor = "vfioMajor", vfioMinor = "vfioMinor"
+    public static let deviceMajor = "deviceMajor", deviceMinor = "deviceMinor"
 
     /// A MEMIF mechanism in NSM v1.1's form, as Weft answered it: `socketfile` is a path
     /// (v1.2's abstract sockets start with "@"). NSM uses `inodeURL` for both the pod's
@@ -107,15 +111,18 @@ public enum MechanismPolicy {
     public static let servedRemote: Set<String> = [Mech.vxlan]
     static var servedText: String { "LOCAL KERNEL, MEMIF and REMOTE VXLAN" }
 
-    static func served(_ m: Connection_Mechanism) -> Bool {
-        m.cls == Mech.remote ? servedRemote.contains(m.type) : servedLocal.contains(m.type)
+    static func served(_ m: Connection_Mechanism, vfio: Bool = false) -> Bool {
+        m.cls == Mech.remote ? servedRemote.contains(m.type) : servedLocal.contains(m.type) || (vfio && m.type == Mech.vfio)
     }
 
     /// The server side (towards the caller): the mechanism already on the connection (a
-    /// refresh), else the first supported preference, in the order offered.
-    public static func chooseServer(current: Connection_Mechanism?, preferences: [Connection_Mechanism]) throws -> Connection_Mechanism {
+    /// refresh), else the first supported preference, in the order offered. `vfio`: the
+    /// node has SR-IOV VFs (LOCAL VFIO is served too).
+    public static func chooseServer(current: Connection_Mechanism?, preferences: [Connection_Mechanism],
+                                    vfio: Bool = false) throws -> Connection_Mechanism {
+        let isServed: (Connection_Mechanism) -> Bool = { Self.served($0, vfio: vfio) }
         if let m = current, !m.type.isEmpty {
-            guard served(m) else {
+            guard isServed(m) else {
                 throw NSMError(.invalidArgument, "mechanism", "connection.mechanism type '\(m.type)' (\(m.cls)) is not served here; Weft serves \(servedText)")
             }
             return m
@@ -123,7 +130,7 @@ public enum MechanismPolicy {
         if preferences.isEmpty {
             throw NSMError(.invalidArgument, "mechanism", "mechanism_preferences is empty; Weft serves \(servedText)")
         }
-        if let m = preferences.first(where: served) { return m }
+        if let m = preferences.first(where: isServed) { return m }
         let offered = preferences.map { "\($0.cls)/\($0.type)" }.joined(separator: ", ")
         throw NSMError(.invalidArgument, "mechanism", "none of the offered mechanisms (\(offered)) is served; Weft serves \(servedText)")
     }

@@ -24,6 +24,8 @@ struct RealizedSide: Equatable, Sendable {
     /// in weftd's namespace (it goes back under it), and its representor (the Weft side).
     var vf: String?
     var vfNetdev: String?
+    /// VFIO: what the pod's device cgroups were allowed.
+    var cgroupGrant: SRIOVService.CgroupGrant?
 }
 
 /// Builds and removes the kernel side of mechanisms. Every step registers its undo.
@@ -179,6 +181,41 @@ final class Plumbing: Sendable {
             m.parameters[Mech.inodeURL] = "file://" + path
             return (RealizedSide(side: side, type: Mech.memif, interface: itf, netns: nil, socketfile: path), m)
 
+        case Mech.vfio where side == .server:
+            // NSM's VFIO (sdk-sriov's vfio server): the token's VF and its IOMMU group on
+            // vfio-pci, the pod's containers allowed the container and group devices, the
+            // numbers answered for the pod to mknod; Weft's side is the VF's representor.
+            guard let sriov else {
+                throw NSMError(.invalidArgument, "mechanism", "VFIO needs SR-IOV on this node (NSM_SRIOV_CONFIG_FILE)")
+            }
+            guard let token = mech.parameters[Mech.tokenID], !token.isEmpty else {
+                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID is missing: VFIO needs an SR-IOV token")
+            }
+            guard let cg = mech.parameters[Mech.cgroupDir], !cg.isEmpty else {
+                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.cgroupDir is missing: the client's device cgroup is needed")
+            }
+            let a = try sriov.acquireVFIO(token: token)
+            undo.append { sriov.release(a.vf.address) }
+            guard let rep = a.representor else {
+                throw NSMError(.failedPrecondition, "sr-iov", "VF \(a.vf.address) (VF \(a.vf.number) of \(a.vf.pf)) has no representor: its PF is not in switchdev mode, and Weft cross-connects a VF through its representor")
+            }
+            let grant = try sriov.allow(cgroupDir: cg, devices: [a.container, a.device])
+            undo.append { sriov.revoke(grant) }
+            let root = try step("netlink") { try Netlink(netns: nil) }
+            guard let ri = try root.index(of: rep) else {
+                throw NSMError(.failedPrecondition, "sr-iov", "representor \(rep) of VF \(a.vf.address) is not in weftd's namespace")
+            }
+            try step("set representor \(rep) up") { try root.set(ri, mtu: mtu, up: true) }
+            var itf = InterfaceConfig(name: ifName, type: .kernel, iface: rep)
+            if mtu > 0 { itf.mtu = Int(mtu) }
+            m.parameters[Mech.pciAddress] = a.vf.address
+            m.parameters[Mech.iommuGroup] = String(a.group)
+            m.parameters[Mech.vfioMajor] = String(a.container[0])
+            m.parameters[Mech.vfioMinor] = String(a.container[1])
+            m.parameters[Mech.deviceMajor] = String(a.device[0])
+            m.parameters[Mech.deviceMinor] = String(a.device[1])
+            return (RealizedSide(side: side, type: Mech.vfio, interface: itf, vf: a.vf.address, cgroupGrant: grant), m)
+
         case Mech.vxlan where side == .server:
             // Another forwarder's client side offered src_ip/src_port; Weft answers with
             // dst_ip/dst_port, the VNI (NSM's parity rule) and the tunnel MTU.
@@ -332,6 +369,7 @@ final class Plumbing: Sendable {
 
     /// Remove what `prepare` built (veth pair: deleting the host end removes both).
     func remove(_ s: RealizedSide) {
+        if let g = s.cgroupGrant { sriov?.revoke(g) }
         if let vf = s.vf {
             if let ns = s.netns, let pod = s.podIfName, let own = s.vfNetdev {
                 Plumbing.returnVF(podNetns: ns, names: [pod, own], to: own, logger: logger)

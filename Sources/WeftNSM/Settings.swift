@@ -38,6 +38,9 @@ public struct NSMSettings: Equatable, Sendable {
     /// SR-IOV (NSM_SRIOV_CONFIG_FILE, NSM_PCI_DEVICES_PATH): nil serves no tokenID.
     public var sriovConfigFile: String?
     public var pciDevicesPath = "/sys/bus/pci/devices"
+    /// VFIO (NSM_VFIO_PATH, NSM_CGROUP_PATH): the group devices, the cgroup v1 devices hierarchy.
+    public var vfioPath = "/dev/vfio"
+    public var cgroupPath = "/sys/fs/cgroup/devices"
 
     public init() {}
 
@@ -64,6 +67,8 @@ public struct NSMSettings: Equatable, Sendable {
             fromFile["NSM_METRICS_EXPORT_INTERVAL"] = f.metricsExportInterval
             fromFile["NSM_SRIOV_CONFIG_FILE"] = f.sriovConfigFile
             fromFile["NSM_PCI_DEVICES_PATH"] = f.pciDevicesPath
+            fromFile["NSM_VFIO_PATH"] = f.vfioPath
+            fromFile["NSM_CGROUP_PATH"] = f.cgroupPath
         }
         var base = NSMSettings()
         base.register = file?.register ?? true
@@ -106,6 +111,12 @@ public struct NSMSettings: Equatable, Sendable {
         if let v = str("NSM_PCI_DEVICES_PATH") {
             if v.hasPrefix("/") && (v.hasSuffix("/bus/pci/devices") || v.hasSuffix("/bus/pci/devices/")) { s.pciDevicesPath = v }
             else { problems.append("NSM_PCI_DEVICES_PATH: '\(v)' is not an absolute path ending in /bus/pci/devices") }
+        }
+        if let v = str("NSM_VFIO_PATH") {
+            if v.hasPrefix("/") { s.vfioPath = v } else { problems.append("NSM_VFIO_PATH: '\(v)' is not an absolute path") }
+        }
+        if let v = str("NSM_CGROUP_PATH") {
+            if v.hasPrefix("/") { s.cgroupPath = v } else { problems.append("NSM_CGROUP_PATH: '\(v)' is not an absolute path") }
         }
         if let v = str("NSM_CONNECT_TO") {
             do { s.connectTo = try NSMURL.parse(v) } catch { problems.append("NSM_CONNECT_TO: \(error)") }

@@ -123,7 +123,20 @@ final class FakeDataplane: DataplaneDriving {
             throw Refused(call: "offload required but not possible: no eswitch here")
         }
     }
+    /// Rules that fail at the next check (a port reset), and those that did.
+    var rulesToFail = Set<UInt32>()
+    var failedLater = Set<UInt32>()
+    func offloadCheck() -> Int {
+        let now = rulesToFail.filter { offloaded[$0] == true }
+        for s in now { offloaded[s] = false; failedLater.insert(s) }
+        rulesToFail = []
+        return now.count
+    }
     func offloadStatus(_ slot: XCSlot) throws -> Dataplane.OffloadStatus {
+        if failedLater.contains(slot.raw) {
+            return Dataplane.OffloadStatus(offloaded: false, why: "the NIC's A->B rule failed later (port reset): back in software",
+                                           packets: [5, 7], bytes: [500, 700])
+        }
         let on = offloaded[slot.raw] ?? false
         return Dataplane.OffloadStatus(offloaded: on, why: on ? "" : (offloadModes[slot.raw] == .off ? "offload off" : "no eswitch here"),
                                        packets: on ? [5, 7] : [0, 0], bytes: on ? [500, 700] : [0, 0])

@@ -45,6 +45,15 @@ final class ReconcilerTests: XCTestCase {
         XCTAssertEqual(st.map(\.offload), ["nic", "nic"])
         XCTAssertEqual(st.first?.counters.aToB.packets, 5, "the rules' counts are added")
         XCTAssertEqual(st.first?.counters.bToA.bytes, 700)
+
+        // A rule that fails later (the link poll checks them): that connection is switched in
+        // software again, says why, and keeps what the NIC counted in its totals.
+        let slot = try XCTUnwrap(fake.offloaded.filter { $0.value }.keys.min())
+        fake.rulesToFail = [slot]
+        ctl3.pollLinks()
+        let after = ctl3.crossConnectStatus()
+        XCTAssertEqual(after.compactMap(\.offload).sorted(), ["nic", "software: the NIC's A->B rule failed later (port reset): back in software"])
+        XCTAssertEqual(after.first { $0.offload != "nic" }?.counters.aToB.packets, 5, "the NIC's counts left the totals")
     }
 
     /// One change is one held transaction: everything added, then one publish.

@@ -355,6 +355,17 @@ final class SRIOVTests: XCTestCase {
 /// sends them), and the kernel's own parser taking them: a veth is no PF, so
 /// the answer must be EOPNOTSUPP (the attributes passed the kernel's policy
 /// first: attributes shorter than the kernel's structs are refused before that).
+final class VFIOCgroupTests: XCTestCase {
+    /// Which devices.list lines already allow a device for read, write and mknod.
+    func testWiderRulesAreRecognised() {
+        for (list, covered) in [("a *:* rwm", true), ("c *:* rwm", true), ("c 10:* rwm", true), ("c 10:196 rwm", true),
+                                ("c 10:196 rw", false), ("b *:* rwm", false), ("c 11:* rwm", false), ("c 10:197 rwm", false),
+                                ("c 1:3 rwm\nc 5:1 rwm", false), ("c 1:3 rwm\nc *:196 mrw", true), ("", false), ("garbage", false)] {
+            XCTAssertEqual(SRIOVService.covers(list, major: 10, minor: 196), covered, list)
+        }
+    }
+}
+
 final class VFNetlinkTests: XCTestCase {
     func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
     func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }

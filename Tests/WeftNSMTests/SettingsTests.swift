@@ -131,6 +131,10 @@ final class SettingsTests: XCTestCase {
         XCTAssertEqual(e.pciDevicesPath, "/host/sys/bus/pci/devices")
         XCTAssertTrue(loadError(env: ["NSM_SRIOV_CONFIG_FILE": "pci.config"]).contains("NSM_SRIOV_CONFIG_FILE: 'pci.config' is not an absolute path"))
         XCTAssertTrue(loadError(env: ["NSM_PCI_DEVICES_PATH": "/sys/class/net"]).contains("NSM_PCI_DEVICES_PATH"))
+        XCTAssertEqual([try load().vfioPath, try load().cgroupPath], ["/dev/vfio", "/sys/fs/cgroup/devices"])
+        let v = try load(env: ["NSM_VFIO_PATH": "/host/dev/vfio", "NSM_CGROUP_PATH": "/host/sys/fs/cgroup/devices"])
+        XCTAssertEqual([v.vfioPath, v.cgroupPath], ["/host/dev/vfio", "/host/sys/fs/cgroup/devices"])
+        XCTAssertTrue(loadError(env: ["NSM_CGROUP_PATH": "cgroup"]).contains("NSM_CGROUP_PATH"))
     }
 
     func testMalformedLabelsNamesTheVariable() {

@@ -473,6 +473,11 @@ int wf_xc_offload_status(wf_dataplane_t *dp, uint32_t slot, struct wf_offload_st
 int wf_xc_offload_describe(wf_dataplane_t *dp, uint32_t slot, char *buf, size_t len);
 /* [C] */
 void wf_xc_offload_remove(wf_dataplane_t *dp, uint32_t slot);
+/* Reads every offloaded connection's rule counts; a rule that fails its query is
+ * taken as gone: the connection's rules are removed, it is switched in software
+ * (which never stopped), the reason is kept and its counts stay in the totals.
+ * Returns how many connections fell back. Called with the link poll. [C] */
+int wf_xc_offload_check(wf_dataplane_t *dp);
 /* The DPDK ethdev behind a port: its id, or -ENODEV (Weft's own drivers). [C] */
 int wf_port_ethdev(wf_dataplane_t *dp, uint16_t port);
 

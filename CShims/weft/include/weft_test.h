@@ -97,6 +97,13 @@ struct wf_test_offload {
 int wf_testport_inject_offload(wf_dataplane_t *dp, uint16_t port, const uint8_t *frame, uint32_t len,
 			       const struct wf_test_offload *ol);
 
+/*
+ * Mark a P2P cross-connect as offloaded with rules that are not there (no
+ * eswitch here) and these counts: every query of them then fails, as a rule
+ * that a port reset took away would. For the fallback's tests.
+ */
+int wf_test_offload_pretend(wf_dataplane_t *dp, uint32_t slot, const uint64_t packets[2], const uint64_t bytes[2]);
+
 #ifdef __cplusplus
 }
 #endif

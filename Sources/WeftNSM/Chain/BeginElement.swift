@@ -19,6 +19,8 @@ struct BeginElement: NSMElement {
     /// segment name, as NSM names the client). Refreshes are never refused.
     var maxConnections = Int.max
     var maxPerClient = Int.max
+    /// The node serves LOCAL VFIO (SR-IOV configured).
+    var servesVFIO = false
 
     func request(_ r: inout NSMRequest, next: NSMNext) async throws -> Connection_Connection {
         let id = r.conn.id
@@ -33,7 +35,7 @@ struct BeginElement: NSMElement {
         }
 
         r.serverMechanism = try MechanismPolicy.chooseServer(current: r.conn.hasMechanism ? r.conn.mechanism : nil,
-                                                             preferences: r.received.mechanismPreferences)
+                                                             preferences: r.received.mechanismPreferences, vfio: servesVFIO)
         if let cur = existing {
             if Self.sameServerSide(cur.serverMechanism, r.serverMechanism) {
                 r.isRefresh = true

@@ -50,7 +50,8 @@ struct wf_flow_rule {
 	struct rte_flow_action actions[WF_FLOW_ACTIONS];
 	uint16_t proxy; /* the port the rule is made on */
 	bool built;     /* pattern and actions complete (the proxy may still be missing) */
-	bool vxlan_encap; /* an encap rule: not offered yet (see build_rule) */
+	bool vxlan_encap; /* an encap rule: it carries the next hop's MAC */
+	uint64_t encap_mac; /* that MAC, as dp->nbr_mac holds it */
 	struct rte_flow_item_ethdev in, in_mask;
 	struct rte_flow_item_vlan vlan, vlan_mask;
 	struct rte_flow_item_ipv4 ip4, ip4_mask;
@@ -77,7 +78,9 @@ struct wf_offload {
 	struct rte_flow *flow[2];
 	uint16_t proxy[2];
 	char why[WF_OFFLOAD_WHY];
-	uint64_t packets[2], bytes[2]; /* the last counts read (a failed query keeps them) */
+	uint64_t packets[2], bytes[2]; /* the current rules' last counts read (a failed query keeps them) */
+	uint64_t base_packets[2], base_bytes[2]; /* what rules replaced or gone had counted */
+	uint64_t encap_mac[2]; /* a VXLAN encap rule's next-hop MAC; 0: no encap that way */
 };
 
 static void
@@ -166,10 +169,9 @@ build_rule(struct wf_dataplane *dp, uint32_t from, uint32_t to, struct wf_flow_r
 		r->actions[na++] = (struct rte_flow_action){ .type = RTE_FLOW_ACTION_TYPE_OF_PUSH_VLAN, .conf = &r->push };
 		r->actions[na++] = (struct rte_flow_action){ .type = RTE_FLOW_ACTION_TYPE_OF_SET_VLAN_VID, .conf = &r->vid };
 	} else if (tout != NULL && tout->kind == WF_TUN_VXLAN) {
-		/* The encap rule carries the next hop's MAC: a later change of it (or
-		 * its loss) would have to replace the rule, or offloaded frames go to
-		 * the old MAC, out of software's sight. Until that tracking exists the
-		 * rule is built (describe) but not offered (wf_xc_offload). */
+		/* The encap rule carries the next hop's MAC: wf_xc_offload_check
+		 * replaces the rule when it changes, and puts the connection back in
+		 * software when it is lost. */
 		r->vxlan_encap = true;
 		const struct wf_underlay *u = dp->ul_ctl[tout->uplink];
 		const uint64_t mac = tout->nbr < WF_MAX_NEIGHBOURS ? __atomic_load_n(&dp->nbr_mac[tout->nbr], __ATOMIC_ACQUIRE) : 0;
@@ -178,6 +180,7 @@ build_rule(struct wf_dataplane *dp, uint32_t from, uint32_t to, struct wf_flow_r
 			return -EAGAIN;
 		}
 		unsigned d = 0;
+		r->encap_mac = mac;
 		memcpy(r->d_eth.hdr.src_addr.addr_bytes, u->mac, 6);
 		for (int i = 0; i < 6; i++)
 			r->d_eth.hdr.dst_addr.addr_bytes[i] = (uint8_t)(mac >> (8 * i));
@@ -291,10 +294,7 @@ wf_xc_offload(wf_dataplane_t *dp, uint32_t slot, int mode)
 	struct wf_flow_rule r;
 	for (int d = 0; d < 2; d++) {
 		rc = build_rule(dp, d ? x->b : x->a, d ? x->a : x->b, &r, o->why, sizeof(o->why));
-		if (r.built && r.vxlan_encap) {
-			snprintf(o->why, sizeof(o->why), "VXLAN encap is not offloaded yet (its rule would not follow a change of the next hop's MAC)");
-			rc = -EOPNOTSUPP;
-		}
+		o->encap_mac[d] = r.vxlan_encap ? r.encap_mac : 0;
 		if (rc == 0) {
 			struct rte_flow_error err;
 			memset(&err, 0, sizeof(err));
@@ -328,6 +328,153 @@ wf_xc_offload(wf_dataplane_t *dp, uint32_t slot, int mode)
 	return 0;
 }
 
+/* Back to software (a path that never stopped): both of the connection's rules
+ * go, the reason is kept, and what they counted stays in its totals. */
+static void
+offload_fall_back(struct wf_dataplane *dp, uint32_t slot, const char *msg)
+{
+	struct wf_offload *o = &dp->offload[slot];
+	uint64_t packets[2], bytes[2];
+	for (int d = 0; d < 2; d++) {
+		packets[d] = o->base_packets[d] + o->packets[d];
+		bytes[d] = o->base_bytes[d] + o->bytes[d];
+	}
+	uint8_t mode = o->mode;
+	char keep[WF_OFFLOAD_WHY];
+	snprintf(keep, sizeof(keep), "%s", msg);
+	wf_xc_offload_remove(dp, slot);
+	o->tried = true;
+	o->mode = mode;
+	memcpy(o->why, keep, sizeof(keep));
+	memcpy(o->base_packets, packets, sizeof(packets));
+	memcpy(o->base_bytes, bytes, sizeof(bytes));
+}
+
+/* Direction d's VXLAN next hop changed its MAC: a new rule with the new MAC is
+ * made first, then the old one goes (its counts kept). 0, or -1 when the
+ * connection had to go back to software (the MAC is lost, or the rule refused). */
+static int
+offload_replace_encap(struct wf_dataplane *dp, uint32_t slot, int d)
+{
+	struct wf_offload *o = &dp->offload[slot];
+	const struct wf_xc_ctl *x = &dp->xcs[slot];
+	struct wf_flow_rule r;
+	char why[WF_OFFLOAD_WHY] = "";
+	struct rte_flow_error err;
+	memset(&err, 0, sizeof(err));
+	struct rte_flow *nf = NULL;
+	int rc = build_rule(dp, d ? x->b : x->a, d ? x->a : x->b, &r, why, sizeof(why));
+	if (rc == 0 && (rc = rte_flow_validate(r.proxy, &r.attr, r.pattern, r.actions, &err)) == 0 &&
+	    (nf = rte_flow_create(r.proxy, &r.attr, r.pattern, r.actions, &err)) == NULL)
+		rc = -EIO;
+	if (rc != 0) {
+		if (why[0] == '\0')
+			snprintf(why, sizeof(why), "%s", err.message ? err.message : strerror(rc < 0 ? -rc : rc));
+		char msg[WF_OFFLOAD_WHY];
+		snprintf(msg, sizeof(msg), "the VXLAN next hop's MAC changed and the %s rule could not follow (%s): back in software",
+			 d ? "B->A" : "A->B", why);
+		offload_fall_back(dp, slot, msg);
+		return -1;
+	}
+	struct rte_flow_query_count q = { .reset = 0 };
+	struct rte_flow_action a[2] = { { .type = RTE_FLOW_ACTION_TYPE_COUNT }, { .type = RTE_FLOW_ACTION_TYPE_END } };
+	if (rte_flow_query(o->proxy[d], o->flow[d], a, &q, &err) == 0) {
+		o->packets[d] = q.hits;
+		o->bytes[d] = q.bytes;
+	}
+	o->base_packets[d] += o->packets[d];
+	o->base_bytes[d] += o->bytes[d];
+	o->packets[d] = o->bytes[d] = 0;
+	if (rte_flow_destroy(o->proxy[d], o->flow[d], &err) != 0)
+		RTE_LOG(ERR, USER1, "weft: cannot remove the replaced NIC rule of cross-connect %u: %s\n", slot,
+			err.message ? err.message : "unknown error");
+	o->flow[d] = nf;
+	o->proxy[d] = r.proxy;
+	o->encap_mac[d] = r.encap_mac;
+	return 0;
+}
+
+/* The current next-hop MAC of the VXLAN side a direction ends on (0: unresolved). */
+static uint64_t
+encap_mac_now(const struct wf_dataplane *dp, uint32_t to)
+{
+	if (!(to & WF_SIDE_TUNNEL))
+		return 0;
+	const struct wf_tunnel_ctl *t = &dp->tunnels[to & ~WF_SIDE_TUNNEL];
+	if (t->kind != WF_TUN_VXLAN || t->nbr >= WF_MAX_NEIGHBOURS)
+		return 0;
+	return __atomic_load_n(&dp->nbr_mac[t->nbr], __ATOMIC_ACQUIRE);
+}
+
+int
+wf_xc_offload_check(wf_dataplane_t *dp)
+{
+	if (dp == NULL || dp->offload == NULL)
+		return 0;
+	int n = 0;
+	for (uint32_t slot = 0; slot < dp->cfg.max_xconnects; slot++) {
+		struct wf_offload *o = &dp->offload[slot];
+		if (!o->on)
+			continue;
+		const struct wf_xc_ctl *x = &dp->xcs[slot];
+		for (int d = 0; d < 2; d++) {
+			if (o->encap_mac[d] != 0 && encap_mac_now(dp, d ? x->a : x->b) != o->encap_mac[d]) {
+				if (offload_replace_encap(dp, slot, d) != 0) {
+					RTE_LOG(WARNING, USER1, "weft: cross-connect %u: %s\n", slot, o->why);
+					n++;
+					break;
+				}
+			}
+			/* A rule whose count query fails is taken as gone (a port reset, a device
+			 * removed, the PMD dropped it). */
+			struct rte_flow_query_count q = { .reset = 0 };
+			struct rte_flow_action a[2] = { { .type = RTE_FLOW_ACTION_TYPE_COUNT },
+							{ .type = RTE_FLOW_ACTION_TYPE_END } };
+			struct rte_flow_error err;
+			memset(&err, 0, sizeof(err));
+			int rc = rte_flow_query(o->proxy[d], o->flow[d], a, &q, &err);
+			if (rc != 0) {
+				char msg[WF_OFFLOAD_WHY];
+				snprintf(msg, sizeof(msg), "the NIC's %s rule failed later (%s): back in software", d ? "B->A" : "A->B",
+					 err.message ? err.message : strerror(rc < 0 ? -rc : rc));
+				offload_fall_back(dp, slot, msg);
+				RTE_LOG(WARNING, USER1, "weft: cross-connect %u: %s\n", slot, o->why);
+				n++;
+				break;
+			}
+			o->packets[d] = q.hits;
+			o->bytes[d] = q.bytes;
+		}
+	}
+	return n;
+}
+
+int
+wf_test_offload_pretend(wf_dataplane_t *dp, uint32_t slot, const uint64_t packets[2], const uint64_t bytes[2])
+{
+	int rc = p2p_slot(dp, slot);
+	if (rc)
+		return rc;
+	struct wf_offload *o = offload_of(dp, slot);
+	if (o == NULL)
+		return -ENOMEM;
+	const struct wf_xc_ctl *x = &dp->xcs[slot];
+	memset(o, 0, sizeof(*o));
+	o->tried = o->on = true;
+	o->mode = WF_OFFLOAD_AUTO;
+	for (int d = 0; d < 2; d++) {
+		/* Never dereferenced: the ports' PMDs have no flow ops, so every call on it fails. */
+		o->flow[d] = (struct rte_flow *)(uintptr_t)(0x100 + d);
+		uint32_t side = d ? x->b : x->a;
+		uint16_t p = (side & WF_SIDE_TUNNEL) ? dp->tunnels[side & ~WF_SIDE_TUNNEL].uplink : (uint16_t)side;
+		o->proxy[d] = dp->ports[p].eth;
+		o->packets[d] = packets[d];
+		o->bytes[d] = bytes[d];
+		o->encap_mac[d] = encap_mac_now(dp, d ? x->a : x->b);
+	}
+	return 0;
+}
+
 int
 wf_xc_offload_status(wf_dataplane_t *dp, uint32_t slot, struct wf_offload_status *st)
 {
@@ -343,6 +490,11 @@ wf_xc_offload_status(wf_dataplane_t *dp, uint32_t slot, struct wf_offload_status
 	st->offloaded = o->on;
 	snprintf(st->why, sizeof(st->why), "%s", o->why);
 	struct wf_offload *ow = &dp->offload[slot];
+	/* What replaced or fallen-back rules counted stays in the totals. */
+	for (int d = 0; d < 2; d++) {
+		st->packets[d] = o->base_packets[d] + (o->on ? 0 : o->packets[d]);
+		st->bytes[d] = o->base_bytes[d] + (o->on ? 0 : o->bytes[d]);
+	}
 	for (int d = 0; d < 2 && o->on; d++) {
 		struct rte_flow_query_count q = { .reset = 0 };
 		struct rte_flow_action a[2] = { { .type = RTE_FLOW_ACTION_TYPE_COUNT }, { .type = RTE_FLOW_ACTION_TYPE_END } };
@@ -352,8 +504,8 @@ wf_xc_offload_status(wf_dataplane_t *dp, uint32_t slot, struct wf_offload_status
 			ow->bytes[d] = q.bytes;
 		}
 		/* A failed query keeps the last counts: totals never go backwards. */
-		st->packets[d] = ow->packets[d];
-		st->bytes[d] = ow->bytes[d];
+		st->packets[d] += ow->packets[d];
+		st->bytes[d] += ow->bytes[d];
 	}
 	return 0;
 }

@@ -315,8 +315,9 @@ wf_port_attach(wf_dataplane_t *dp, const struct wf_port_attach *req, uint16_t *p
 	uint16_t eth, port;
 	bool probed = false;
 	if (rte_eth_dev_get_port_by_name(devname, &eth) == 0) {
-		/* A PCI device on EAL's allow list was probed by rte_eal_init: it is
-		 * ours to set up unless a port of Weft's already drives it. */
+		/* Probed already by EAL at its init (an -a or --vdev in eal.extra_args;
+		 * Weft's own allow list names no device): ours to set up unless a port of
+		 * Weft's drives it. */
 		for (uint16_t p = 0; p < WF_MAX_PORTS; p++)
 			if (dp->ports[p].attached && dp->ports[p].eth == eth) {
 				wf_set_error("device %s already exists", devname);
