@@ -69,16 +69,18 @@ echo "\$A \$B" >\$D/addresses
 ! grep -q '^vfio_pci ' /proc/modules || bad "vfio_pci already loaded (weftd must load it)"
 echo 96 >/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 mkdir -p /dev/hugepages /run/$tag && mount -t hugetlbfs none /dev/hugepages
-cat >\$D/weft.yaml <<YAML
+config() { # the node's file: both NICs (bound by weftd), then what joins them (\$1)
+  cat >\$D/weft.yaml <<YAML
 eal: {main_lcore: 0, hugepages: true, memory_mb: 128, file_prefix: $tag, log_level: notice}
 dataplane: {workers: [1], mbufs: 4095, idle_sleep_us: 50}
 admin: {socket: /run/$tag/weftd.sock, runtime_dir: /run/$tag}
 interfaces:
   - {name: nic0, type: pci, pci: "\$A", bind: true}
   - {name: nic1, type: pci, pci: "\$B", bind: true}
-cross_connects:
-  - {name: xc, a: nic0, b: nic1}
+\$1
 YAML
+}
+config "cross_connects: [{name: xc, a: nic0, b: nic1}]"
 \$BIN/weftd run --config \$D/weft.yaml >\$D/weftd.log 2>&1 &
 W=\$!
 for i in \$(seq 300); do wctl show xconnects >/dev/null 2>&1 && break; kill -0 \$W 2>/dev/null || bad "weftd exited"; sleep 1; done
@@ -124,16 +126,7 @@ for i in \$(seq 600); do [ -e \$D/phase2-done ] && break; sleep 1; done
 wctl show interfaces; wctl show xconnects --json >\$D/xconnects-2.json
 
 # Reload: the NICs become the members of a bridge domain instead (MAC learning, flooding).
-cat >\$D/weft.yaml <<YAML
-eal: {main_lcore: 0, hugepages: true, memory_mb: 128, file_prefix: $tag, log_level: notice}
-dataplane: {workers: [1], mbufs: 4095, idle_sleep_us: 50}
-admin: {socket: /run/$tag/weftd.sock, runtime_dir: /run/$tag}
-interfaces:
-  - {name: nic0, type: pci, pci: "\$A", bind: true}
-  - {name: nic1, type: pci, pci: "\$B", bind: true}
-bridge_domains:
-  - {name: lan, members: [{interface: nic0}, {interface: nic1}]}
-YAML
+config "bridge_domains: [{name: lan, members: [{interface: nic0}, {interface: nic1}]}]"
 out=\$(wctl reload 2>&1) || bad "reload: \$out"
 echo "\$out"
 [ "\$(drv \$A)" = vfio-pci ] && [ "\$(drv \$B)" = vfio-pci ] || bad "reload moved a NIC"

@@ -79,16 +79,20 @@ public final class SRIOVService: @unchecked Sendable {
         }
     }
 
+    /// The pool's choice for `token`, its refusals as NSM errors (lock held).
+    private func select(_ token: String, _ driver: SRIOVPool.Driver) throws -> PCISysfs.VirtualFunction {
+        do { return try pool.select(token: token, driver: driver) } catch let e as SRIOVPool.Failure {
+            if e.description.hasPrefix("no free VF") { throw NSMError(.resourceExhausted, "sr-iov", e.description) }
+            throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID: \(e.description)")
+        }
+    }
+
     /// The VF for `token`, bound to its kernel driver, with its netdev and representor;
     /// `inPod` when the token's VF is in the pod already under `podName`. A failure
     /// after the selection gives the VF back.
     func acquireKernelOrHeld(token: String, podNetns: String, podName: String) throws -> Assignment {
         try lock.withLock {
-            let vf: PCISysfs.VirtualFunction
-            do { vf = try pool.select(token: token, driver: .kernel) } catch let e as SRIOVPool.Failure {
-                if e.description.hasPrefix("no free VF") { throw NSMError(.resourceExhausted, "sr-iov", e.description) }
-                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID: \(e.description)")
-            }
+            let vf = try select(token, .kernel)
             do {
                 guard let pf = pool.physicalFunction(vf.pf) else { throw NSMError(.internalError, "sr-iov", "VF \(vf.address) has no PF") }
                 do { try sysfs.bind(vf.address, to: pf.vfKernelDriver) } catch {
@@ -153,11 +157,7 @@ public final class SRIOVService: @unchecked Sendable {
     /// and the numbers of the container and group devices the pod will open.
     func acquireVFIO(token: String) throws -> VFIOAssignment {
         try lock.withLock {
-            let vf: PCISysfs.VirtualFunction
-            do { vf = try pool.select(token: token, driver: .vfio) } catch let e as SRIOVPool.Failure {
-                if e.description.hasPrefix("no free VF") { throw NSMError(.resourceExhausted, "sr-iov", e.description) }
-                throw NSMError(.invalidArgument, "mechanism", "mechanism.parameters.tokenID: \(e.description)")
-            }
+            let vf = try select(token, .vfio)
             do {
                 guard let g = vf.iommuGroup else {
                     throw NSMError(.failedPrecondition, "vfio", "VF \(vf.address) is in no IOMMU group (is the IOMMU on?): VFIO needs one")

@@ -186,6 +186,19 @@ transact(struct wf_nl *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data, const 
 	}
 }
 
+/* A namespace's fd for IFLA_NET_NS_FD, or -errno with the reason set. */
+static int
+open_netns(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int rc = -errno;
+		wf_set_error("cannot open network namespace %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	return fd;
+}
+
 static struct nlmsghdr *
 link_msg(char *buf, uint16_t type, uint16_t flags, int32_t index)
 {
@@ -209,14 +222,8 @@ wf_nl_veth_add(wf_nl_t *nl, const char *name, const char *peer, const char *peer
 		return -EINVAL;
 	}
 	int nsfd = -1;
-	if (peer_netns_path != NULL && peer_netns_path[0] != '\0') {
-		nsfd = open(peer_netns_path, O_RDONLY | O_CLOEXEC);
-		if (nsfd < 0) {
-			int rc = -errno;
-			wf_set_error("cannot open network namespace %s: %s", peer_netns_path, strerror(-rc));
-			return rc;
-		}
-	}
+	if (peer_netns_path != NULL && peer_netns_path[0] != '\0' && (nsfd = open_netns(peer_netns_path)) < 0)
+		return nsfd;
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
@@ -372,14 +379,8 @@ wf_nl_link_move(wf_nl_t *nl, int32_t index, const char *netns_path, const char *
 	if (name != NULL && (name[0] == '\0' || strlen(name) >= IFNAMSIZ))
 		return -EINVAL;
 	int nsfd = -1;
-	if (netns_path != NULL) {
-		nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
-		if (nsfd < 0) {
-			int rc = -errno;
-			wf_set_error("cannot open network namespace %s: %s", netns_path, strerror(-rc));
-			return rc;
-		}
-	}
+	if (netns_path != NULL && (nsfd = open_netns(netns_path)) < 0)
+		return nsfd;
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, index);
 	if (nsfd >= 0)
